@@ -103,16 +103,24 @@ def box_loss(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: t
 
 
 def _nearest_indices(a: torch.Tensor, b: torch.Tensor, valid_b: torch.Tensor, chunk: int) -> torch.Tensor:
-    """For each point of a `[R, N, 3]` the index of its nearest valid point of b `[R, N, 3]` (no grad)."""
+    """For each point of a `[R, N, 3]` the index of its nearest valid point of b `[R, N, 3]` (no grad).
+
+    Each step holds at most `chunk`·N distances: `chunk` query points of one RoI, or whole RoIs batched
+    together when N <= chunk.
+    """
     R, N, _ = a.shape
     out = torch.empty(R, N, dtype=torch.long, device=a.device)
     b_sq = (b * b).sum(-1)  # [R, N]
     b_sq = torch.where(valid_b, b_sq, torch.full_like(b_sq, float("inf")))
-    for s in range(0, N, chunk):
-        a_c = a[:, s:s + chunk]  # [R, c, 3]
-        # ‖a‖² is constant per row, so argmin of ‖b‖² − 2 a·b is the nearest neighbour.
-        d = b_sq.unsqueeze(1) - 2 * a_c @ b.transpose(1, 2)  # [R, c, N]
-        out[:, s:s + chunk] = d.argmin(dim=-1)
+    step = min(chunk, N)
+    rois_per_step = max(1, chunk // N)
+    for r in range(0, R, rois_per_step):
+        rs = slice(r, r + rois_per_step)
+        for s in range(0, N, step):
+            a_c = a[rs, s:s + step]  # [g, c, 3]
+            # ‖a‖² is constant per query, so the argmin of ‖b‖² − 2 a·b is the nearest neighbour.
+            d = b_sq[rs].unsqueeze(1) - 2 * a_c @ b[rs].transpose(1, 2)  # [g, c, N]
+            out[rs, s:s + step] = d.argmin(dim=-1)
     return out
 
 
@@ -123,8 +131,8 @@ def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
     PLoss = 1/(2m) Σ_x ‖R(q̃)x − R(q)x‖²; SLoss = 1/(2m) Σ_{x1} min_{x2} ‖R(q̃)x1 − R(q)x2‖².
     q_pred, q_gt: `[R, 4]` (w, x, y, z), both normalised here; points: `[R, N, 3]` model points per RoI,
     the first `point_counts[r]` of row r valid (None = all N); symmetric: bool `[R]`.
-    The nearest-neighbour search runs without autograd in chunks of `chunk` points, so memory is
-    O(R·chunk·N); the loss is then evaluated on the matched pairs, which gives the same value and gradient
+    The nearest-neighbour search runs without autograd in steps of at most `chunk`·N distances, so its
+    memory is O(chunk·N) beside the O(R·N) points; the loss is then evaluated on the matched pairs, which gives the same value and gradient
     as the min. R = 0 → 0.
     """
     _require(q_pred.dim() == 2 and q_pred.shape[1] == 4, f"q_pred must have shape [R, 4], got {tuple(q_pred.shape)}")
