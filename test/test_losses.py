@@ -1,0 +1,216 @@
+"""Tests for posecnn_core.losses."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from posecnn_core.geometry import mat_to_quat, quat_multiply, quat_to_mat
+from posecnn_core.losses import box_loss, pose_loss, semantic_loss, vertex_loss
+
+DT = torch.float64
+
+
+def _axis_angle_quat(axis, angle: float) -> torch.Tensor:
+    a = torch.tensor(axis, dtype=DT)
+    a = a / a.norm()
+    return torch.cat([torch.tensor([math.cos(angle / 2)], dtype=DT), math.sin(angle / 2) * a])
+
+
+def _random_unit_quats(n: int, seed: int) -> torch.Tensor:
+    q = torch.randn(n, 4, generator=torch.Generator().manual_seed(seed), dtype=DT)
+    return q / q.norm(dim=1, keepdim=True)
+
+
+# ------------------------------------------------------------------ semantic
+
+def test_semantic_loss_ignores_easy_pixels():
+    # C = 2, one row of 3 pixels, all labelled class 1:
+    # pixel 0 easy (p_gt = sigmoid(5) > 0.9), pixel 1 p_gt = 0.5, pixel 2 p_gt = sigmoid(-1)
+    scores = torch.tensor([[[[0.0, 0.0, 1.0]], [[5.0, 0.0, 0.0]]]], dtype=DT, requires_grad=True)
+    labels = torch.ones(1, 1, 3, dtype=torch.long)
+    loss = semantic_loss(scores, labels)
+    expected = (-math.log(0.5) - math.log(1 / (1 + math.e))) / 2
+    assert abs(loss.item() - expected) < 1e-9  # eps 1e-10 in the denominators
+    loss.backward()
+    assert torch.all(scores.grad[0, :, 0, 0] == 0)  # easy pixel gets no gradient
+    assert torch.all(scores.grad[0, :, 0, 1:] != 0)
+
+
+def test_semantic_loss_all_hard_is_cross_entropy_and_all_easy_is_zero():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(2, 4, 5, 6, generator=g, dtype=DT)
+    labels = torch.randint(0, 4, (2, 5, 6), generator=g)
+    full = semantic_loss(scores, labels, hard_threshold=1.01)
+    assert torch.allclose(full, F.cross_entropy(scores, labels))
+    easy = (20 * F.one_hot(labels, 4).permute(0, 3, 1, 2).to(DT)).requires_grad_()
+    zero = semantic_loss(easy, labels)
+    assert zero.item() == 0.0
+    zero.backward()
+    assert easy.grad is not None and torch.all(easy.grad == 0)
+
+
+def test_semantic_loss_validates_labels():
+    with pytest.raises(ValueError, match="labels must lie"):
+        semantic_loss(torch.zeros(1, 3, 2, 2), torch.full((1, 2, 2), 3))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        semantic_loss(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 3, dtype=torch.long))
+
+
+# ------------------------------------------------------------------ vertex
+
+def test_vertex_loss_hand_case_with_weights():
+    # C = 1 (3 channels), 1x2 image; pixel 0 weighted 10, pixel 1 weighted 0 with a huge error
+    pred = torch.tensor([[[[0.05, 100.0]], [[-0.2, 100.0]], [[0.0, 100.0]]]], dtype=DT, requires_grad=True)
+    target = torch.zeros_like(pred)
+    w = torch.zeros_like(pred)
+    w[..., 0] = 10.0
+    loss = vertex_loss(pred, target, w)
+    # w·diff = (0.5, -2, 0) → smooth-L1 = 0.125 + 1.5 + 0 = 1.625; Σw = 30
+    assert abs(loss.item() - 1.625 / 30) < 1e-9  # eps 1e-10 in the denominators
+    loss.backward()
+    assert torch.all(pred.grad[..., 1] == 0)
+    # broadcast weights [B, 1, H, W] count once per channel in Σw
+    w1 = torch.tensor([[[[10.0, 0.0]]]], dtype=DT)
+    assert abs(vertex_loss(pred, target, w1).item() - 1.625 / 30) < 1e-9  # eps 1e-10 in the denominators
+
+
+def test_vertex_loss_validates_shapes():
+    with pytest.raises(ValueError, match="vertex_target"):
+        vertex_loss(torch.zeros(1, 6, 2, 2), torch.zeros(1, 3, 2, 2), torch.ones(1, 6, 2, 2))
+    with pytest.raises(ValueError, match="vertex_weights"):
+        vertex_loss(torch.zeros(1, 6, 2, 2), torch.zeros(1, 6, 2, 2), torch.ones(1, 6, 3, 2))
+
+
+# ------------------------------------------------------------------ boxes
+
+def test_box_loss_hand_case():
+    scores = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=DT, requires_grad=True)
+    deltas = torch.zeros(2, 8, dtype=DT)
+    deltas[0, 4:8] = torch.tensor([0.5, 0.0, 2.0, 0.0])  # RoI 0, class 1
+    deltas[1, 0:4] = 50.0  # background RoI: not regressed
+    deltas.requires_grad_()
+    gt_classes = torch.tensor([1, 0])
+    gt_deltas = torch.zeros(2, 4, dtype=DT)
+    ce, l1 = box_loss(scores, deltas, gt_classes, gt_deltas)
+    assert abs(ce.item() - (-math.log(0.5) - math.log(0.75)) / 2) < 1e-9
+    assert abs(l1.item() - 1.625 / 4) < 1e-9  # eps 1e-10 in the denominators
+    (ce + l1).backward()
+    assert deltas.grad[0, 4] != 0 and torch.all(deltas.grad[1] == 0)
+    # explicit weights, per RoI and per coordinate
+    _, l1w = box_loss(scores, deltas, gt_classes, gt_deltas, torch.tensor([1.0, 0.0], dtype=DT))
+    assert abs(l1w.item() - 1.625 / 4) < 1e-9  # eps 1e-10 in the denominators
+    w4 = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]], dtype=DT)
+    _, l1w4 = box_loss(scores, deltas, gt_classes, gt_deltas, w4)
+    assert abs(l1w4.item() - 0.125 / 3) < 1e-9  # eps 1e-10 in the denominators
+
+
+def test_box_loss_empty_and_bad_shapes():
+    scores = torch.zeros(0, 3, requires_grad=True)
+    ce, l1 = box_loss(scores, torch.zeros(0, 12), torch.zeros(0, dtype=torch.long), torch.zeros(0, 4))
+    assert ce.item() == 0 and l1.item() == 0
+    ce.backward()
+    with pytest.raises(ValueError, match="box_deltas"):
+        box_loss(torch.zeros(2, 3), torch.zeros(2, 8), torch.zeros(2, dtype=torch.long), torch.zeros(2, 4))
+
+
+# ------------------------------------------------------------------ pose
+
+def _points(n: int, seed: int = 0) -> torch.Tensor:
+    return 0.05 * torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=DT)
+
+
+def test_pose_loss_zero_at_truth_and_monotonic_in_rotation_error():
+    pts = _points(200)
+    q_gt = _random_unit_quats(1, 1)
+    no_sym = torch.tensor([False])
+    assert pose_loss(q_gt, q_gt, pts[None], None, no_sym).item() < 1e-20
+    assert pose_loss(-2.5 * q_gt, q_gt, pts[None], None, no_sym).item() < 1e-20  # sign and scale invariant
+    losses = []
+    for deg in range(0, 181, 10):
+        dq = _axis_angle_quat([0.3, -1.0, 0.5], math.radians(deg))
+        q_pred = quat_multiply(q_gt, dq[None])
+        losses.append(pose_loss(q_pred, q_gt, pts[None], None, no_sym).item())
+    assert losses[0] < 1e-20
+    assert all(b > a for a, b in zip(losses, losses[1:]))
+
+
+def test_shape_match_loss_zero_for_symmetry_equivalent_pose():
+    half = _points(150, seed=3)
+    rz180 = torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=DT))
+    pts = torch.cat([half, half @ rz180.T])[None]  # invariant under 180° about z
+    q_gt = _random_unit_quats(1, 4)
+    q_pred = quat_multiply(q_gt, _axis_angle_quat([0, 0, 1], math.pi)[None])
+    s_loss = pose_loss(q_pred, q_gt, pts, None, torch.tensor([True]))
+    p_loss = pose_loss(q_pred, q_gt, pts, None, torch.tensor([False]))
+    assert s_loss.item() < 1e-20
+    assert p_loss.item() > 1e-3
+    # a generic wrong pose is penalised by both
+    q_bad = quat_multiply(q_gt, _axis_angle_quat([1, 0, 0], 0.5)[None])
+    assert pose_loss(q_bad, q_gt, pts, None, torch.tensor([True])).item() > 1e-5
+
+
+def _brute_force(q_pred, q_gt, points, counts, symmetric):
+    total = []
+    for r in range(q_pred.shape[0]):
+        x = points[r, : int(counts[r])]
+        a = x @ quat_to_mat(q_pred[r]).T
+        b = x @ quat_to_mat(q_gt[r]).T
+        if symmetric[r]:
+            d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1).min(dim=1).values
+        else:
+            d = ((a - b) ** 2).sum(-1)
+        total.append(d.sum() / (2 * x.shape[0]))
+    return torch.stack(total).mean()
+
+
+def test_chunked_shape_match_equals_brute_force_with_padding_and_gradients():
+    R, N = 4, 120
+    points = torch.stack([_points(N, seed=10 + r) for r in range(R)])
+    counts = torch.tensor([120, 77, 5, 64])
+    for r in range(R):  # padding is garbage that must be ignored
+        points[r, counts[r]:] = 1e3
+    q_gt = _random_unit_quats(R, 20)
+    symmetric = torch.tensor([True, False, True, True])
+    q1 = (1.7 * _random_unit_quats(R, 21)).requires_grad_()
+    q2 = q1.detach().clone().requires_grad_()
+    got = pose_loss(q1, q_gt, points, counts, symmetric, chunk=7)
+    ref = _brute_force(q2 / q2.norm(dim=1, keepdim=True), q_gt, points, counts, symmetric)
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-14)
+    got.backward()
+    ref.backward()
+    assert q1.grad.abs().sum() > 0
+    assert torch.allclose(q1.grad, q2.grad, rtol=1e-8, atol=1e-12)
+    # same value whatever the chunk size
+    for chunk in (1, 64, 130, 250, 4096):  # one point per step ... several whole RoIs per step
+        assert torch.allclose(pose_loss(q1.detach(), q_gt, points, counts, symmetric, chunk=chunk), ref.detach())
+
+
+def test_pose_loss_gradient_reaches_q_pred_and_empty():
+    pts = _points(50)[None].float()
+    for sym in (False, True):
+        q = _random_unit_quats(1, 30).float().requires_grad_()
+        pose_loss(q, _random_unit_quats(1, 31).float(), pts, None, torch.tensor([sym])).backward()
+        assert q.grad is not None and torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0
+    q = torch.zeros(0, 4, requires_grad=True)
+    loss = pose_loss(q, torch.zeros(0, 4), torch.zeros(0, 10, 3), None, torch.zeros(0, dtype=torch.bool))
+    assert loss.item() == 0
+    loss.backward()
+
+
+def test_pose_loss_validates_inputs():
+    q = torch.tensor([[1.0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="points"):
+        pose_loss(q, q, torch.zeros(1, 10, 2), None, torch.tensor([False]))
+    with pytest.raises(ValueError, match="point_counts"):
+        pose_loss(q, q, torch.zeros(1, 10, 3), torch.tensor([11]), torch.tensor([False]))
+    with pytest.raises(ValueError, match="chunk"):
+        pose_loss(q, q, torch.zeros(1, 10, 3), None, torch.tensor([False]), chunk=0)
+
+
+def test_mat_to_quat_is_consistent_with_loss_inputs():
+    # a ground-truth quaternion from a rotation matrix gives zero loss against that matrix's pose
+    Rm = quat_to_mat(_random_unit_quats(3, 40))
+    q = mat_to_quat(Rm)
+    pts = torch.stack([_points(30, seed=s) for s in range(3)])
+    assert pose_loss(q, _random_unit_quats(3, 40), pts, None, torch.zeros(3, dtype=torch.bool)).item() < 1e-20
