@@ -78,6 +78,8 @@ def _check_inputs(features: Tensor, rois: Tensor) -> None:
         raise TypeError(f"rois must be a torch.Tensor, got {type(rois).__name__}")
     if features.dim() != 4:
         raise ValueError(f"features must be [B, C, H, W], got shape {tuple(features.shape)}")
+    if features.shape[2] == 0 or features.shape[3] == 0:
+        raise ValueError(f"features must have a non-empty H x W map, got shape {tuple(features.shape)}")
     if not features.is_floating_point():
         raise TypeError(f"features must be a floating tensor, got {features.dtype}")
     if rois.dim() != 2 or rois.shape[1] != 5:

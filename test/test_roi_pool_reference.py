@@ -81,7 +81,8 @@ def test_negative_start_clips_to_zero():
 
 
 def test_fractional_coordinates_truncate():
-    # x: start 0.5, end 2.7 -> roi_w = int(3.2) = 3, bin 1.5 -> [int(0.5), int(2.5)) = [0, 2), [int(1.5), int(3.5)) = [1, 3)
+    # x: start 0.5, end 2.7 -> roi_w = int(3.2) = 3, bin 1.5
+    #    -> [int(0.5), int(2.5)) = [0, 2) and [int(1.5), int(3.5)) = [1, 3)
     # y: start 0.5, end 1.2 -> roi_h = int(1.7) = 1, bin 0.5 -> both bins [0, 1)
     rois = torch.tensor([[0, 0.5, 0.5, 2.7, 1.2]])
     hs, he, ws, we = roi_bin_bounds(rois, 2, 1.0, 4, 4)
@@ -212,6 +213,7 @@ def test_output_dtype_follows_features_and_rois_may_be_float64():
 
 @pytest.mark.parametrize("feats,rois,kwargs,exc,word", [
     (torch.zeros(2, 4, 4), torch.zeros(1, 5), {}, ValueError, "features"),
+    (torch.zeros(1, 2, 0, 4), torch.zeros(1, 5), {}, ValueError, "features"),
     (torch.zeros(1, 2, 4, 4, dtype=torch.int32), torch.zeros(1, 5), {}, TypeError, "features"),
     (torch.zeros(1, 2, 4, 4), torch.zeros(1, 4), {}, ValueError, "rois"),
     (torch.zeros(1, 2, 4, 4), torch.zeros(5), {}, ValueError, "rois"),
