@@ -1,0 +1,368 @@
+"""Checkpoint I/O for :class:`~posecnn_core.network.PoseCNN`: PT checkpoints, our own format, ImageNet VGG16 init.
+
+Only ``torch.load(..., weights_only=True, map_location="cpu")`` is used, so a checkpoint can hold tensors and
+plain Python values but never code. Loading is strict unless asked otherwise, and every skipped key is reported.
+
+Accepted layouts (``read_state_dict``):
+- PT: a plain state_dict (key -> tensor), or ``{'model': state_dict}`` (``'state_dict'`` is accepted too);
+- ours: ``{'format': 'posecnn_ros', 'format_version': 1, 'model': state_dict, 'meta': {...}}``.
+A ``module.`` prefix (DDP / DataParallel) on every key is stripped and logged as a warning.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .network import PoseCNN
+
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError", "CheckpointMeta", "LoadReport",
+    "read_state_dict", "save_checkpoint", "load_weights", "load_vgg16_imagenet", "model_from_checkpoint",
+    "strip_module_prefix",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "posecnn_ros"
+FORMAT_VERSION = 1
+_PREFIX = "module."
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read or has an unexpected layout."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A state_dict does not match the model (missing, unexpected or shape-mismatched keys)."""
+
+
+def _is_plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+@dataclass
+class CheckpointMeta:
+    """What a checkpoint says about its network. ``extra`` holds training info (epoch, config, ...).
+
+    class_names: names by class index (index 0 = background), or None when unknown (PT checkpoints).
+    format_version: FORMAT_VERSION for our files, 0 for a PT state_dict.
+    ``extra`` may hold only None/bool/int/float/str and lists/tuples/str-keyed dicts of them, so that the file
+    stays loadable with ``weights_only=True``.
+    """
+
+    num_classes: int
+    in_channels: int = 3
+    fc_dim: int = 4096
+    class_names: list[str] | None = None
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, low in (("num_classes", 2), ("in_channels", 1), ("fc_dim", 1), ("format_version", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"CheckpointMeta.{name} must be an int >= {low}, got {value!r}")
+        if self.class_names is not None:
+            names = list(self.class_names)
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError("CheckpointMeta.class_names must be a list of str")
+            if len(names) != self.num_classes:
+                raise ValueError(f"CheckpointMeta.class_names has {len(names)} names but num_classes is "
+                                 f"{self.num_classes}")
+            self.class_names = names
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"CheckpointMeta.extra must be a dict, got {type(self.extra).__name__}")
+        bad = [k for k, v in self.extra.items() if not isinstance(k, str) or not _is_plain(v)]
+        if bad:
+            raise TypeError(f"CheckpointMeta.extra must hold only plain Python values (None, bool, int, float, "
+                            f"str, list, tuple, dict with str keys); offending keys: {bad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "in_channels": self.in_channels, "fc_dim": self.fc_dim,
+                "class_names": None if self.class_names is None else list(self.class_names),
+                "format_version": self.format_version, "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CheckpointMeta":
+        known = {"num_classes", "in_channels", "fc_dim", "class_names", "format_version", "extra"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown CheckpointMeta fields: {unknown}")
+        if "num_classes" not in data:
+            raise ValueError("CheckpointMeta needs num_classes")
+        return cls(**dict(data))
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+@dataclass
+class LoadReport:
+    """Outcome of loading a state_dict into a model.
+
+    loaded: keys copied into the model. missing: model keys left untouched -> expected shape.
+    unexpected: state_dict keys the model lacks -> their shape. shape_mismatched: key -> (expected, actual).
+    notes: anything else the caller should know (e.g. adapted tensors).
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    missing: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    unexpected: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    shape_mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every model key was loaded and nothing was skipped."""
+        return not (self.missing or self.unexpected or self.shape_mismatched)
+
+    def problems(self) -> list[str]:
+        """One line per offending key."""
+        lines = [f"missing: {k} (model expects {list(s)})" for k, s in self.missing.items()]
+        lines += [f"unexpected: {k} (checkpoint has {list(s)}, model has no such key)"
+                  for k, s in self.unexpected.items()]
+        lines += [f"shape mismatch: {k} (model expects {list(e)}, checkpoint has {list(a)})"
+                  for k, (e, a) in self.shape_mismatched.items()]
+        return lines
+
+    def summary(self) -> str:
+        head = (f"loaded {len(self.loaded)} tensors; {len(self.missing)} missing, {len(self.unexpected)} "
+                f"unexpected, {len(self.shape_mismatched)} shape-mismatched (skipped)")
+        return "\n".join([head] + ["  " + line for line in self.problems() + self.notes])
+
+
+def strip_module_prefix(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], bool]:
+    """Drop a ``module.`` prefix when EVERY key has it (DDP); returns (state_dict, whether it was stripped)."""
+    keys = list(state_dict)
+    if keys and all(k.startswith(_PREFIX) for k in keys):
+        return {k[len(_PREFIX):]: v for k, v in state_dict.items()}, True
+    return dict(state_dict), False
+
+
+def _tensor_dict(obj: Any, path: Path, what: str) -> dict[str, Tensor]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: {what} is a {type(obj).__name__}, expected a mapping of tensors")
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: {what} has entries that are not str -> tensor: {bad[:10]}"
+                              + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""))
+    return dict(obj)
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], CheckpointMeta | None]:
+    """Read a checkpoint file -> (state_dict on CPU, meta or None for PT files). See the module docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist" if not path.exists()
+                              else f"{path}: not a regular file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt/unsafe files
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: top level is a {type(obj).__name__}, expected a dict")
+
+    meta = None
+    if obj.get("format") == FORMAT_NAME:
+        version = obj.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise CheckpointError(f"{path}: format_version must be an int, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: format_version {version} is newer than this code supports "
+                                  f"({FORMAT_VERSION}); update posecnn_core")
+        state_dict = _tensor_dict(obj.get("model"), path, "'model'")
+        raw_meta = obj.get("meta")
+        if not isinstance(raw_meta, Mapping):
+            raise CheckpointError(f"{path}: 'meta' is missing or not a dict")
+        try:
+            meta = CheckpointMeta.from_dict({**raw_meta, "format_version": version})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: invalid meta ({exc})") from exc
+    elif "model" in obj and isinstance(obj["model"], Mapping):
+        state_dict = _tensor_dict(obj["model"], path, "'model'")
+    elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        state_dict = _tensor_dict(obj["state_dict"], path, "'state_dict'")
+    elif obj and all(isinstance(v, Tensor) for v in obj.values()):
+        state_dict = _tensor_dict(obj, path, "state_dict")
+    else:
+        raise CheckpointError(f"{path}: unrecognised checkpoint layout (top-level keys: {list(obj)[:10]}); "
+                              "expected a state_dict, {'model': state_dict} or our posecnn_ros format")
+    if not state_dict:
+        raise CheckpointError(f"{path}: checkpoint holds no tensors")
+    state_dict, stripped = strip_module_prefix(state_dict)
+    if stripped:
+        log.warning("%s: stripped the 'module.' (DDP) prefix from all %d keys", path, len(state_dict))
+    return state_dict, meta
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta) -> Path:
+    """Write ``model``'s state_dict and ``meta`` in our format, atomically (temp file + rename). Returns the path.
+
+    A DDP/DataParallel wrapper is unwrapped; ``meta`` must agree with a PoseCNN's num_classes/in_channels/fc_dim.
+    """
+    if not isinstance(meta, CheckpointMeta):
+        raise TypeError(f"meta must be a CheckpointMeta, got {type(meta).__name__}")
+    model = _unwrap(model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(model, PoseCNN):
+        for name in ("num_classes", "in_channels", "fc_dim"):
+            if getattr(model, name) != getattr(meta, name):
+                raise ValueError(f"meta.{name}={getattr(meta, name)} disagrees with the model's "
+                                 f"{getattr(model, name)}")
+    meta_dict = meta.to_dict()
+    meta_dict["format_version"] = FORMAT_VERSION
+    payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+               "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "meta": {k: v for k, v in meta_dict.items() if k != "format_version"}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _compare(model_sd: Mapping[str, Tensor], state_dict: Mapping[str, Tensor]) -> LoadReport:
+    report = LoadReport()
+    for key, target in model_sd.items():
+        if key not in state_dict:
+            report.missing[key] = _shape(target)
+        elif _shape(state_dict[key]) != _shape(target):
+            report.shape_mismatched[key] = (_shape(target), _shape(state_dict[key]))
+        else:
+            report.loaded.append(key)
+    for key, value in state_dict.items():
+        if key not in model_sd:
+            report.unexpected[key] = _shape(value)
+    return report
+
+
+def _copy_in(model: nn.Module, state_dict: Mapping[str, Tensor], keys: list[str]) -> None:
+    if keys:
+        result = model.load_state_dict({k: state_dict[k] for k in keys}, strict=False)
+        assert not result.unexpected_keys, result.unexpected_keys
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], *, partial: bool = False) -> LoadReport:
+    """Copy ``state_dict`` into ``model``; strict unless ``partial``.
+
+    Strict: any missing, unexpected or shape-mismatched key raises CheckpointMismatchError listing every such
+    key with expected/actual shapes, and the model is left unchanged. Partial: loads the matching keys and
+    returns a LoadReport describing the rest (print ``report.summary()``).
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+    model = _unwrap(model)
+    report = _compare(model.state_dict(), state_dict)
+    if not partial and not report.complete:
+        hint = ""
+        if report.unexpected and all(k.startswith(_PREFIX) for k in state_dict):
+            hint = "\n(every key starts with 'module.': read the file with read_state_dict, which strips it)"
+        raise CheckpointMismatchError("state_dict does not match the model:\n  "
+                                      + "\n  ".join(report.problems()) + hint)
+    _copy_in(model, state_dict, report.loaded)
+    if not report.complete:
+        log.warning("partial weight load: %s", report.summary())
+    return report
+
+
+def load_vgg16_imagenet(model: PoseCNN, path: str | os.PathLike) -> LoadReport:
+    """Initialise ``model`` from a local torchvision VGG16 ImageNet state_dict (e.g. ``vgg16-397923af.pth``).
+
+    ``features.*`` map one to one (for in_channels=6 the RGB filters of conv1_1 are copied into both channel
+    halves, as PT does; other in_channels raise); ``classifier.0``/``classifier.3`` load when fc_dim is 4096,
+    otherwise they are reported as shape-mismatched. Model keys the file cannot provide (the PoseCNN heads) are
+    reported as missing and keep their initialisation; file keys PoseCNN lacks (``classifier.6``) as unexpected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: ImageNet VGG16 weights not found. This machine has no internet access: download "
+            "torchvision's VGG16 ImageNet state_dict (vgg16-397923af.pth) elsewhere and copy it to this path.")
+    state_dict, _ = read_state_dict(path)
+    net = _unwrap(model)
+    report = _compare(net.state_dict(), state_dict)
+    adapted: dict[str, Tensor] = {}
+    key0 = "features.0.weight"
+    if key0 in report.shape_mismatched:
+        expected, actual = report.shape_mismatched[key0]
+        if expected[1] == 2 * actual[1] and expected[0] == actual[0] and expected[2:] == actual[2:]:
+            adapted[key0] = torch.cat([state_dict[key0], state_dict[key0]], dim=1)
+            del report.shape_mismatched[key0]
+            report.loaded.append(key0)
+            report.notes.append(f"{key0}: ImageNet {list(actual)} filters copied into both halves of "
+                                f"{list(expected)} (PT's RGB-D init)")
+    trunk = LoadReport(missing={k: s for k, s in report.missing.items() if k.startswith("features.")},
+                       shape_mismatched={k: s for k, s in report.shape_mismatched.items()
+                                         if k.startswith("features.")})
+    if not trunk.complete:
+        raise CheckpointMismatchError(
+            f"{path}: not a VGG16 state_dict matching this model's trunk (in_channels="
+            f"{getattr(net, 'in_channels', '?')}):\n  " + "\n  ".join(trunk.problems()))
+    _copy_in(net, {**state_dict, **adapted}, report.loaded)
+    log.info("ImageNet VGG16 init from %s: %s", path, report.summary())
+    return report
+
+
+def _infer_meta(state_dict: Mapping[str, Tensor], path: Path) -> CheckpointMeta:
+    needed = ("conv_score.0.weight", "features.0.weight", "classifier.0.weight")
+    absent = [k for k in needed if k not in state_dict]
+    if absent:
+        raise CheckpointError(f"{path}: cannot infer the network size, keys missing: {absent}")
+    score, first, fc0 = (state_dict[k] for k in needed)
+    if score.dim() != 4 or first.dim() != 4 or fc0.dim() != 2:
+        raise CheckpointError(f"{path}: unexpected ranks for {needed}: "
+                              f"{[list(t.shape) for t in (score, first, fc0)]}")
+    try:
+        return CheckpointMeta(num_classes=int(score.shape[0]), in_channels=int(first.shape[1]),
+                              fc_dim=int(fc0.shape[0]), class_names=None, format_version=0)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: implausible network size ({exc})") from exc
+
+
+def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
+                          ) -> tuple[PoseCNN, CheckpointMeta]:
+    """Build a PoseCNN from a checkpoint and load it strictly -> (model in eval mode on ``device``, meta).
+
+    For PT files the size is inferred from tensor shapes (class_names None, format_version 0); for ours it comes
+    from the stored meta.
+    """
+    path = Path(path)
+    state_dict, meta = read_state_dict(path)
+    if meta is None:
+        meta = _infer_meta(state_dict, path)
+    model = PoseCNN(meta.num_classes, in_channels=meta.in_channels, fc_dim=meta.fc_dim)
+    try:
+        load_weights(model, state_dict)
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"{path}: {exc}") from exc
+    return model.to(device).eval(), meta

@@ -1,0 +1,201 @@
+"""The PoseCNN network in PoseCNN-PyTorch's (PT's) module layout, so PT checkpoints load key for key.
+
+Trunk: VGG16 ``features[:30]`` (torchvision indices; taps after conv4_3's and conv5_3's ReLU, strides 8 and 16).
+Dense heads: semantic scores and centre ("vertex") maps at input resolution. RoI heads: 7x7 max RoI pooling of
+both taps (scales 1/8, 1/16) added together, the VGG classifier layers 0 and 3, then ``fc8`` (box class score),
+``fc9`` (box deltas) and ``fc10`` (allocentric quaternion per class).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .roi_pool import roi_max_pool
+
+__all__ = ["PoseCNN", "PIXEL_MEANS_BGR", "normalize_bgr", "SEMANTIC_UNITS", "VERTEX_UNITS", "POOL_SIZE"]
+
+PIXEL_MEANS_BGR = (102.98 / 255.0, 115.95 / 255.0, 122.77 / 255.0)
+SEMANTIC_UNITS = 64  # PT's num_units
+VERTEX_UNITS = 128   # 2 * num_units
+POOL_SIZE = 7
+_TRUNK_CHANNELS = 512
+_CONV4_TAP, _CONV5_TAP = 22, 29          # indices in `features` whose outputs are the taps
+_EARLY_CONVS = (0, 2, 5, 7, 10, 12, 14)  # conv1_1 .. conv3_3, frozen by PT's TRAIN.FREEZE_LAYERS
+# torchvision's VGG16 configuration up to conv5_3: conv output widths, "M" = 2x2 max pool.
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+
+
+def normalize_bgr(image: np.ndarray | Tensor, channels_last: bool = True) -> Tensor:
+    """BGR image(s) -> network input: float32 [B, 3, H, W], scaled to [0, 1] minus ``PIXEL_MEANS_BGR``.
+
+    ``image``: numpy array or tensor, [H, W, 3] or [B, H, W, 3] (OpenCV layout) when ``channels_last``, else
+    [3, H, W] or [B, 3, H, W]. uint8 values are divided by 255; floating values must already be in [0, 1].
+    The result stays on the input tensor's device. No padding is done here.
+    """
+    if isinstance(image, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(image))
+    elif isinstance(image, Tensor):
+        x = image
+    else:
+        raise TypeError(f"image must be a numpy array or torch.Tensor, got {type(image).__name__}")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"image must have 3 or 4 dimensions, got shape {tuple(x.shape)}")
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if channels_last:
+        x = x.permute(0, 3, 1, 2)
+    if x.shape[1] != 3:
+        raise ValueError(f"image must have 3 (BGR) channels, got shape {tuple(image.shape)} "
+                         f"(channels_last={channels_last})")
+    if x.dtype == torch.uint8:
+        x = x.to(torch.float32) / 255.0
+    elif x.is_floating_point():
+        x = x.to(torch.float32)
+    else:
+        raise TypeError(f"image must be uint8 or floating, got {x.dtype}")
+    means = torch.tensor(PIXEL_MEANS_BGR, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return (x - means).contiguous()
+
+
+def _vgg16_trunk(in_channels: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for item in _VGG16_CFG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = item
+    return nn.Sequential(*layers)
+
+
+def _conv1x1(in_ch: int, out_ch: int, relu: bool) -> nn.Module:
+    conv = nn.Conv2d(in_ch, out_ch, kernel_size=1)
+    return nn.Sequential(conv, nn.ReLU(inplace=True)) if relu else conv
+
+
+class PoseCNN(nn.Module):
+    """PoseCNN with PT's parameter names and shapes (48 tensors for a full model).
+
+    num_classes: C, including the background. in_channels: 3 (BGR) or 6 (BGR + depth channels, PT's RGB-D).
+    fc_dim: width of the RoI classifier (4096 = VGG; PT's "slim" variant uses 256).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, fc_dim: int = 4096) -> None:
+        super().__init__()
+        for name, value, low in (("num_classes", num_classes, 2), ("in_channels", in_channels, 1),
+                                 ("fc_dim", fc_dim, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.fc_dim = fc_dim
+        C = num_classes
+
+        self.features = _vgg16_trunk(in_channels)
+        self.classifier = nn.Sequential(
+            nn.Linear(_TRUNK_CHANNELS * POOL_SIZE * POOL_SIZE, fc_dim), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(0.5))
+        # semantic labelling branch
+        self.conv4_embed = _conv1x1(_TRUNK_CHANNELS, SEMANTIC_UNITS, relu=True)
+        self.conv5_embed = _conv1x1(_TRUNK_CHANNELS, SEMANTIC_UNITS, relu=True)
+        self.conv_score = _conv1x1(SEMANTIC_UNITS, C, relu=True)
+        # centre (vertex) regression branch: no activations
+        self.conv4_vertex_embed = _conv1x1(_TRUNK_CHANNELS, VERTEX_UNITS, relu=False)
+        self.conv5_vertex_embed = _conv1x1(_TRUNK_CHANNELS, VERTEX_UNITS, relu=False)
+        self.conv_vertex_score = _conv1x1(VERTEX_UNITS, 3 * C, relu=False)
+        # one dropout shared by both dense branches, as in PT (it has no parameters)
+        self.dropout = nn.Dropout(0.5)
+        # RoI heads
+        self.fc8 = nn.Sequential(nn.Linear(fc_dim, C), nn.LeakyReLU(0.1, inplace=True))
+        self.fc9 = nn.Linear(fc_dim, 4 * C)
+        self.fc10 = nn.Linear(fc_dim, 4 * C)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """PT's from-scratch init: He-normal convs with zero bias, VGG's N(0, 0.01) classifier; fc8-10 default."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.classifier:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def freeze_early_convs(self, frozen: bool = True) -> None:
+        """Stop (or restart) training of conv1_1..conv3_3, like PT's TRAIN.FREEZE_LAYERS."""
+        for i in _EARLY_CONVS:
+            for p in self.features[i].parameters():
+                p.requires_grad_(not frozen)
+
+    def _check_image(self, image: Tensor) -> None:
+        if not isinstance(image, Tensor):
+            raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+        if image.dim() != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"image must be [B, {self.in_channels}, H, W], got shape {tuple(image.shape)}")
+        H, W = image.shape[-2:]
+        if H % 16 or W % 16 or H == 0 or W == 0:
+            raise ValueError(f"image height and width must be positive multiples of 16, got {H}x{W} "
+                             "(pad the image first)")
+
+    def trunk(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """VGG16 trunk -> (conv4 [B, 512, H/8, W/8], conv5 [B, 512, H/16, W/16]), both after ReLU."""
+        self._check_image(image)
+        x = image
+        conv4 = None
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == _CONV4_TAP:
+                conv4 = x
+        assert conv4 is not None and len(self.features) == _CONV5_TAP + 1
+        return conv4, x
+
+    def _dense_branch(self, conv4: Tensor, conv5: Tensor, embed4: nn.Module, embed5: nn.Module,
+                      score: nn.Module) -> Tensor:
+        up5 = F.interpolate(embed5(conv5), scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = self.dropout(embed4(conv4) + up5)
+        x = F.interpolate(x, scale_factor=8.0, mode="bilinear", align_corners=False)
+        return score(x)
+
+    def dense(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Dense pass on a normalised [B, in_channels, H, W] image (H, W multiples of 16).
+
+        Returns (scores [B, C, H, W] = conv_score output after its ReLU, before softmax;
+        vertex [B, 3C, H, W]; conv4 [B, 512, H/8, W/8]; conv5 [B, 512, H/16, W/16]).
+        """
+        conv4, conv5 = self.trunk(image)
+        scores = self._dense_branch(conv4, conv5, self.conv4_embed, self.conv5_embed, self.conv_score)
+        vertex = self._dense_branch(conv4, conv5, self.conv4_vertex_embed, self.conv5_vertex_embed,
+                                    self.conv_vertex_score)
+        return scores, vertex, conv4, conv5
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Same as :meth:`dense`."""
+        return self.dense(image)
+
+    def roi_features(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> Tensor:
+        """[R, 5] rois (batch, x1, y1, x2, y2 in input pixels) -> [R, fc_dim] shared RoI features."""
+        if conv4.dim() != 4 or conv5.dim() != 4 or conv4.shape[1] != _TRUNK_CHANNELS \
+                or conv5.shape[1] != _TRUNK_CHANNELS:
+            raise ValueError(f"conv4/conv5 must be [B, 512, h, w], got {tuple(conv4.shape)} and "
+                             f"{tuple(conv5.shape)}")
+        if conv4.shape[0] != conv5.shape[0]:
+            raise ValueError(f"conv4 and conv5 batch sizes differ: {conv4.shape[0]} vs {conv5.shape[0]}")
+        if not isinstance(rois, Tensor):
+            raise TypeError(f"rois must be a torch.Tensor, got {type(rois).__name__}")
+        rois = rois.to(torch.float32)  # PT's kernel reads RoIs as float32 whatever the feature dtype
+        pooled = (roi_max_pool(conv4, rois, POOL_SIZE, 1.0 / 8.0, backend="auto")
+                  + roi_max_pool(conv5, rois, POOL_SIZE, 1.0 / 16.0, backend="auto"))
+        return self.classifier(pooled.flatten(1))
+
+    def box_head(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        """-> (class_scores [R, C] = fc8 output incl. its LeakyReLU, box_deltas [R, 4C] = fc9)."""
+        x = self.roi_features(conv4, conv5, rois)
+        return self.fc8(x), self.fc9(x)
+
+    def rotation_head(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> Tensor:
+        """-> raw quaternions [R, 4C] (fc10; (w, x, y, z) per class, allocentric, not normalised)."""
+        return self.fc10(self.roi_features(conv4, conv5, rois))
