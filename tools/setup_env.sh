@@ -19,6 +19,7 @@ mark() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++)
+ldconfig -p 2>/dev/null | grep -q libOSMesa || need_apt+=(libosmesa6)   # CPU OpenGL for the synthetic renderer
 "$PY" -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
@@ -34,10 +35,12 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # 2. Python packages
-req_hash=$(hash_of tools/requirements-dev.txt tools/requirements-ros.txt)
+req_hash=$(hash_of tools/requirements-dev.txt tools/requirements-ros.txt tools/requirements-render.txt)
 if ! done_with pip "$req_hash"; then
   log "installing Python packages (torch CPU, ROS 2 wheels, colcon, ...)"
   "$V/bin/python" -m pip install -q -r "$ROOT/tools/requirements-dev.txt" -r "$ROOT/tools/requirements-ros.txt"
+  "$V/bin/python" -m pip install -q -r "$ROOT/tools/requirements-render.txt"
+  "$V/bin/python" -m pip install -q --no-deps PyOpenGL==3.1.10   # over pyrender's broken 3.1.0 pin (see file)
   rm -f "$STAMPS/cmake-fix" "$STAMPS/standins" "$STAMPS/package"
   mark pip "$req_hash"
 fi
