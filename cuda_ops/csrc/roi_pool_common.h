@@ -116,15 +116,20 @@ POSECNN_HD BinBounds bin_bounds(const RoiGeometry<acc_t>& g, int64_t ph, int64_t
 // Maximum over one bin of one feature plane; returns its index h * width + w (-1 and value 0 for an empty bin).
 template <typename scalar_t, typename acc_t>
 POSECNN_HD int max_in_bin(const scalar_t* plane, int64_t width, const BinBounds& b, acc_t* value) {
-  int arg = -1;
-  acc_t best = acc_t(0);
+  if (b.empty()) {
+    *value = acc_t(0);
+    return -1;
+  }
+  const int w_stride = static_cast<int>(width);
+  int arg = b.h0 * w_stride + b.w0;  // the first element seeds the maximum; later ones must be strictly greater
+  acc_t best = static_cast<acc_t>(plane[arg]);
   for (int h = b.h0; h < b.h1; ++h) {
+    const scalar_t* row = plane + h * w_stride;
     for (int w = b.w0; w < b.w1; ++w) {
-      const int idx = h * static_cast<int>(width) + w;
-      const acc_t v = static_cast<acc_t>(plane[idx]);
-      if (arg < 0 || v > best) {
+      const acc_t v = static_cast<acc_t>(row[w]);
+      if (v > best) {
         best = v;
-        arg = idx;
+        arg = h * w_stride + w;
       }
     }
   }
@@ -132,8 +137,17 @@ POSECNN_HD int max_in_bin(const scalar_t* plane, int64_t width, const BinBounds&
   return arg;
 }
 
-// One output element out[r, c, ph, pw] (flat index `index` in an [R, C, PH, PW] tensor).
-// features: [B, C, H, W] contiguous; rois: [R, 5] contiguous, in acc_t.
+// Pools bin (ph, pw) of channel c for a RoI of geometry g; returns the argmax (or -1), the maximum in *value.
+// features: [B, C, H, W] contiguous.
+template <typename scalar_t, typename acc_t>
+POSECNN_HD int pool_bin(const RoiGeometry<acc_t>& g, int64_t ph, int64_t pw, const scalar_t* features, int64_t c,
+                        int64_t channels, int64_t height, int64_t width, acc_t* value) {
+  const BinBounds b = bin_bounds(g, ph, pw, height, width);
+  const int64_t batch = g.batch < 0 ? 0 : g.batch;  // an invalid batch has only empty bins: the plane is not read
+  return max_in_bin(features + (batch * channels + c) * height * width, width, b, value);
+}
+
+// One output element out[r, c, ph, pw] (flat index `index` in an [R, C, PH, PW] tensor); rois: [R, 5] in acc_t.
 template <typename scalar_t, typename acc_t>
 POSECNN_HD void forward_element(int64_t index, const scalar_t* features, const acc_t* rois, acc_t spatial_scale,
                                 int64_t num_batches, int64_t channels, int64_t height, int64_t width,
@@ -143,15 +157,9 @@ POSECNN_HD void forward_element(int64_t index, const scalar_t* features, const a
   const int64_t c = (index / (pooled_w * pooled_h)) % channels;
   const int64_t r = index / (pooled_w * pooled_h * channels);
   const RoiGeometry<acc_t> g = roi_geometry(rois + r * 5, spatial_scale, num_batches, pooled_h, pooled_w);
-  const BinBounds b = bin_bounds(g, ph, pw, height, width);
-  acc_t value = acc_t(0);
-  int arg = -1;
-  if (!b.empty()) {
-    const scalar_t* plane = features + (static_cast<int64_t>(g.batch) * channels + c) * height * width;
-    arg = max_in_bin(plane, width, b, &value);
-  }
+  acc_t value;
+  argmax[index] = pool_bin(g, ph, pw, features, c, channels, height, width, &value);
   output[index] = static_cast<scalar_t>(value);
-  argmax[index] = arg;
 }
 
 // Whether a stored argmax addresses an element of an H*W plane (-1 marks an empty bin: no gradient).

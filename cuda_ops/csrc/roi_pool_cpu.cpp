@@ -35,11 +35,19 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& features_in, co
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     int32_t* arg = argmax.mutable_data_ptr<int32_t>();
     const acc_t scale = static_cast<acc_t>(spatial_scale);
-    const int64_t per_plane = pooled_h * pooled_w;
     // one task = whole output planes (r, c); each output element is written by exactly one thread
     at::parallel_for(0, num_rois * channels, 4, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin * per_plane; i < end * per_plane; ++i) {
-        forward_element(i, feat, roi, scale, batch, channels, height, width, pooled_h, pooled_w, out, arg);
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const int64_t r = plane / channels, c = plane % channels;
+        const RoiGeometry<acc_t> g = roi_geometry(roi + 5 * r, scale, batch, pooled_h, pooled_w);
+        int64_t i = plane * pooled_h * pooled_w;
+        for (int64_t ph = 0; ph < pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < pooled_w; ++pw, ++i) {
+            acc_t value;
+            arg[i] = pool_bin(g, ph, pw, feat, c, channels, height, width, &value);
+            out[i] = static_cast<scalar_t>(value);
+          }
+        }
       }
     });
   });

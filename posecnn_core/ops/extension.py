@@ -33,6 +33,7 @@ _SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".hpp", ".cuh")
 
 _lock = threading.Lock()
 _state: dict[str, object] = {"tried": False, "loaded": False, "error": None, "cuda": False, "library": None}
+_kernel_cache: dict[tuple[str, str], bool] = {}  # the library is loaded once, so kernels never change afterwards
 
 
 def source_dir() -> Path:
@@ -203,10 +204,14 @@ def has_op(name: str, device_type: str) -> bool:
     if device_type == "cuda" and not (_state["cuda"] and torch.cuda.is_available()):
         return False
     key = "CPU" if device_type == "cpu" else "CUDA"
-    qualified = f"{LIBRARY_NAME}::{name}"
-    if qualified not in torch._C._dispatch_get_all_op_names():
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key(qualified, key)
+    cached = _kernel_cache.get((name, key))
+    if cached is None:
+        try:
+            cached = bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"{LIBRARY_NAME}::{name}", key))
+        except RuntimeError:  # no such operator
+            cached = False
+        _kernel_cache[(name, key)] = cached
+    return cached
 
 
 def list_ops() -> dict[str, list[str]]:
