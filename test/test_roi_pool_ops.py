@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.cpp_extension import is_ninja_available
 
 from posecnn_core.ops import extension
 
@@ -22,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 def ops() -> None:
     """Build/load the operator library; skip when there is no toolchain, fail when the build itself fails."""
     if not extension.load_ops():
-        if shutil.which(os.environ.get("CXX", "c++")) is None:
-            pytest.skip(f"no C++ compiler: {extension.load_error()}")
+        if shutil.which(os.environ.get("CXX", "c++")) is None or not is_ninja_available():
+            pytest.skip(f"no C++ toolchain: {extension.load_error()}")
         pytest.fail(f"posecnn ops failed to build: {extension.load_error()}")
     if not extension.has_op("roi_max_pool_forward", "cpu"):
         pytest.fail("library loaded without posecnn::roi_max_pool_forward")
