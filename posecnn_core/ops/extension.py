@@ -40,7 +40,8 @@ def source_dir() -> Path:
     """Folder holding the C++/CUDA sources.
 
     Order: ``$POSECNN_OPS_SOURCE_DIR``; ``cuda_ops/csrc`` next to the package in a source checkout; the ROS install's
-    ``share/posecnn_ros/cuda_ops/csrc``; the copy installed inside the package (``posecnn_core/ops/csrc``).
+    ``share/posecnn_ros/cuda_ops/csrc``; ``<sys.prefix>/share/posecnn_ros/cuda_ops/csrc`` (``pip install .``); a copy
+    inside the package (``posecnn_core/ops/csrc``).
     """
     env = os.environ.get("POSECNN_OPS_SOURCE_DIR")
     candidates = [Path(env)] if env else []
@@ -49,6 +50,7 @@ def source_dir() -> Path:
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
             candidates.append(Path(prefix) / "share" / "posecnn_ros" / "cuda_ops" / "csrc")
+    candidates.append(Path(sys.prefix) / "share" / "posecnn_ros" / "cuda_ops" / "csrc")  # pip install .
     candidates.append(here.parent / "csrc")
     for folder in candidates:
         if folder.is_dir() and any(folder.glob("*.cpp")):
