@@ -42,7 +42,7 @@ def test_adds_not_larger_than_add():
     rng = np.random.default_rng(0)
     pts = _cube_points()
     for _ in range(10):
-        R1, R2 = Rotation.random(2, random_state=rng.integers(1 << 31)).as_matrix()
+        R1, R2 = Rotation.random(2, rng=rng).as_matrix()
         t1 = rng.normal(size=3) * 0.01 + [0, 0, 1]
         t2 = rng.normal(size=3) * 0.01 + [0, 0, 1]
         assert adds(pts, R1, t1, R2, t2) <= add(pts, R1, t1, R2, t2) + 1e-12
