@@ -15,6 +15,16 @@ from _voting_helpers import brute_vote_counts, make_K, random_scene, render_inst
 
 from posecnn_core.voting import VotingOutput, VotingParams, hough_voting, nms, vote_counts  # noqa: E402
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared machine (restored afterwards)."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 H, W, C = 96, 128, 5
 K = make_K(300.0, 310.0, 62.5, 47.0)
 # object sizes consistent with the rendered shapes: f * max(extent) / depth ~ the shape's diameter
