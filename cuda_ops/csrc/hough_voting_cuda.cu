@@ -328,6 +328,7 @@ Votes compute_votes(const at::Tensor& labels, const at::Tensor& vertex, const at
                     const at::Tensor& extents, const Params& p) {
   const int64_t B = labels.size(0), H = labels.size(1), W = labels.size(2), C = extents.size(0);
   const int64_t HW = H * W, N = B * HW, BC = B * C;
+  TORCH_CHECK(N < (int64_t{1} << 31), "hough_voting: at most 2^31 - 1 pixels per call");
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const auto i32 = labels.options().dtype(at::kInt);
   at::Tensor counts = at::zeros({BC}, i32);
