@@ -44,7 +44,8 @@ def analytic_field(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         c = int(torch.randint(1, C, (1,), generator=g))
         cx, cy = float(torch.randint(60, W - 60, (1,), generator=g)), float(torch.randint(60, H - 60, (1,), generator=g))
         z = 0.5 + float(torch.rand(1, generator=g))
-        inside = (u - cx) ** 2 + (v - cy) ** 2 < 45.0**2
+        radius = 0.4 * float(K[0, 0]) * 0.15 / z  # within the object's projected size (extent 0.15 m)
+        inside = (u - cx) ** 2 + (v - cy) ** 2 < radius**2
         labels[0][inside] = c
         d = torch.stack([cx - u, cy - v])
         d = d / d.norm(dim=0).clamp(min=1e-6)
