@@ -90,12 +90,12 @@ def camera_matrix(msg: Any) -> np.ndarray:
     """CameraInfo -> K [3, 3] float64; raises ImageError for a K with zeros, NaN or inf where it matters."""
     k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if not np.all(np.isfinite(k)):
-        raise ImageError("bad_intrinsics", f"camera_info K contains NaN or inf: {k.ravel().tolist()}")
+        raise ImageError("intrinsics_not_finite", f"camera_info K contains NaN or inf: {k.ravel().tolist()}")
     if k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ImageError("bad_intrinsics", f"camera_info K has no valid focal length (fx={k[0, 0]}, "
+        raise ImageError("intrinsics_zero", f"camera_info K has no valid focal length (fx={k[0, 0]}, "
                                            f"fy={k[1, 1]}); is the camera calibrated?")
     if int(msg.width) <= 0 or int(msg.height) <= 0:
-        raise ImageError("bad_intrinsics", f"camera_info has no resolution ({msg.width}x{msg.height})")
+        raise ImageError("camera_info_resolution", f"camera_info has no resolution ({msg.width}x{msg.height})")
     return k
 
 

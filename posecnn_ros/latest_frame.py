@@ -5,6 +5,7 @@ Producers (ROS callbacks) never block on processing; the worker processes one it
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -68,6 +69,12 @@ class LatestFrameWorker(Generic[T]):
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _report(self, exc: BaseException) -> None:
+        try:
+            self._on_error(exc)
+        except BaseException as second:  # noqa: BLE001 - the reporter failing must not end the worker either
+            print(f"{self._thread.name}: {type(exc).__name__}: {exc} (reporting failed: {second})", file=sys.stderr)
+
     def _run(self) -> None:
         if self._before_first is not None:
             with self._cond:
@@ -75,7 +82,7 @@ class LatestFrameWorker(Generic[T]):
             try:
                 self._before_first()
             except BaseException as exc:  # noqa: BLE001 - reported, the worker carries on
-                self._on_error(exc)
+                self._report(exc)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
@@ -89,7 +96,7 @@ class LatestFrameWorker(Generic[T]):
             try:
                 self._process(item)  # type: ignore[arg-type]
             except BaseException as exc:  # noqa: BLE001 - a bad frame must not kill the worker
-                self._on_error(exc)
+                self._report(exc)
             finally:
                 with self._cond:
                     self.processed += 1

@@ -237,8 +237,8 @@ class PoseCnnNode(Node):
             return
         try:
             K = camera_matrix(info)
-            check_image_matches(image, info)
             rgb = image_to_rgb(image)
+            check_image_matches(image, info)
             depth = self._pair_depth(image, settings) if settings.use_depth else None
         except ImageError as exc:
             self._reject(exc.cause, str(exc))

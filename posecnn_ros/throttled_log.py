@@ -33,8 +33,14 @@ class ThrottledLog:
                 return False
             skipped = self._suppressed.pop(cause, 0)
             self._last[cause] = now
-        suffix = f" [{skipped} more like this since the last report]" if skipped else ""
-        getattr(self._logger, level)(f"{message}{suffix}")
+        text = message + (f" [{skipped} more like this since the last report]" if skipped else "")
+        # one call site per severity: rclpy refuses to log from one call site at different severities
+        if level == "error":
+            self._logger.error(text)
+        elif level == "warning":
+            self._logger.warning(text)
+        else:
+            self._logger.info(text)
         return True
 
     def error(self, cause: str, message: str) -> bool:

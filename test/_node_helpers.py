@@ -299,7 +299,7 @@ class Peer:
 
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("posecnn_test_peer", context=self.context)
+        self.node = rclpy.create_node(f"posecnn_test_peer_{id(self)}", context=self.context)
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_image = self.node.create_publisher(Image, image_topic, reliable)
         self.pub_info = self.node.create_publisher(CameraInfo, info_topic, reliable)

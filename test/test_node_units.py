@@ -87,10 +87,10 @@ def test_camera_matrix_validation() -> None:
     np.testing.assert_allclose(ic.camera_matrix(info), helpers.camera_k(64, 48))
     zero = helpers.make_camera_info(64, 48, k=np.zeros((3, 3)))
     nan = helpers.make_camera_info(64, 48, k=np.full((3, 3), np.nan))
-    for bad in (zero, nan):
+    for bad, cause in ((zero, "intrinsics_zero"), (nan, "intrinsics_not_finite")):
         with pytest.raises(ic.ImageError, match="camera_info K") as err:
             ic.camera_matrix(bad)
-        assert err.value.cause == "bad_intrinsics"
+        assert err.value.cause == cause
     with pytest.raises(ic.ImageError, match="64x48") as err:
         ic.check_image_matches(helpers.make_image(32, 48), info)
     assert err.value.cause == "size_mismatch"
