@@ -255,9 +255,10 @@ class PoseCnnNode(Node):
         self.frames_processed += 1
         stages = [("decode", 1e3 * (decoded - start)), *((str(k), float(v)) for k, v in result.timings_ms.items()),
                   ("publish", 1e3 * (published - estimated))]
-        self._pub_est.publish(messages.estimates(
-            result.objects, image.header, stages, 1e3 * (published - received), self.device,
-            self.frames_processed, self._worker.dropped, self.frames_rejected))
+        if settings.publish["estimates"]:
+            self._pub_est.publish(messages.estimates(
+                result.objects, image.header, stages, 1e3 * (published - received), self.device,
+                self.frames_processed, self._worker.dropped, self.frames_rejected))
 
     def _publish(self, result: Any, header: Header, rgb: np.ndarray, K: np.ndarray, settings: NodeSettings) -> None:
         objects = result.objects

@@ -228,8 +228,10 @@ class NodeProcess:
     """`python -m posecnn_ros.node --ros-args ...` as a subprocess, stdout+stderr collected in the background."""
 
     def __init__(self, domain_id: int, params: dict[str, Any], remaps: dict[str, str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, params_file: Path | None = None) -> None:
         args = [sys.executable, "-m", "posecnn_ros.node", "--ros-args"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
         for name, value in params.items():
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             args += ["-p", f"{name}:={text}"]

@@ -271,3 +271,30 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         peer.close()
         if proc.proc.poll() is None:
             proc.proc.kill()
+
+
+def test_params_file_is_read(model, tmp_path) -> None:
+    """config/posecnn.yaml (with a changed threshold and prefix) is accepted; -p overrides it."""
+    text = (helpers.ROOT / "config" / "posecnn.yaml").read_text()
+    text = text.replace("score_threshold: 0.2", "score_threshold: 0.7").replace('tf_prefix: ""', 'tf_prefix: "cfg/"')
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    ckpt, objs = model
+    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable"},
+                               remaps={"__ns": "/cfg"}, params_file=params)
+    peer = helpers.Peer(DOMAIN, node_ns="/cfg/posecnn", image_topic="/cfg/image", info_topic="/cfg/camera_info")
+    try:
+        assert proc.wait_for_output("ready on cpu", 30), proc.output
+        assert peer.wait_until(lambda: peer.pub_image.get_subscription_count() > 0, 20), proc.output
+        peer.pub_info.publish(helpers.make_camera_info(W, H))
+        time.sleep(0.2)
+        image = helpers.make_image(W, H, stamp=(7, 0))
+        peer.pub_image.publish(image)
+        assert peer.wait_until(lambda: peer.count("detections") > 0 and peer.count("tf") > 0, 10), proc.output
+        assert [d.id for d in peer.messages("detections")[0].detections] == ["box_0", "can_0"]
+        assert peer.messages("tf")[0].transforms[0].child_frame_id == "cfg/box_0"
+        assert proc.stop(signal.SIGINT) == 0
+    finally:
+        peer.close()
+        if proc.proc.poll() is None:
+            proc.proc.kill()

@@ -254,3 +254,20 @@ def test_resource_path_searches_checkout_then_prefixes(tmp_path, monkeypatch) ->
         resources.resource_path("data/nope.bin")
     with pytest.raises(ValueError, match="relative"):
         resources.resource_path("/abs/path")
+
+
+def test_config_file_lists_every_parameter_with_its_default() -> None:
+    import yaml
+
+    doc = yaml.safe_load((helpers.ROOT / "config" / "posecnn.yaml").read_text())
+    flat: dict = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flat[prefix + key] = value
+
+    walk("", doc["/**"]["ros__parameters"])
+    assert flat == {spec.name: spec.default for spec in SPECS}
