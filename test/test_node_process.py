@@ -298,3 +298,18 @@ def test_params_file_is_read(model, tmp_path) -> None:
         peer.close()
         if proc.proc.poll() is None:
             proc.proc.kill()
+
+
+def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
+    """Without parameters the node looks for the bundled checkpoint; while it is not bundled, the fatal error
+    names the places searched."""
+    from posecnn_core.resources import DEMO_CHECKPOINT, resource_path
+
+    try:
+        resource_path(DEMO_CHECKPOINT)
+        pytest.skip("the demo checkpoint is bundled: covered by the end-to-end tests with the real estimator")
+    except FileNotFoundError:
+        pass
+    proc = helpers.NodeProcess(DOMAIN, {})
+    assert proc.wait(30) == 2
+    assert "data/models/demo.pt" in proc.output and "searched:" in proc.output, proc.output
