@@ -111,7 +111,7 @@ def overhead(args: argparse.Namespace) -> None:
 
 def _peer_and_node(args: argparse.Namespace, width: int, height: int):
     ckpt, objs, fake = _model(args)
-    domain = helpers.session_domain_id() + 60
+    domain = helpers.session_domain_id(60)
     extra = {} if fake else {"POSECNN_TEST_ESTIMATOR": ""}
     proc = helpers.NodeProcess(domain, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
                                         "device": "cpu"}, extra_env=extra)

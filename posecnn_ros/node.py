@@ -232,6 +232,7 @@ class PoseCnnNode(Node):
         image, info, received = item
         settings = self.settings
         start = time.perf_counter()
+        info = info if info is not None else self._camera_info  # CameraInfo may arrive just after its image
         if info is None:
             self._reject("no_camera_info", f"waiting for camera_info on {self._sub_info.topic_name}", warning=True)
             return

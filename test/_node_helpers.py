@@ -100,7 +100,7 @@ class FakeEstimator:
         meshes = [None] + [c.get("mesh") for c in spec["classes"]]
         self.object_set = SimpleNamespace(class_names=names, extents=extents, points=points, mesh_paths=meshes)
         self.class_names = names
-        self.device = "cpu"
+        self.device = str(ckpt.get("device", "cpu"))  # a stand-in "cuda:0" exercises the node's warm-up path
         self.config = config or FakeConfig()
         self.poses = ckpt["objects"]
         self.sleep_s = float(ckpt.get("sleep_s", 0.0))
@@ -108,6 +108,7 @@ class FakeEstimator:
 
     def warmup(self, height: int, width: int) -> None:
         self.warmups.append((height, width))
+        print(f"fake warm-up {width}x{height}", flush=True)
 
     def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None) -> FakeResult:
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -161,13 +162,14 @@ DEFAULT_POSES = [
 
 
 def write_fake_model(folder: Path, poses: list[dict] | None = None, sleep_s: float = 0.0,
-                     mesh: str | None = None) -> tuple[Path, Path]:
+                     mesh: str | None = None, device: str = "cpu") -> tuple[Path, Path]:
     """Write a fake checkpoint (JSON) and matching object set (YAML); returns (checkpoint, objects)."""
     folder.mkdir(parents=True, exist_ok=True)
     classes = [{"name": "box", "extents": [0.1, 0.06, 0.2], "mesh": mesh}, {"name": "can", "extents": [0.07, 0.07, 0.1]}]
     ckpt, objs = folder / "fake.json", folder / "fake_objects.yaml"
     ckpt.write_text(json.dumps({"class_names": ["__background__", "box", "can"],
-                                "objects": DEFAULT_POSES if poses is None else poses, "sleep_s": sleep_s}))
+                                "objects": DEFAULT_POSES if poses is None else poses, "sleep_s": sleep_s,
+                                "device": device}))
     objs.write_text(yaml.safe_dump({"classes": classes}))
     return ckpt, objs
 
@@ -219,9 +221,10 @@ def ros_env(domain_id: int) -> dict[str, str]:
     return env
 
 
-def session_domain_id() -> int:
-    """A ROS_DOMAIN_ID unlikely to collide with other test sessions on the machine (derived from the pid)."""
-    return 1 + os.getpid() % 200
+def session_domain_id(offset: int = 0) -> int:
+    """A ROS_DOMAIN_ID in 1..230 unlikely to collide with other test sessions (derived from the pid); `offset`
+    separates the sessions of one process."""
+    return 1 + (os.getpid() % 200 + offset) % 230
 
 
 class NodeProcess:

@@ -96,7 +96,7 @@ def test_sample_bag_contents_and_playback(tmp_path) -> None:
     # replay with rclpy: stored bytes published on the recorded topics, timing honoured
     from posecnn_ros.bag_player import BagPlayer
 
-    peer = helpers.Peer(helpers.session_domain_id() + 20)
+    peer = helpers.Peer(helpers.session_domain_id(20))
     got: list = []
     from vision_msgs.msg import Detection3DArray
     from sensor_msgs.msg import Image
@@ -140,7 +140,7 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
         x, y, z, w = Rotation.from_matrix(poses0[:, :3, k]).as_quat()
         fake_poses.append({"class": name, "t": poses0[:, 3, k].tolist(), "quaternion": [w, x, y, z], "score": 0.9})
     ckpt, objs = helpers.write_fake_model(tmp_path / "model", poses=fake_poses)
-    env = helpers.ros_env(helpers.session_domain_id() + 40)
+    env = helpers.ros_env(helpers.session_domain_id(40))
     out = tmp_path / "overlays"
     proc = subprocess.run([sys.executable, "-m", "posecnn_ros.demo", "--bag", str(bag), "--checkpoint", str(ckpt),
                            "--objects", str(objs), "--rate", "1", "--lockstep", "--out", str(out),

@@ -234,8 +234,9 @@ def test_fatal_start_up_errors_exit_non_zero(model, tmp_path) -> None:
 
 
 def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
-    ckpt, objs = helpers.write_fake_model(tmp_path, sleep_s=0.3)
-    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable"},
+    ckpt, objs = helpers.write_fake_model(tmp_path, sleep_s=0.3, device="cuda:0")
+    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
+                                        "warmup_width": 320, "warmup_height": 240},
                                remaps={"image": "/slowcam/image_raw", "camera_info": "/slowcam/camera_info",
                                        "__ns": "/slow"})
     peer = helpers.Peer(DOMAIN, node_ns="/slow/posecnn", image_topic="/slowcam/image_raw",
@@ -266,6 +267,7 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         assert last.frames_dropped > 20 and last.frames_processed == len(est)
         assert last.frames_processed + last.frames_dropped + last.frames_rejected == sent
         assert "dropped" in proc.output and "slower than the image rate" in proc.output
+        assert "fake warm-up 320x240" in proc.output and "GPU warm-up took" in proc.output
         assert proc.stop(signal.SIGTERM) == 0, proc.output
     finally:
         peer.close()
