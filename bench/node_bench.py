@@ -164,7 +164,8 @@ def soak(args: argparse.Namespace) -> None:
     width, height = _size(args.size)
     proc, peer = _peer_and_node(args, width, height)
     image = helpers.make_image(width, height)
-    warm = min(1000, args.frames // 10)
+    step = max(1, args.frames // 10)
+    warm = step  # RSS growth is measured from the first sample on
     samples: list[tuple[int, int]] = []
     start = time.perf_counter()
     try:
@@ -175,13 +176,13 @@ def soak(args: argparse.Namespace) -> None:
                                    30):
                 raise RuntimeError(f"no answer to frame {i}:\n{proc.output[-2000:]}")
             peer.clear()
-            if i == warm or (i + 1) % max(1, args.frames // 10) == 0:
+            if (i + 1) % step == 0:
                 samples.append((i + 1, _rss_kb(proc.proc.pid)))
     finally:
         elapsed = time.perf_counter() - start
         code = proc.stop()
         peer.close()
-    base = dict(samples)[warm + 1]
+    base = dict(samples)[warm]
     end = samples[-1][1]
     rows = [(f"after {n} frames", f"RSS {kb / 1024:8.1f} MiB") for n, kb in samples]
     rows += [("growth after warm-up", f"{100 * (end - base) / base:+.2f} %  (target < 5 %)"),

@@ -195,7 +195,11 @@ class PoseCnnNode(Node):
         if not (self.settings.warmup and self.device.startswith("cuda")):
             return
         start = time.perf_counter()
-        self.estimator.warmup(self.settings.warmup_height, self.settings.warmup_width)
+        try:
+            self.estimator.warmup(self.settings.warmup_height, self.settings.warmup_width)
+        except Exception as exc:  # noqa: BLE001 - the first real frame will show whether the model works
+            self.get_logger().warning(f"GPU warm-up failed: {type(exc).__name__}: {exc}")
+            return
         self.get_logger().info(f"GPU warm-up took {1e3 * (time.perf_counter() - start):.0f} ms")
 
     def _on_worker_error(self, exc: BaseException) -> None:
