@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
-import numpy as np  # noqa: E402
 
 import _node_helpers as helpers  # noqa: E402
 

@@ -8,7 +8,6 @@ for every frame; its label image marks each object's projected 3D box with the c
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal

@@ -124,7 +124,6 @@ def test_sample_bag_contents_and_playback(tmp_path) -> None:
 
 def test_demo_runner_end_to_end(tmp_path) -> None:
     """posecnn_ros.demo with the stand-in estimator answering frame 0's ground truth for every frame."""
-    import json
     import subprocess
 
     from posecnn_ros.demo import Obj, match_objects, rotation_error_deg

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.ros
 
 ros = pytest.importorskip("rclpy")
 
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 import _node_helpers as helpers  # noqa: E402
