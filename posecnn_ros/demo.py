@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         cv2.imwrite(str(out / f"overlay_{idx:04d}.png"), image_to_rgb(msg)[:, :, ::-1])
 
     peer.create_subscription(Detection3DArray, GROUND_TRUTH + "_demo_echo", on_truth, reliable)
-    peer.create_subscription(Detection3DArray, DETECTIONS, on_detections, reliable)
+    det_sub = peer.create_subscription(Detection3DArray, DETECTIONS, on_detections, reliable)
     peer.create_subscription(ObjectEstimateArray, ESTIMATES, on_estimates, reliable)
     peer.create_subscription(Image, OVERLAY, on_overlay, reliable)
     stop_spin = threading.Event()
@@ -205,7 +205,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"[demo] bag {bag}: {player.message_count} messages on {sorted(player.topics)}, "
               f"{player.bag_duration_s:.1f} s; waiting for the node ...", flush=True)
         deadline = time.monotonic() + args.startup_timeout
-        while not (player.subscription_counts().get("/image", 0) and peer.count_publishers(DETECTIONS)):
+        needed = [t for t in ("/image", "/camera_info", GROUND_TRUTH) + (("/depth",) if args.depth else ())
+                  if t in player.topics]
+
+        def ready() -> bool:
+            counts = player.subscription_counts()
+            return all(counts[t] > 0 for t in needed) and det_sub.get_publisher_count() > 0
+
+        while not ready():
             if node_proc.poll() is not None:
                 print(f"[demo] the node exited with code {node_proc.returncode} before it was ready", flush=True)
                 return node_proc.returncode or 1
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
                 print("[demo] the node did not come up in time", flush=True)
                 return 1
             time.sleep(0.1)
-        time.sleep(0.5)  # let the remaining subscriptions match
+        time.sleep(0.2)
 
         def on_message(topic: str, stamp_ns: int) -> None:
             if topic != "/image":

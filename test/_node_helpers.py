@@ -314,8 +314,8 @@ class Peer:
         self._lock = threading.Lock()
         topics = {"detections": Detection3DArray, "detections_2d": Detection2DArray,
                   "estimates": ObjectEstimateArray, "label": Image, "markers": MarkerArray, "overlay": Image}
-        for name, kind in topics.items():
-            self.node.create_subscription(kind, f"{node_ns}/{name}", self._recorder(name), reliable)
+        self.output_subs = {name: self.node.create_subscription(kind, f"{node_ns}/{name}", self._recorder(name),
+                                                                reliable) for name, kind in topics.items()}
         self.node.create_subscription(TFMessage, "/tf", self._recorder("tf"),
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.node.create_subscription(LabelInfo, f"{node_ns}/label_info", self._recorder("label_info"),
@@ -358,11 +358,12 @@ class Peer:
             time.sleep(0.02)
         return predicate()
 
-    def wait_for_node(self, timeout: float = 20.0) -> bool:
-        """Wait until the node's image subscription and detections publisher are matched with ours."""
+    def wait_for_node(self, timeout: float = 20.0, depth: bool = False) -> bool:
+        """Wait until the node's input subscriptions and output publishers are matched with ours."""
         return self.wait_until(lambda: self.pub_image.get_subscription_count() > 0
                                and self.pub_info.get_subscription_count() > 0
-                               and self.node.count_publishers("/posecnn/detections") > 0, timeout)
+                               and (not depth or self.pub_depth.get_subscription_count() > 0)
+                               and all(s.get_publisher_count() > 0 for s in self.output_subs.values()), timeout)
 
     def close(self) -> None:
         self._running = False

@@ -143,8 +143,8 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
     out = tmp_path / "overlays"
     proc = subprocess.run([sys.executable, "-m", "posecnn_ros.demo", "--bag", str(bag), "--checkpoint", str(ckpt),
                            "--objects", str(objs), "--rate", "1", "--lockstep", "--out", str(out),
-                           "--frame-timeout", "10", "--startup-timeout", "30"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+                           "--frame-timeout", "20", "--startup-timeout", "60"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
     assert "frame    0" in text and "frame    2" in text

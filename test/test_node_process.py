@@ -42,7 +42,7 @@ def running(model):
     peer = helpers.Peer(DOMAIN)
     try:
         assert proc.wait_for_output("ready on cpu", 30), proc.output
-        assert peer.wait_for_node(30), proc.output
+        assert peer.wait_for_node(30, depth=True), proc.output
         yield proc, peer
         code = proc.stop(signal.SIGINT)
         assert code == 0, proc.output
