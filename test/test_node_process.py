@@ -124,6 +124,11 @@ def test_outputs_for_a_frame(running) -> None:
     tfs = [t for m in peer.messages("tf") for t in m.transforms if t.header.stamp.sec == stamp[0]]
     assert sorted(t.child_frame_id for t in tfs) == ["pc/box_0", "pc/can_0", "pc/can_1"]
     assert {t.header.frame_id for t in tfs} == {"cam_optical"}
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    tf_pubs = [i for i in peer.node.get_publishers_info_by_topic("/tf") if i.node_name == "posecnn"]
+    assert len(tf_pubs) == 1 and tf_pubs[0].topic_type == "tf2_msgs/msg/TFMessage"
+    assert tf_pubs[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert tf_pubs[0].qos_profile.durability == DurabilityPolicy.VOLATILE
     # markers: DELETEALL first, one body per detection (mesh for box, cube for can)
     markers = _by_stamp(peer, "markers", stamp)[0].markers
     assert markers[0].action == markers[0].DELETEALL
@@ -282,7 +287,7 @@ def test_params_file_is_read(model, tmp_path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text(text)
     ckpt, objs = model
-    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable"},
+    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs},  # image_qos: sensor_data
                                remaps={"__ns": "/cfg"}, params_file=params)
     peer = helpers.Peer(DOMAIN, node_ns="/cfg/posecnn", image_topic="/cfg/image", info_topic="/cfg/camera_info")
     try:
