@@ -1,0 +1,373 @@
+"""Test helpers for the ROS node: a deterministic stand-in estimator with PoseEstimator's API, files describing it,
+Image/CameraInfo builders, and a process/peer harness (unique ROS_DOMAIN_ID, localhost discovery).
+
+The stand-in ("fake") reads a JSON "checkpoint" holding the class names, the poses to return and a sleep time,
+and a YAML object set holding class names, extents and optional mesh paths. It returns the checkpoint's poses
+for every frame; its label image marks each object's projected 3D box with the class index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.spatial.transform import Rotation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------------------------ the stand-in
+@dataclass(frozen=True)
+class FakeVotingParams:
+    label_threshold: int = 200
+    skip_pixels: int = 10
+    inlier_threshold: float = 0.9
+    vote_threshold: int | None = 10
+    nms_iou: float = 0.5
+    check_same_label: bool = False
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    voting: FakeVotingParams = field(default_factory=FakeVotingParams)
+    score_threshold: float = 0.2
+    max_instances: int = 20
+    backend: str = "auto"
+    amp: bool = False
+
+
+@dataclass
+class FakePose:
+    class_id: int
+    class_name: str
+    instance: int
+    score: float
+    votes: int
+    roi: np.ndarray
+    center: np.ndarray
+    depth: float
+    R: np.ndarray
+    t: np.ndarray
+    quaternion: np.ndarray
+    refined: bool = False
+    refine_inlier_fraction: float = 0.0
+    refine_status: str = ""
+
+
+@dataclass
+class FakeResult:
+    objects: list[FakePose]
+    label: np.ndarray
+    timings_ms: dict[str, float]
+
+
+def box_corners(extent: np.ndarray) -> np.ndarray:
+    """The 8 corners [8, 3] of an axis-aligned box of size `extent` centred at the origin."""
+    half = 0.5 * np.asarray(extent, np.float64)
+    return np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * half
+
+
+class FakeEstimator:
+    """Deterministic PoseEstimator stand-in: same constructor arguments, attributes and `estimate` contract."""
+
+    def __init__(self, checkpoint: str, objects: str, *, device: str = "auto", config: FakeConfig | None = None):
+        try:
+            ckpt = json.loads(Path(checkpoint).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"checkpoint {checkpoint} is missing or corrupt: {exc}") from exc
+        spec = yaml.safe_load(Path(objects).read_text())
+        names = ["__background__"] + [c["name"] for c in spec["classes"]]
+        if names != ckpt["class_names"]:
+            raise ValueError(f"object set {objects} does not match checkpoint {checkpoint}: classes {names} vs "
+                             f"{ckpt['class_names']}")
+        extents = np.zeros((len(names), 3))
+        points: list[np.ndarray] = [np.zeros((0, 3))]
+        for i, c in enumerate(spec["classes"], start=1):
+            extents[i] = c["extents"]
+            points.append(box_corners(extents[i]))
+        meshes = [None] + [c.get("mesh") for c in spec["classes"]]
+        self.object_set = SimpleNamespace(class_names=names, extents=extents, points=points, mesh_paths=meshes)
+        self.class_names = names
+        self.device = str(ckpt.get("device", "cpu"))  # a stand-in "cuda:0" exercises the node's warm-up path
+        self.config = config or FakeConfig()
+        self.poses = ckpt["objects"]
+        self.sleep_s = float(ckpt.get("sleep_s", 0.0))
+        self.warmups: list[tuple[int, int]] = []
+
+    def warmup(self, height: int, width: int) -> None:
+        self.warmups.append((height, width))
+        print(f"fake warm-up {width}x{height}", flush=True)
+
+    def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None) -> FakeResult:
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"rgb must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+        if rgb.size == 0:
+            raise ValueError("rgb is empty")
+        K = np.asarray(K, np.float64)
+        if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] == 0:
+            raise ValueError(f"K must be a finite [3, 3] camera matrix, got {K.tolist()}")
+        start = time.perf_counter()
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        h, w = rgb.shape[:2]
+        label = np.zeros((h, w), np.int32)
+        objects: list[FakePose] = []
+        counts: dict[int, int] = {}
+        for p in sorted(self.poses, key=lambda p: -p["score"]):
+            if p["score"] < self.config.score_threshold or len(objects) >= self.config.max_instances:
+                continue
+            cls = self.class_names.index(p["class"])
+            q = np.asarray(p["quaternion"], np.float64)
+            R = Rotation.from_quat([q[1], q[2], q[3], q[0]]).as_matrix()
+            t = np.asarray(p["t"], np.float64)
+            cam = box_corners(self.object_set.extents[cls]) @ R.T + t
+            uv = np.stack([K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2], K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]], 1)
+            x1, y1 = np.clip(uv.min(0), 0, [w - 1, h - 1])
+            x2, y2 = np.clip(uv.max(0), 0, [w - 1, h - 1])
+            label[int(y1):int(y2) + 1, int(x1):int(x2) + 1] = cls
+            center = np.array([K[0, 0] * t[0] / t[2] + K[0, 2], K[1, 1] * t[1] / t[2] + K[1, 2]])
+            k = counts.get(cls, 0)
+            counts[cls] = k + 1
+            objects.append(FakePose(class_id=cls, class_name=p["class"], instance=k, score=float(p["score"]),
+                                    votes=int(p.get("votes", 50)), roi=np.array([x1, y1, x2, y2]), center=center,
+                                    depth=float(t[2]), R=R, t=t, quaternion=q / np.linalg.norm(q),
+                                    refined=depth is not None, refine_status="ok" if depth is not None else ""))
+        ms = 1e3 * (time.perf_counter() - start)
+        return FakeResult(objects=objects, label=label, timings_ms={"preprocess": 0.0, "network": ms,
+                                                                    "voting": 0.0, "rotation": 0.0})
+
+
+def make_fake_estimator(checkpoint: str, objects: str, device: str) -> FakeEstimator:
+    """Factory used through POSECNN_TEST_ESTIMATOR=_node_helpers:make_fake_estimator."""
+    return FakeEstimator(checkpoint, objects, device=device)
+
+
+DEFAULT_POSES = [
+    {"class": "box", "t": [0.05, -0.02, 0.6], "quaternion": [0.9238795, 0.0, 0.3826834, 0.0], "score": 0.95},
+    {"class": "can", "t": [-0.1, 0.05, 0.8], "quaternion": [1.0, 0.0, 0.0, 0.0], "score": 0.8},
+    {"class": "can", "t": [0.12, 0.08, 0.9], "quaternion": [0.7071068, 0.7071068, 0.0, 0.0], "score": 0.6},
+]
+
+
+def write_fake_model(folder: Path, poses: list[dict] | None = None, sleep_s: float = 0.0,
+                     mesh: str | None = None, device: str = "cpu") -> tuple[Path, Path]:
+    """Write a fake checkpoint (JSON) and matching object set (YAML); returns (checkpoint, objects)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = [{"name": "box", "extents": [0.1, 0.06, 0.2], "mesh": mesh}, {"name": "can", "extents": [0.07, 0.07, 0.1]}]
+    ckpt, objs = folder / "fake.json", folder / "fake_objects.yaml"
+    ckpt.write_text(json.dumps({"class_names": ["__background__", "box", "can"],
+                                "objects": DEFAULT_POSES if poses is None else poses, "sleep_s": sleep_s,
+                                "device": device}))
+    objs.write_text(yaml.safe_dump({"classes": classes}))
+    return ckpt, objs
+
+
+# ------------------------------------------------------------------------------------------------ messages
+def camera_k(width: int, height: int) -> np.ndarray:
+    return np.array([[1.2 * width, 0, width / 2 - 0.5], [0, 1.2 * width, height / 2 - 0.5], [0, 0, 1]])
+
+
+def make_camera_info(width: int, height: int, frame: str = "cam_optical", stamp: tuple[int, int] = (0, 0),
+                     k: np.ndarray | None = None) -> Any:
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.header.frame_id = frame
+    info.header.stamp.sec, info.header.stamp.nanosec = stamp
+    info.k = (camera_k(width, height) if k is None else np.asarray(k, np.float64)).ravel().tolist()
+    return info
+
+
+def make_image(width: int, height: int, encoding: str = "rgb8", frame: str = "cam_optical",
+               stamp: tuple[int, int] = (0, 0), seed: int = 0) -> Any:
+    """A random image message of the given encoding (8-bit colour/mono, 16UC1 or 32FC1)."""
+    from sensor_msgs.msg import Image
+
+    rng = np.random.default_rng(seed)
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "16UC1": 1, "32FC1": 1}.get(encoding, 3)
+    if encoding == "16UC1":
+        arr = rng.integers(300, 3000, (height, width), dtype=np.uint16)
+    elif encoding == "32FC1":
+        arr = rng.uniform(0.3, 3.0, (height, width)).astype(np.float32)
+    else:
+        arr = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    msg = Image(width=width, height=height, encoding=encoding, is_bigendian=0)
+    msg.header.frame_id = frame
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    msg.step = int(arr.strides[0])
+    msg.data = arr.tobytes()
+    return msg
+
+
+# ------------------------------------------------------------------------------------------------ processes
+def ros_env(domain_id: int) -> dict[str, str]:
+    """Environment of a node process: this venv, an isolated domain, localhost discovery, the fake estimator."""
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
+               RCUTILS_COLORIZED_OUTPUT="0", POSECNN_TEST_ESTIMATOR="_node_helpers:make_fake_estimator")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "test"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def session_domain_id(offset: int = 0) -> int:
+    """A ROS_DOMAIN_ID in 1..230 unlikely to collide with other test sessions (derived from the pid); `offset`
+    separates the sessions of one process."""
+    return 1 + (os.getpid() % 200 + offset) % 230
+
+
+class NodeProcess:
+    """`python -m posecnn_ros.node --ros-args ...` as a subprocess, stdout+stderr collected in the background."""
+
+    def __init__(self, domain_id: int, params: dict[str, Any], remaps: dict[str, str] | None = None,
+                 extra_env: dict[str, str] | None = None, params_file: Path | None = None) -> None:
+        args = [sys.executable, "-m", "posecnn_ros.node", "--ros-args"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
+        for name, value in params.items():
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            args += ["-p", f"{name}:={text}"]
+        for src, dst in (remaps or {}).items():
+            args += ["-r", f"{src}:={dst}"]
+        env = ros_env(domain_id) | (extra_env or {})
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for_output(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return True
+            if self.proc.poll() is not None:
+                self._reader.join(1.0)
+                return text in self.output
+            time.sleep(0.05)
+        return False
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(2.0)
+        return code
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.wait(5.0)
+            raise
+
+
+class Peer:
+    """An in-process rclpy node (own context, given domain) that publishes inputs and records the node's outputs."""
+
+    def __init__(self, domain_id: int, node_ns: str = "/posecnn", image_topic: str = "/image",
+                 info_topic: str = "/camera_info", depth_topic: str = "/depth") -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
+        from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+        from visualization_msgs.msg import MarkerArray
+
+        from posecnn_ros.msg import ObjectEstimateArray
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(f"posecnn_test_peer_{id(self)}", context=self.context)
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_image = self.node.create_publisher(Image, image_topic, reliable)
+        self.pub_info = self.node.create_publisher(CameraInfo, info_topic, reliable)
+        self.pub_depth = self.node.create_publisher(Image, depth_topic, reliable)
+        self.received: dict[str, list[Any]] = {k: [] for k in
+                                              ("detections", "detections_2d", "estimates", "label", "markers",
+                                               "overlay", "tf", "label_info")}
+        self._lock = threading.Lock()
+        topics = {"detections": Detection3DArray, "detections_2d": Detection2DArray,
+                  "estimates": ObjectEstimateArray, "label": Image, "markers": MarkerArray, "overlay": Image}
+        self.output_subs = {name: self.node.create_subscription(kind, f"{node_ns}/{name}", self._recorder(name),
+                                                                reliable) for name, kind in topics.items()}
+        self.node.create_subscription(TFMessage, "/tf", self._recorder("tf"),
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(LabelInfo, f"{node_ns}/label_info", self._recorder("label_info"),
+                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _spin_loop(self) -> None:
+        while self._running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _recorder(self, name: str):
+        def record(msg: Any) -> None:
+            with self._lock:
+                self.received[name].append(msg)
+        return record
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            return len(self.received[name])
+
+    def messages(self, name: str) -> list[Any]:
+        with self._lock:
+            return list(self.received[name])
+
+    def clear(self) -> None:
+        with self._lock:
+            for v in self.received.values():
+                v.clear()
+
+    def wait_until(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    def wait_for_node(self, timeout: float = 20.0, depth: bool = False) -> bool:
+        """Wait until the node's input subscriptions and output publishers are matched with ours."""
+        return self.wait_until(lambda: self.pub_image.get_subscription_count() > 0
+                               and self.pub_info.get_subscription_count() > 0
+                               and (not depth or self.pub_depth.get_subscription_count() > 0)
+                               and all(s.get_publisher_count() > 0 for s in self.output_subs.values()), timeout)
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(2.0)
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()

@@ -1,0 +1,273 @@
+"""Unit tests of the node's pure modules: image conversion, message builders, params, worker, throttled log,
+resource resolver, overlay."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+pytestmark = pytest.mark.ros
+
+ros = pytest.importorskip("rclpy")
+
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+import _node_helpers as helpers  # noqa: E402
+from posecnn_core import resources  # noqa: E402
+from posecnn_ros import image_conversion as ic  # noqa: E402
+from posecnn_ros import messages  # noqa: E402
+from posecnn_ros.latest_frame import LatestFrameWorker  # noqa: E402
+from posecnn_ros.overlay import class_colour, draw_overlay, project  # noqa: E402
+from posecnn_ros.params import SPECS, NodeSettings, ParameterError, apply_to_config, check_value, descriptor  # noqa: E402
+from posecnn_ros.throttled_log import ThrottledLog  # noqa: E402
+
+
+def _image(arr: np.ndarray, encoding: str, step: int | None = None, bigendian: bool = False) -> Image:
+    h, w = arr.shape[:2]
+    row = arr.reshape(h, -1).view(np.uint8).reshape(h, -1)
+    step = row.shape[1] if step is None else step
+    padded = np.zeros((h, step), np.uint8)
+    padded[:, : row.shape[1]] = row
+    msg = Image(height=h, width=w, encoding=encoding, step=step, is_bigendian=int(bigendian))
+    msg.data = padded.tobytes()
+    return msg
+
+
+# ------------------------------------------------------------------------------------------- image conversion
+def test_colour_encodings_decode_to_rgb() -> None:
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    alpha = np.full((5, 7, 1), 9, np.uint8)
+    cases = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "rgba8": np.concatenate([rgb, alpha], 2),
+             "bgra8": np.concatenate([rgb[:, :, ::-1], alpha], 2)}
+    for enc, arr in cases.items():
+        out = ic.image_to_rgb(_image(np.ascontiguousarray(arr), enc, step=7 * arr.shape[2] + 3))
+        assert out.dtype == np.uint8 and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, rgb, err_msg=enc)
+    mono = rgb[:, :, 0].copy()
+    out = ic.image_to_rgb(_image(mono, "mono8"))
+    np.testing.assert_array_equal(out, np.repeat(mono[:, :, None], 3, 2))
+
+
+def test_depth_encodings_step_and_endianness() -> None:
+    raw = np.array([[0, 1000, 2500], [65535, 3, 7]], np.uint16)
+    little = ic.depth_to_metres(_image(raw.astype("<u2"), "16UC1", step=8), 0.001)
+    big = ic.depth_to_metres(_image(raw.astype(">u2"), "16UC1", bigendian=True), 0.001)
+    np.testing.assert_allclose(little, raw * 0.001, rtol=1e-6)
+    np.testing.assert_allclose(big, little)
+    f = np.array([[0.5, np.nan, -1.0], [np.inf, 2.0, 0.0]], np.float32)
+    out = ic.depth_to_metres(_image(f.astype(">f4"), "32FC1", bigendian=True), 0.001)
+    np.testing.assert_allclose(out, [[0.5, 0, 0], [0, 2.0, 0]])
+
+
+@pytest.mark.parametrize("mutate,cause", [
+    (lambda m: setattr(m, "encoding", "yuv422"), "encoding"),
+    (lambda m: setattr(m, "data", bytes(m.data)[:-5]), "truncated"),
+    (lambda m: (setattr(m, "height", 0), setattr(m, "data", b"")), "empty"),
+    (lambda m: setattr(m, "step", 4), "bad_step"),
+])
+def test_bad_images_raise_with_cause(mutate, cause) -> None:
+    msg = _image(np.zeros((4, 6, 3), np.uint8), "rgb8")
+    mutate(msg)
+    with pytest.raises(ic.ImageError) as err:
+        ic.image_to_rgb(msg)
+    assert err.value.cause == cause and str(err.value)
+
+
+def test_camera_matrix_validation() -> None:
+    info = helpers.make_camera_info(64, 48)
+    np.testing.assert_allclose(ic.camera_matrix(info), helpers.camera_k(64, 48))
+    zero = helpers.make_camera_info(64, 48, k=np.zeros((3, 3)))
+    nan = helpers.make_camera_info(64, 48, k=np.full((3, 3), np.nan))
+    for bad, cause in ((zero, "intrinsics_zero"), (nan, "intrinsics_not_finite")):
+        with pytest.raises(ic.ImageError, match="camera_info K") as err:
+            ic.camera_matrix(bad)
+        assert err.value.cause == cause
+    with pytest.raises(ic.ImageError, match="64x48") as err:
+        ic.check_image_matches(helpers.make_image(32, 48), info)
+    assert err.value.cause == "size_mismatch"
+
+
+def test_round_trip_rgb_and_label_images() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    header = Header(frame_id="f")
+    msg = ic.rgb_to_image(Image(), rgb, header)
+    assert (msg.encoding, msg.step, msg.header.frame_id) == ("rgb8", 15, "f")
+    np.testing.assert_array_equal(ic.image_to_rgb(msg), rgb)
+    label = np.arange(30, dtype=np.int32).reshape(6, 5)
+    small = messages.label_image(label, header, 22)
+    assert small.encoding == "mono8"
+    np.testing.assert_array_equal(np.frombuffer(small.data, np.uint8).reshape(6, 5), label)
+    big = messages.label_image(label * 100, header, 1000)
+    assert big.encoding == "16UC1" and big.step == 10
+    np.testing.assert_array_equal(np.frombuffer(big.data, "<u2").reshape(6, 5), label * 100)
+
+
+# ------------------------------------------------------------------------------------------- message builders
+def _fake_result():
+    ckpt, objs = helpers.write_fake_model(Path(__import__("tempfile").mkdtemp()), mesh="package://p/m.dae")
+    est = helpers.make_fake_estimator(str(ckpt), str(objs), "cpu")
+    K = helpers.camera_k(320, 240)
+    return est, est.estimate(np.zeros((240, 320, 3), np.uint8), K), K
+
+
+def test_detections_and_tf_carry_header_ids_poses_and_extents() -> None:
+    est, result, _ = _fake_result()
+    header = Header(frame_id="cam_optical")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    det = messages.detections_3d(result.objects, header, est.object_set.extents)
+    assert det.header.frame_id == "cam_optical" and det.header.stamp.nanosec == 345
+    assert [d.id for d in det.detections] == ["box_0", "can_0", "can_1"]
+    first = det.detections[0]
+    assert first.results[0].hypothesis.class_id == "box"
+    assert first.results[0].hypothesis.score == pytest.approx(0.95)
+    assert first.bbox.center.position.z == pytest.approx(0.6)
+    q = first.bbox.center.orientation
+    assert (q.w, q.x, q.y, q.z) == pytest.approx((0.9238795, 0.0, 0.3826834, 0.0), abs=1e-6)
+    assert (first.bbox.size.x, first.bbox.size.y, first.bbox.size.z) == pytest.approx((0.1, 0.06, 0.2))
+    tf = messages.transforms(result.objects, header, "pc/")
+    assert [t.child_frame_id for t in tf.transforms] == ["pc/box_0", "pc/can_0", "pc/can_1"]
+    assert all(t.header.frame_id == "cam_optical" and t.header.stamp.sec == 12 for t in tf.transforms)
+    assert tf.transforms[1].transform.translation.x == pytest.approx(-0.1)
+    d2 = messages.detections_2d(result.objects, header)
+    x1, y1, x2, y2 = result.objects[0].roi
+    assert d2.detections[0].bbox.size_x == pytest.approx(x2 - x1)
+    assert d2.detections[0].bbox.center.position.y == pytest.approx(0.5 * (y1 + y2))
+
+
+def test_estimates_markers_and_label_info() -> None:
+    est, result, _ = _fake_result()
+    header = Header(frame_id="cam")
+    out = messages.estimates(result.objects, header, [("decode", 0.5), ("network", 3.0)], 4.0, "cpu", 7, 2, 1)
+    assert (out.frames_processed, out.frames_dropped, out.frames_rejected, out.device) == (7, 2, 1, "cpu")
+    assert [s.stage for s in out.stages] == ["decode", "network"]
+    e = out.estimates[2]
+    assert (e.id, e.class_id, e.instance, e.votes) == ("can_1", 2, 1, 50)
+    np.testing.assert_allclose(e.roi, result.objects[2].roi, rtol=1e-5)
+    assert e.depth == pytest.approx(0.9)
+    m = messages.markers(result.objects, header, est.object_set.extents, ["", "package://p/m.dae", None], 3)
+    assert m.markers[0].action == m.markers[0].DELETEALL
+    bodies = [x for x in m.markers if x.ns == messages.MARKER_NS_MESH]
+    assert bodies[0].type == bodies[0].MESH_RESOURCE and bodies[0].mesh_resource == "package://p/m.dae"
+    assert bodies[1].type == bodies[1].CUBE and bodies[1].scale.z == pytest.approx(0.1)
+    assert len({(x.ns, x.id) for x in m.markers[1:]}) == len(m.markers) - 1
+    info = messages.label_info(est.class_names, header, 0.3)
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(0, "__background__"), (1, "box"), (2, "can")]
+    assert info.threshold == pytest.approx(0.3)
+    assert messages.mesh_uri("/a/b.obj") == "file:///a/b.obj" and messages.mesh_uri(None) is None
+
+
+def test_overlay_draws_projected_points_and_axes() -> None:
+    est, result, K = _fake_result()
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    out = draw_overlay(rgb, result.objects, K, est.object_set.points, est.object_set.extents)
+    assert out.shape == rgb.shape and rgb.sum() == 0 and out.sum() > 0
+    uv, front = project(np.zeros((1, 3)), result.objects[0].R, result.objects[0].t, K)
+    u, v = uv[0].astype(int)
+    assert front.all() and out[v - 2:v + 3, u - 2:u + 3].sum() > 0  # the axes start at the object origin
+    assert class_colour(1, 3) != class_colour(2, 3)
+
+
+# ------------------------------------------------------------------------------------------- params
+def test_params_validation_and_config() -> None:
+    defaults = NodeSettings.from_values({})
+    assert defaults.device == "auto" and defaults.publish["tf"] and defaults.image_qos == "sensor_data"
+    assert check_value("score_threshold", 1.5) and "score_threshold" in check_value("score_threshold", 1.5)
+    assert check_value("voting.inlier_threshold", 1.0)
+    assert check_value("device", "cuda:1") is None and check_value("device", "tpu")
+    assert check_value("image_qos", "best") and check_value("max_instances", "3")
+    assert check_value("score_threshold", 1) is None  # integers are fine for float parameters
+    with pytest.raises(ParameterError, match="depth_scale"):
+        NodeSettings.from_values({"depth_scale": 0.0})
+    s = NodeSettings.from_values({"score_threshold": 0.5, "voting.vote_threshold": 3, "publish.overlay": False})
+    cfg = apply_to_config(helpers.FakeConfig(), s)
+    assert cfg.score_threshold == 0.5 and cfg.voting.vote_threshold == 3 and not s.publish["overlay"]
+    desc = {spec.name: descriptor(spec) for spec in SPECS}
+    assert desc["score_threshold"].floating_point_range[0].to_value == 1.0
+    assert desc["max_instances"].integer_range[0].from_value == 1 and desc["checkpoint"].read_only
+
+
+# ------------------------------------------------------------------------------------------- worker
+def test_latest_frame_worker_drops_stale_frames() -> None:
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def process(item: int) -> None:
+        gate.wait(5)
+        seen.append(item)
+        if item == 3:
+            raise RuntimeError("boom")
+
+    errors: list[BaseException] = []
+    worker = LatestFrameWorker(process, errors.append)
+    assert worker.submit(0) is False
+    time.sleep(0.1)  # 0 is being processed (blocked on the gate)
+    replaced = [worker.submit(i) for i in range(1, 6)]
+    assert replaced == [False, True, True, True, True] and worker.dropped == 4
+    gate.set()
+    assert worker.wait_idle(5)
+    assert seen == [0, 5] and worker.processed == 2 and not errors
+    worker.submit(3)
+    assert worker.wait_idle(5) and isinstance(errors[0], RuntimeError)
+    worker.submit(4)
+    assert worker.wait_idle(5) and seen[-1] == 4  # the worker survived the error
+    assert worker.stop()
+
+
+def test_throttled_log_is_per_cause() -> None:
+    class Logger:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def error(self, msg: str) -> None:
+            self.lines.append(msg)
+
+        warning = info = error
+
+    now = [0.0]
+    logger = Logger()
+    log = ThrottledLog(logger, period_s=5.0, clock=lambda: now[0])
+    assert log.error("a", "A") and log.error("b", "B") and not log.error("a", "A")
+    now[0] = 6.0
+    assert log.error("a", "A")
+    assert logger.lines == ["A", "B", "A [1 more like this since the last report]"]
+    assert log.counts == {"a": 3, "b": 1}
+
+
+# ------------------------------------------------------------------------------------------- resources
+def test_resource_path_searches_checkout_then_prefixes(tmp_path, monkeypatch) -> None:
+    assert resources.resource_path("posecnn_core/resources.py") == Path(resources.__file__).resolve()
+    share = tmp_path / "share" / "posecnn_ros" / "data"
+    share.mkdir(parents=True)
+    (share / "x.bin").write_bytes(b"1")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    assert resources.resource_path("data/x.bin") == share / "x.bin"
+    with pytest.raises(FileNotFoundError, match="searched:.*share/posecnn_ros/data/nope.bin"):
+        resources.resource_path("data/nope.bin")
+    with pytest.raises(ValueError, match="relative"):
+        resources.resource_path("/abs/path")
+
+
+def test_config_file_lists_every_parameter_with_its_default() -> None:
+    import yaml
+
+    doc = yaml.safe_load((helpers.ROOT / "config" / "posecnn.yaml").read_text())
+    flat: dict = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flat[prefix + key] = value
+
+    walk("", doc["/**"]["ros__parameters"])
+    assert flat == {spec.name: spec.default for spec in SPECS}
