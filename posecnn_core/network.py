@@ -133,14 +133,23 @@ class PoseCNN(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """PT's from-scratch init: He-normal convs with zero bias, VGG's N(0, 0.01) classifier; fc8-10 default."""
+        """PT's from-scratch init: He-normal convs with zero bias, VGG's N(0, 0.01) classifier; fc8-10 default.
+
+        A light model (fc_dim != 4096 or trunk_width != 1, which no ImageNet VGG16 file can initialise) gets a
+        He-normal classifier instead: N(0, 0.01) through two narrow layers nearly zeroes the RoI features and
+        stalls training from scratch.
+        """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
                 nn.init.zeros_(m.bias)
+        vgg_shaped = self.fc_dim == 4096 and self.trunk_width == 1.0
         for m in self.classifier:
             if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
+                if vgg_shaped:
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                else:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
     def freeze_early_convs(self, frozen: bool = True) -> None:
