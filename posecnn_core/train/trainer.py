@@ -242,7 +242,10 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, num_workers=self.cfg.workers,
             collate_fn=collate, pin_memory=self.device.type == "cuda", drop_last=False,
-            persistent_workers=False)
+            persistent_workers=False,
+            # own generator: creating a loader must not consume the global RNG (dropout), so resuming
+            # mid-epoch reproduces an uninterrupted run
+            generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
 
     def train(self) -> dict[str, Any]:
         """Train to ``total_iters``; returns {"iterations", "final_checkpoint", "last_losses", "seconds"}."""
