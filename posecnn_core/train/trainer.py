@@ -88,9 +88,12 @@ class Trainer:
         self.sampler = EpochSampler(len(self.dataset), self.iters_per_epoch * cfg.batch_size, seed=cfg.seed,
                                     rank=self.env.rank, world_size=self.env.world_size)
 
+        resume = self._resume_path()
+        if resume is None and cfg.vgg16_init is not None and not Path(cfg.vgg16_init).is_file():
+            raise TrainingError(f"vgg16_init: ImageNet VGG16 weights not found at {cfg.vgg16_init}. "
+                                f"{NO_INTERNET_HINT}")
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         self.net = PoseCNN(C, in_channels=cfg.in_channels, fc_dim=cfg.fc_dim, trunk_width=cfg.trunk_width)
-        resume = self._resume_path()
         if resume is None and cfg.vgg16_init is not None:
             self._load_vgg16(Path(cfg.vgg16_init))
         for m in self.net.modules():
