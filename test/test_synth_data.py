@@ -137,3 +137,16 @@ def test_cli_reports_bad_objects_file(tmp_path, capsys):
     bad.write_text("name: x\nclasses: []\n")
     assert main(["--objects", str(bad), "--out", str(tmp_path / "o"), "--frames", "1"]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+@needs_osmesa
+def test_workers_give_the_same_frames(tmp_path):
+    cfg = SceneConfig(width=48, height=32, min_objects=1, max_objects=3)
+    objects = REPO / "config/objects/demo.yaml"
+    generate_dataset(objects, tmp_path / "one", 4, seed=9, config=cfg, progress=False)
+    s2 = generate_dataset(objects, tmp_path / "two", 4, seed=9, config=cfg, progress=False, workers=2)
+    assert s2.train == ["0000/000001", "0000/000002", "0000/000003", "0000/000004"]
+    for fid in s2.train:
+        for suffix in ("-color.png", "-depth.png", "-instance.png"):
+            one = (tmp_path / "one/data" / f"{fid}{suffix}").read_bytes()
+            assert (tmp_path / "two/data" / f"{fid}{suffix}").read_bytes() == one

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--min-visible-pixels", type=int, default=10)
     p.add_argument("--platform", default="osmesa", help="PYOPENGL_PLATFORM when unset (osmesa or egl)")
+    p.add_argument("--workers", type=int, default=1, help="rendering processes")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                                    frames_per_sequence=args.frames_per_sequence,
                                    test_fraction=args.test_fraction,
                                    min_visible_pixels=args.min_visible_pixels,
-                                   platform=args.platform, progress=not args.no_progress)
+                                   platform=args.platform, progress=not args.no_progress,
+                                   workers=args.workers)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

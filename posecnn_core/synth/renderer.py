@@ -68,7 +68,11 @@ class SceneRenderer:
         if width < 1 or height < 1:
             raise ValueError(f"width and height must be positive, got {width}x{height}")
         os.environ.setdefault("PYOPENGL_PLATFORM", platform)
-        import pyrender  # after PYOPENGL_PLATFORM is set
+        try:
+            import pyrender  # after PYOPENGL_PLATFORM is set
+        except ImportError as exc:
+            raise ImportError("rendering needs pyrender==0.1.45 and PyOpenGL==3.1.10 (pip), and "
+                              "libosmesa6 (apt) for PYOPENGL_PLATFORM=osmesa") from exc
 
         self._pr = pyrender
         self.width, self.height = int(width), int(height)
