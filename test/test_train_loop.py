@@ -51,14 +51,15 @@ def test_defaults_are_pt_recipe():
 
 def test_yaml_overrides_and_errors(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("lr: 0.01\naugment: {noise_prob: 0.0}\ntrain_data: [{root: /x, split: val, synthetic: true}]\n")
-    c = load_config(p, ["augment.blur_prob=0", "max_iters=5", "input_size=[96, 128]"])
-    assert c.lr == 0.01 and c.augment.noise_prob == 0 and c.augment.blur_prob == 0 and c.max_iters == 5
+    p.write_text("lr: 0.01\naugment: {noise_or_blur_prob: 0.0}\ntrain_data: [{root: /x, split: val, synthetic: true}]\n")
+    c = load_config(p, ["augment.hls_prob=0.5", "max_iters=5", "input_size=[96, 128]"])
+    assert c.lr == 0.01 and c.augment.noise_or_blur_prob == 0 and c.augment.hls_prob == 0.5 and c.max_iters == 5
+    assert c.augment.for_source(False).background_prob == 0 and c.augment.for_source(True).background_prob == 0.5
     assert c.train_data[0].split == "val" and c.train_data[0].synthetic and c.input_size == [96, 128]
     for bad, word in ((["lrr=1"], "unknown field"), (["augment.nois=1"], "augment.nois"),
                       (["batch_size=0"], "batch_size"), (["trunk_width=0.5"], "vgg16_init"),
                       (["optimizer=rmsprop"], "optimizer"), (["input_size=[10, 20]"], "input_size"),
-                      (["lr"], "key=value"), (["augment.blur_max_kernel=4"], "odd")):
+                      (["lr"], "key=value"), (["augment.blur_max_length=2"], "blur_max_length")):
         with pytest.raises(ConfigError, match=word):
             load_config(p, bad)
     with pytest.raises(ConfigError, match="train_data' is empty"):

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML training config (fields of posecnn_core.train.config.TrainConfig)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (dotted keys, YAML values), e.g. --set max_iters=100 "
-                        "--set augment.noise_prob=0; repeatable")
+                        "--set augment.noise_or_blur_prob=0; repeatable")
     p.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     return p
 

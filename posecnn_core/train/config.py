@@ -1,7 +1,7 @@
 """Training configuration: a dataclass read from YAML, defaults = PoseCNN-PyTorch's YCB-Video recipe.
 
 Unknown keys are errors (a misspelt option does not go unnoticed). ``--set key=value`` overrides use dotted keys
-(``augment.noise_prob=0``) with YAML-parsed values. Relative paths stay relative to the working directory.
+(``augment.noise_or_blur_prob=0``) with YAML-parsed values. Relative paths stay relative to the working directory.
 """
 from __future__ import annotations
 
@@ -35,18 +35,30 @@ class DataSource:
 
 @dataclass
 class AugmentConfig:
-    """Photometric augmentation (PT: HLS colour jitter, Gaussian noise or motion blur, random backgrounds for
-    synthetic frames; no flips). Shifts are fractions of the full range; probabilities are per frame."""
+    """Photometric augmentation, applied by :func:`posecnn_core.augment.augment` (PT: HLS colour jitter,
+    Gaussian noise or motion blur, random backgrounds for synthetic frames; no flips). Probabilities are per
+    frame; ``background_prob`` applies to ``synthetic`` sources only. ``enabled: false`` turns it all off."""
 
     enabled: bool = True
-    hue: float = 0.03            # max |hue shift|, fraction of the hue circle
-    lightness: float = 0.1       # max |lightness shift|, fraction of 255
-    saturation: float = 0.1      # max |saturation shift|, fraction of 255
-    noise_prob: float = 0.5      # Gaussian noise ...
-    noise_std: float = 0.02      # ... with std up to this fraction of 255
-    blur_prob: float = 0.2       # else, motion blur with this probability
-    blur_max_kernel: int = 9     # odd kernel length in pixels
-    background_prob: float = 0.5  # synthetic frames: replace label-0 pixels by a random background
+    hls_prob: float = 1.0
+    hue: float = 10.0                 # max |hue shift|, degrees
+    lightness: float = 0.1            # lightness scaled by 1 + U(-x, x)
+    saturation: float = 0.1           # saturation scaled by 1 + U(-x, x)
+    noise_or_blur_prob: float = 0.5   # then Gaussian noise or motion blur, equally likely
+    noise_sigma: float = 5.0          # grey levels
+    blur_max_length: int = 7          # pixels
+    background_prob: float = 0.5      # synthetic frames: replace label-0 pixels by a procedural background
+
+    def for_source(self, synthetic: bool):
+        """The :class:`posecnn_core.augment.AugmentConfig` for one data source."""
+        from ..augment import AugmentConfig as Ops
+
+        if not self.enabled:
+            return Ops(hls_prob=0.0, noise_or_blur_prob=0.0, background_prob=0.0)
+        return Ops(hls_prob=self.hls_prob, hue=self.hue, lightness=self.lightness, saturation=self.saturation,
+                   noise_or_blur_prob=self.noise_or_blur_prob, noise_sigma=self.noise_sigma,
+                   blur_max_length=self.blur_max_length,
+                   background_prob=self.background_prob if synthetic else 0.0)
 
 
 @dataclass
@@ -178,17 +190,17 @@ class TrainConfig:
                                                     or self.device.startswith("cuda:")):
             raise ConfigError(f"field 'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         a = self.augment
-        for name in ("hue", "lightness", "saturation", "noise_std"):
+        for name in ("hue", "lightness", "saturation", "noise_sigma"):
             v = getattr(a, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise ConfigError(f"field 'augment.{name}' must be a number in [0, 1], got {v!r}")
-        for name in ("noise_prob", "blur_prob", "background_prob"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= (360 if name == "hue" else 255):
+                raise ConfigError(f"field 'augment.{name}' must be a non-negative number, got {v!r}")
+        for name in ("hls_prob", "noise_or_blur_prob", "background_prob"):
             v = getattr(a, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ConfigError(f"field 'augment.{name}' must be a probability in [0, 1], got {v!r}")
-        k = a.blur_max_kernel
-        if isinstance(k, bool) or not isinstance(k, int) or k < 3 or k % 2 == 0:
-            raise ConfigError(f"field 'augment.blur_max_kernel' must be an odd int >= 3, got {k!r}")
+        k = a.blur_max_length
+        if isinstance(k, bool) or not isinstance(k, int) or k < 3:
+            raise ConfigError(f"field 'augment.blur_max_length' must be an int >= 3, got {k!r}")
         for i, src in enumerate(self.train_data):
             if not isinstance(src.root, str) or not src.root:
                 raise ConfigError(f"field 'train_data[{i}].root' must be a non-empty path, got {src.root!r}")

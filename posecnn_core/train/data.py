@@ -19,7 +19,7 @@ from ..datasets.ycb import Frame, YCBVideoDataset
 from ..network import PIXEL_MEANS_BGR
 from ..objects import ObjectSet
 from ..targets import compute_targets
-from .augment import augment_image
+from ..augment import augment
 from .config import AugmentConfig, DataSource
 
 __all__ = ["TrainSample", "Batch", "TrainDataset", "collate", "EpochSampler", "resize_frame",
@@ -129,7 +129,8 @@ class TrainDataset(torch.utils.data.Dataset):
         self.objects = objects
         self.in_channels = in_channels
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
-        self.augment = augment or AugmentConfig(enabled=False)
+        settings = augment or AugmentConfig(enabled=False)
+        self.augment = settings
         self.seed = seed
         self.epoch = 0
         self.parts: list[tuple[YCBVideoDataset, bool]] = []
@@ -142,6 +143,7 @@ class TrainDataset(torch.utils.data.Dataset):
                                  f"(image_sets/classes.txt) but the object set {objects.name!r} has "
                                  f"{list(objects.class_names[1:])}; class indices would not match")
             self.parts.append((ds, src.synthetic))
+        self._ops = {syn: settings.for_source(syn) for syn in (False, True)}
         self._offsets = np.cumsum([0] + [len(ds) for ds, _ in self.parts])
         self._points = {c: objects.points[c] for c in range(1, objects.num_classes)}
 
@@ -181,7 +183,7 @@ class TrainDataset(torch.utils.data.Dataset):
         idx = label[None, None]  # pixel's own class
         vertex = np.take_along_axis(vt, np.broadcast_to(idx, (1, 3, H, W)), axis=0)[0]
         mask = np.take_along_axis(vw, label[None], axis=0)[0]
-        color = augment_image(frame.color_bgr, label, rng, self.augment, synthetic)
+        color = augment(frame.color_bgr, rng, self._ops[synthetic], label=label)
         image = image_to_input(color, frame.depth, frame.K, self.in_channels)
         return TrainSample(image=image, label=label.astype(np.int64), vertex=np.ascontiguousarray(vertex),
                            vertex_mask=np.ascontiguousarray(mask, dtype=np.float32), classes=tg.classes,
