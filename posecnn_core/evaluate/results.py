@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -145,11 +145,3 @@ def load_results(path: str | Path) -> FrameResults:
         return out
     raise ResultsError(f"{path}: results file must end in .json or .npz")
 
-
-def detections_of(results: FrameResults, frame_ids: Iterable[str]) -> dict[str, list[Detection]]:
-    """Detections of the given frames ([] for a frame without entry)."""
-    return {f: results.frames.get(f, []) for f in frame_ids}
-
-
-def as_ground_truth(frame_id: str, classes: Sequence[int], poses: np.ndarray, boxes: np.ndarray) -> GroundTruth:
-    return GroundTruth(frame_id=frame_id, classes=np.asarray(classes), poses=poses, boxes=boxes)

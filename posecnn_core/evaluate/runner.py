@@ -1,7 +1,6 @@
 """Ground truth of a dataset split and running a checkpoint (through ``PoseEstimator``) over it."""
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +16,6 @@ from .results import Detection, FrameResults, GroundTruth
 
 __all__ = ["read_ground_truth", "run_estimator"]
 
-log = logging.getLogger(__name__)
 
 
 def _read_meta(root: Path, frame_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

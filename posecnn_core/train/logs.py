@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = ["CsvLog", "TensorBoardLog", "tensorboard_available"]
 
-log = logging.getLogger(__name__)
 
 
 class CsvLog:

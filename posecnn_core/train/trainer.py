@@ -310,8 +310,3 @@ class Trainer:
     def close(self) -> None:
         ddp.shutdown(self.env)
 
-
-def log_setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
