@@ -17,7 +17,6 @@ from .results import Detection, FrameResults, GroundTruth
 __all__ = ["read_ground_truth", "run_estimator"]
 
 
-
 def _read_meta(root: Path, frame_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = frame_files(root, frame_id)["meta"]
     if not path.is_file():

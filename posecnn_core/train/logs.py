@@ -8,7 +8,6 @@ from typing import Any, Mapping, Sequence
 __all__ = ["CsvLog", "TensorBoardLog", "tensorboard_available"]
 
 
-
 class CsvLog:
     """Appends rows with fixed columns to a CSV file; writes the header when the file is new or empty.
 
