@@ -5,7 +5,9 @@ plain Python values but never code. Loading is strict unless asked otherwise, an
 
 Accepted layouts (``read_state_dict``):
 - PT: a plain state_dict (key -> tensor), or ``{'model': state_dict}`` (``'state_dict'`` is accepted too);
-- ours: ``{'format': 'posecnn_ros', 'format_version': 1, 'model': state_dict, 'meta': {...}}``.
+- ours: ``{'format': 'posecnn_ros', 'format_version': 1, 'model': state_dict, 'meta': {...}}``, optionally with
+  ``'weights_dtype': 'float16'`` (weights stored in half precision; read back as float32) and ``'train_state'``
+  (optimizer/scheduler/RNG state for resuming training, see ``posecnn_core.train``; ignored here).
 A ``module.`` prefix (DDP / DataParallel) on every key is stripped and logged as a warning.
 """
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .network import PoseCNN
+from .network import PoseCNN, trunk_channels
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError", "CheckpointMeta", "LoadReport",
     "read_state_dict", "save_checkpoint", "load_weights", "load_vgg16_imagenet", "model_from_checkpoint",
-    "strip_module_prefix",
+    "strip_module_prefix", "read_train_state",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class CheckpointMeta:
 
     class_names: names by class index (index 0 = background), or None when unknown (PT checkpoints).
     format_version: FORMAT_VERSION for our files, 0 for a PT state_dict.
+    trunk_width: the network's trunk width factor (see :class:`~posecnn_core.network.PoseCNN`); 1.0 = VGG16.
     ``extra`` may hold only None/bool/int/float/str and lists/tuples/str-keyed dicts of them, so that the file
     stays loadable with ``weights_only=True``.
     """
@@ -67,6 +70,7 @@ class CheckpointMeta:
     num_classes: int
     in_channels: int = 3
     fc_dim: int = 4096
+    trunk_width: float = 1.0
     class_names: list[str] | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +88,10 @@ class CheckpointMeta:
                 raise ValueError(f"CheckpointMeta.class_names has {len(names)} names but num_classes is "
                                  f"{self.num_classes}")
             self.class_names = names
+        tw = self.trunk_width
+        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 < tw <= 1e3:
+            raise ValueError(f"CheckpointMeta.trunk_width must be a positive number, got {tw!r}")
+        self.trunk_width = float(tw)
         if not isinstance(self.extra, dict):
             raise TypeError(f"CheckpointMeta.extra must be a dict, got {type(self.extra).__name__}")
         bad = [k for k, v in self.extra.items() if not isinstance(k, str) or not _is_plain(v)]
@@ -93,12 +101,12 @@ class CheckpointMeta:
 
     def to_dict(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "in_channels": self.in_channels, "fc_dim": self.fc_dim,
-                "class_names": None if self.class_names is None else list(self.class_names),
+                "trunk_width": self.trunk_width, "class_names": None if self.class_names is None else list(self.class_names),
                 "format_version": self.format_version, "extra": dict(self.extra)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckpointMeta":
-        known = {"num_classes", "in_channels", "fc_dim", "class_names", "format_version", "extra"}
+        known = {"num_classes", "in_channels", "fc_dim", "trunk_width", "class_names", "format_version", "extra"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown CheckpointMeta fields: {unknown}")
@@ -186,6 +194,11 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], Checkpo
             raise CheckpointError(f"{path}: format_version {version} is newer than this code supports "
                                   f"({FORMAT_VERSION}); update posecnn_core")
         state_dict = _tensor_dict(obj.get("model"), path, "'model'")
+        stored = obj.get("weights_dtype", "float32")
+        if stored not in ("float32", "float16"):
+            raise CheckpointError(f"{path}: weights_dtype must be 'float32' or 'float16', got {stored!r}")
+        if stored == "float16":
+            state_dict = {k: v.float() if v.dtype == torch.float16 else v for k, v in state_dict.items()}
         raw_meta = obj.get("meta")
         if not isinstance(raw_meta, Mapping):
             raise CheckpointError(f"{path}: 'meta' is missing or not a dict")
@@ -215,10 +228,32 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) else model
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta) -> Path:
+def _check_train_state(value: Any, where: str) -> None:
+    """Allow what ``torch.load(weights_only=True)`` reads back: tensors, plain scalars, str/int-keyed containers."""
+    if value is None or isinstance(value, (bool, int, float, str, Tensor)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_train_state(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise TypeError(f"train_state key {where}[{k!r}] must be a str or int")
+            _check_train_state(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(f"train_state{where} holds a {type(value).__name__}; only tensors and plain Python values "
+                    "can be stored")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta, *, half: bool = False,
+                    train_state: Mapping[str, Any] | None = None) -> Path:
     """Write ``model``'s state_dict and ``meta`` in our format, atomically (temp file + rename). Returns the path.
 
-    A DDP/DataParallel wrapper is unwrapped; ``meta`` must agree with a PoseCNN's num_classes/in_channels/fc_dim.
+    A DDP/DataParallel wrapper is unwrapped; ``meta`` must agree with a PoseCNN's num_classes/in_channels/fc_dim/
+    trunk_width. ``half`` stores floating weights as float16 (half the size; :func:`read_state_dict` casts them
+    back to float32). ``train_state`` (tensors and plain values only, e.g. optimizer and RNG states) is stored
+    beside the weights for resuming; read it with :func:`read_train_state`.
     """
     if not isinstance(meta, CheckpointMeta):
         raise TypeError(f"meta must be a CheckpointMeta, got {type(meta).__name__}")
@@ -226,15 +261,28 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, PoseCNN):
-        for name in ("num_classes", "in_channels", "fc_dim"):
+        for name in ("num_classes", "in_channels", "fc_dim", "trunk_width"):
             if getattr(model, name) != getattr(meta, name):
                 raise ValueError(f"meta.{name}={getattr(meta, name)} disagrees with the model's "
                                  f"{getattr(model, name)}")
+    if train_state is not None:
+        if not isinstance(train_state, Mapping):
+            raise TypeError(f"train_state must be a mapping, got {type(train_state).__name__}")
+        _check_train_state(dict(train_state), "")
     meta_dict = meta.to_dict()
     meta_dict["format_version"] = FORMAT_VERSION
-    payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-               "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               "meta": {k: v for k, v in meta_dict.items() if k != "format_version"}}
+
+    def stored(v: Tensor) -> Tensor:
+        v = v.detach().cpu()
+        return v.to(torch.float16) if half and v.is_floating_point() else v.clone()
+
+    payload: dict[str, Any] = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "weights_dtype": "float16" if half else "float32",
+        "model": {k: stored(v) for k, v in model.state_dict().items()},
+        "meta": {k: v for k, v in meta_dict.items() if k != "format_version"}}
+    if train_state is not None:
+        payload["train_state"] = dict(train_state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -249,6 +297,23 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
             os.unlink(tmp)
         raise
     return path
+
+
+def read_train_state(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``train_state`` stored by :func:`save_checkpoint` (None when the file has none); CPU tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: not a {FORMAT_NAME} checkpoint, so it has no training state")
+    state = obj.get("train_state")
+    if state is not None and not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: 'train_state' is a {type(state).__name__}, expected a dict")
+    return None if state is None else dict(state)
 
 
 def _compare(model_sd: Mapping[str, Tensor], state_dict: Mapping[str, Tensor]) -> LoadReport:
@@ -333,6 +398,24 @@ def load_vgg16_imagenet(model: PoseCNN, path: str | os.PathLike) -> LoadReport:
     return report
 
 
+_TRUNK_CONV_KEYS = tuple(f"features.{i}.weight" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
+
+
+def _infer_trunk_width(state_dict: Mapping[str, Tensor], path: Path) -> float:
+    """trunk_width from the conv widths: features.0 has 64·w outputs (also tried: conv5_3's 512·w)."""
+    first = int(state_dict["features.0.weight"].shape[0])
+    if first == 64:
+        return 1.0
+    widths = [int(state_dict[k].shape[0]) for k in _TRUNK_CONV_KEYS if k in state_dict]
+    candidates = [first / 64.0]
+    if "features.28.weight" in state_dict:
+        candidates.append(int(state_dict["features.28.weight"].shape[0]) / 512.0)
+    for w in candidates:
+        if trunk_channels(w)[:len(widths)] == widths:
+            return w
+    return candidates[0]  # the strict load then names the mismatching keys
+
+
 def _infer_meta(state_dict: Mapping[str, Tensor], path: Path) -> CheckpointMeta:
     needed = ("conv_score.0.weight", "features.0.weight", "classifier.0.weight")
     absent = [k for k in needed if k not in state_dict]
@@ -342,9 +425,10 @@ def _infer_meta(state_dict: Mapping[str, Tensor], path: Path) -> CheckpointMeta:
     if score.dim() != 4 or first.dim() != 4 or fc0.dim() != 2:
         raise CheckpointError(f"{path}: unexpected ranks for {needed}: "
                               f"{[list(t.shape) for t in (score, first, fc0)]}")
+    width = _infer_trunk_width(state_dict, path)
     try:
         return CheckpointMeta(num_classes=int(score.shape[0]), in_channels=int(first.shape[1]),
-                              fc_dim=int(fc0.shape[0]), class_names=None, format_version=0)
+                              fc_dim=int(fc0.shape[0]), trunk_width=width, class_names=None, format_version=0)
     except ValueError as exc:
         raise CheckpointError(f"{path}: implausible network size ({exc})") from exc
 
@@ -360,7 +444,8 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     state_dict, meta = read_state_dict(path)
     if meta is None:
         meta = _infer_meta(state_dict, path)
-    model = PoseCNN(meta.num_classes, in_channels=meta.in_channels, fc_dim=meta.fc_dim)
+    model = PoseCNN(meta.num_classes, in_channels=meta.in_channels, fc_dim=meta.fc_dim,
+                    trunk_width=meta.trunk_width)
     try:
         load_weights(model, state_dict)
     except CheckpointMismatchError as exc:

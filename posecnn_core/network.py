@@ -14,13 +14,13 @@ from torch import Tensor, nn
 
 from .roi_pool import roi_max_pool
 
-__all__ = ["PoseCNN", "PIXEL_MEANS_BGR", "normalize_bgr", "SEMANTIC_UNITS", "VERTEX_UNITS", "POOL_SIZE"]
+__all__ = ["PoseCNN", "PIXEL_MEANS_BGR", "normalize_bgr", "SEMANTIC_UNITS", "VERTEX_UNITS", "POOL_SIZE",
+           "trunk_channels"]
 
 PIXEL_MEANS_BGR = (102.98 / 255.0, 115.95 / 255.0, 122.77 / 255.0)
 SEMANTIC_UNITS = 64  # PT's num_units
 VERTEX_UNITS = 128   # 2 * num_units
 POOL_SIZE = 7
-_TRUNK_CHANNELS = 512
 _CONV4_TAP, _CONV5_TAP = 22, 29          # indices in `features` whose outputs are the taps
 _EARLY_CONVS = (0, 2, 5, 7, 10, 12, 14)  # conv1_1 .. conv3_3, frozen by PT's TRAIN.FREEZE_LAYERS
 # torchvision's VGG16 configuration up to conv5_3: conv output widths, "M" = 2x2 max pool.
@@ -59,15 +59,25 @@ def normalize_bgr(image: np.ndarray | Tensor, channels_last: bool = True) -> Ten
     return (x - means).contiguous()
 
 
-def _vgg16_trunk(in_channels: int) -> nn.Sequential:
+def trunk_channels(trunk_width: float = 1.0) -> list[int]:
+    """Output widths of the 13 trunk convs for ``trunk_width`` w: round(c·w) but at least 8, c in VGG16's
+    (64, 64, 128, 128, 256 ×3, 512 ×6). w = 1 gives VGG16 itself."""
+    if isinstance(trunk_width, bool) or not isinstance(trunk_width, (int, float)) or not 0 < trunk_width <= 1e3:
+        raise ValueError(f"trunk_width must be a positive number, got {trunk_width!r}")
+    return [max(8, int(round(c * float(trunk_width)))) for c in _VGG16_CFG if c != "M"]
+
+
+def _vgg16_trunk(in_channels: int, trunk_width: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = in_channels
+    widths = iter(trunk_channels(trunk_width))
     for item in _VGG16_CFG:
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            layers += [nn.Conv2d(channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-            channels = item
+            out = next(widths)
+            layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = out
     return nn.Sequential(*layers)
 
 
@@ -81,9 +91,13 @@ class PoseCNN(nn.Module):
 
     num_classes: C, including the background. in_channels: 3 (BGR) or 6 (BGR + depth channels, PT's RGB-D).
     fc_dim: width of the RoI classifier (4096 = VGG; PT's "slim" variant uses 256).
+    trunk_width: scales the trunk's conv widths (64·w, 128·w, 256·w, 512·w, rounded, at least 8; see
+    :func:`trunk_channels`) for lighter models; the embeddings then take 512·w inputs and the RoI flatten size is
+    512·w·49. Parameter names do not change; w = 1 (default) is VGG16, as in PT's checkpoints.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, fc_dim: int = 4096) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 3, fc_dim: int = 4096,
+                 trunk_width: float = 1.0) -> None:
         super().__init__()
         for name, value, low in (("num_classes", num_classes, 2), ("in_channels", in_channels, 1),
                                  ("fc_dim", fc_dim, 1)):
@@ -92,19 +106,23 @@ class PoseCNN(nn.Module):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.fc_dim = fc_dim
+        widths = trunk_channels(trunk_width)  # validates trunk_width
+        self.trunk_width = float(trunk_width)
+        self.trunk_channels = widths[-1]  # conv4_3 and conv5_3 width (512 at w = 1)
         C = num_classes
+        T = self.trunk_channels
 
-        self.features = _vgg16_trunk(in_channels)
+        self.features = _vgg16_trunk(in_channels, trunk_width)
         self.classifier = nn.Sequential(
-            nn.Linear(_TRUNK_CHANNELS * POOL_SIZE * POOL_SIZE, fc_dim), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(T * POOL_SIZE * POOL_SIZE, fc_dim), nn.ReLU(inplace=True), nn.Dropout(0.5),
             nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(0.5))
         # semantic labelling branch
-        self.conv4_embed = _conv1x1(_TRUNK_CHANNELS, SEMANTIC_UNITS, relu=True)
-        self.conv5_embed = _conv1x1(_TRUNK_CHANNELS, SEMANTIC_UNITS, relu=True)
+        self.conv4_embed = _conv1x1(T, SEMANTIC_UNITS, relu=True)
+        self.conv5_embed = _conv1x1(T, SEMANTIC_UNITS, relu=True)
         self.conv_score = _conv1x1(SEMANTIC_UNITS, C, relu=True)
         # centre (vertex) regression branch: no activations
-        self.conv4_vertex_embed = _conv1x1(_TRUNK_CHANNELS, VERTEX_UNITS, relu=False)
-        self.conv5_vertex_embed = _conv1x1(_TRUNK_CHANNELS, VERTEX_UNITS, relu=False)
+        self.conv4_vertex_embed = _conv1x1(T, VERTEX_UNITS, relu=False)
+        self.conv5_vertex_embed = _conv1x1(T, VERTEX_UNITS, relu=False)
         self.conv_vertex_score = _conv1x1(VERTEX_UNITS, 3 * C, relu=False)
         # one dropout shared by both dense branches, as in PT (it has no parameters)
         self.dropout = nn.Dropout(0.5)
@@ -115,14 +133,23 @@ class PoseCNN(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """PT's from-scratch init: He-normal convs with zero bias, VGG's N(0, 0.01) classifier; fc8-10 default."""
+        """PT's from-scratch init: He-normal convs with zero bias, VGG's N(0, 0.01) classifier; fc8-10 default.
+
+        A light model (fc_dim != 4096 or trunk_width != 1, which no ImageNet VGG16 file can initialise) gets a
+        He-normal classifier instead: N(0, 0.01) through two narrow layers nearly zeroes the RoI features and
+        stalls training from scratch.
+        """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
                 nn.init.zeros_(m.bias)
+        vgg_shaped = self.fc_dim == 4096 and self.trunk_width == 1.0
         for m in self.classifier:
             if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
+                if vgg_shaped:
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                else:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
     def freeze_early_convs(self, frozen: bool = True) -> None:
@@ -142,7 +169,8 @@ class PoseCNN(nn.Module):
                              "(pad the image first)")
 
     def trunk(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """VGG16 trunk -> (conv4 [B, 512, H/8, W/8], conv5 [B, 512, H/16, W/16]), both after ReLU."""
+        """VGG16 trunk -> (conv4 [B, T, H/8, W/8], conv5 [B, T, H/16, W/16]), both after ReLU; T = trunk_channels
+        (512 at trunk_width 1)."""
         self._check_image(image)
         x = image
         conv4 = None
@@ -164,7 +192,7 @@ class PoseCNN(nn.Module):
         """Dense pass on a normalised [B, in_channels, H, W] image (H, W multiples of 16).
 
         Returns (scores [B, C, H, W] = conv_score output after its ReLU, before softmax;
-        vertex [B, 3C, H, W]; conv4 [B, 512, H/8, W/8]; conv5 [B, 512, H/16, W/16]).
+        vertex [B, 3C, H, W]; conv4 [B, T, H/8, W/8]; conv5 [B, T, H/16, W/16]), T = ``trunk_channels``.
         """
         conv4, conv5 = self.trunk(image)
         scores = self._dense_branch(conv4, conv5, self.conv4_embed, self.conv5_embed, self.conv_score)
@@ -178,9 +206,9 @@ class PoseCNN(nn.Module):
 
     def roi_features(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> Tensor:
         """[R, 5] rois (batch, x1, y1, x2, y2 in input pixels) -> [R, fc_dim] shared RoI features."""
-        if conv4.dim() != 4 or conv5.dim() != 4 or conv4.shape[1] != _TRUNK_CHANNELS \
-                or conv5.shape[1] != _TRUNK_CHANNELS:
-            raise ValueError(f"conv4/conv5 must be [B, 512, h, w], got {tuple(conv4.shape)} and "
+        T = self.trunk_channels
+        if conv4.dim() != 4 or conv5.dim() != 4 or conv4.shape[1] != T or conv5.shape[1] != T:
+            raise ValueError(f"conv4/conv5 must be [B, {T}, h, w], got {tuple(conv4.shape)} and "
                              f"{tuple(conv5.shape)}")
         if conv4.shape[0] != conv5.shape[0]:
             raise ValueError(f"conv4 and conv5 batch sizes differ: {conv4.shape[0]} vs {conv5.shape[0]}")

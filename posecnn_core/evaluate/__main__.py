@@ -1,0 +1,4 @@
+"""``python -m posecnn_core.evaluate`` = ``posecnn-eval``."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""Matching estimates to ground truth and the ADD / ADD-S / AUC report (YCB-Video toolbox definitions).
+
+Matching (per frame and class): PT evaluates, for each annotated object, the detection of its class with the best
+box IoU. With several instances of a class we match one-to-one: (ground truth, detection) pairs of the class are
+taken in order of decreasing IoU (ties: higher score) while both are free, so every object gets a detection as
+long as unassigned detections of its class remain, as in PT when there is one instance. An object without a
+detection is a miss: its ADD and ADD-S are inf. AUC is ``metrics.vocap_auc`` over 0–10 cm (distances above
+10 cm and misses count as failures), ×100. "ADD(-S)" uses ADD-S for the object set's ``symmetric`` classes (the
+toolbox's choice for YCB-Video) and ADD otherwise; both ADD and ADD-S are reported for every class.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..metrics import accuracy_curve, add, adds, vocap_auc
+from ..objects import ObjectSet
+from .results import Detection, FrameResults, GroundTruth
+
+__all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "evaluate_results", "box_iou",
+           "MAX_DISTANCE"]
+
+MAX_DISTANCE = 0.1  # metres, the toolbox's AUC range
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (x1, y1, x2, y2) boxes in pixel-inclusive convention (width = x2 − x1 + 1)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | None]:
+    """For each ground-truth object the index of its matched detection, or None (see module docstring)."""
+    match: list[int | None] = [None] * gt.classes.size
+    used: set[int] = set()
+    pairs = []
+    for g, c in enumerate(gt.classes):
+        for d, det in enumerate(detections):
+            if det.class_id == int(c):
+                pairs.append((-box_iou(gt.boxes[g], det.roi), -det.score, g, d))
+    for _, _, g, d in sorted(pairs):
+        if match[g] is None and d not in used:
+            match[g] = d
+            used.add(d)
+    return match
+
+
+@dataclass
+class InstanceResult:
+    """One annotated object: its errors (metres; inf when missed) and the matched detection's score."""
+
+    frame_id: str
+    gt_index: int
+    class_id: int
+    class_name: str
+    symmetric: bool
+    detected: bool
+    score: float
+    add: float
+    adds: float
+
+    @property
+    def add_or_adds(self) -> float:
+        return self.adds if self.symmetric else self.add
+
+
+@dataclass
+class ClassSummary:
+    """AUCs (0–100) of one class, or of a pooled/average row (class_id -1)."""
+
+    class_id: int
+    name: str
+    symmetric: bool
+    count: int
+    detected: int
+    add_auc: float
+    adds_auc: float
+    add_or_adds_auc: float
+
+
+def _summary(class_id: int, name: str, symmetric: bool, rows: Sequence[InstanceResult]) -> ClassSummary:
+    return ClassSummary(class_id=class_id, name=name, symmetric=symmetric, count=len(rows),
+                        detected=sum(r.detected for r in rows),
+                        add_auc=vocap_auc([r.add for r in rows], MAX_DISTANCE),
+                        adds_auc=vocap_auc([r.adds for r in rows], MAX_DISTANCE),
+                        add_or_adds_auc=vocap_auc([r.add_or_adds for r in rows], MAX_DISTANCE))
+
+
+@dataclass
+class Report:
+    """Everything ``posecnn-eval`` prints and writes. ``per_class`` lists the classes with annotated objects;
+    ``mean`` averages their AUCs; ``pooled`` computes the AUCs over all objects together (the "ALL" of
+    PoseCNN's tables)."""
+
+    instances: list[InstanceResult]
+    per_class: list[ClassSummary]
+    mean: ClassSummary
+    pooled: ClassSummary
+    num_frames: int
+    title: str = "PoseCNN evaluation"
+    notes: list[str] = field(default_factory=list)
+
+    # -- text ----------------------------------------------------------------------------------------------
+    HEADER = ("object", "sym", "objects", "detected", "ADD AUC", "ADD-S AUC", "ADD(-S) AUC")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        def fmt(s: ClassSummary) -> tuple[str, ...]:
+            return (s.name, "yes" if s.symmetric else ("" if s.class_id >= 0 else "-"), str(s.count),
+                    str(s.detected), f"{s.add_auc:.1f}", f"{s.adds_auc:.1f}", f"{s.add_or_adds_auc:.1f}")
+        return [fmt(s) for s in self.per_class] + [fmt(self.mean), fmt(self.pooled)]
+
+    def table(self) -> str:
+        """Fixed-width per-object table."""
+        rows = [self.HEADER] + self.rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.HEADER))]
+        lines = []
+        for k, r in enumerate(rows):
+            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+            lines.append("  ".join(cells))
+            if k == 0 or k == len(self.per_class):
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", "",
+               f"{self.num_frames} frames, {self.pooled.count} annotated objects, {self.pooled.detected} detected. "
+               "AUC of accuracy vs. threshold over 0–10 cm (YCB-Video toolbox VOCap), ×100; misses and errors "
+               "> 10 cm count as failures. ADD(-S) uses ADD-S for symmetric objects. MEAN averages the per-object "
+               "AUCs; ALL pools every object.", "",
+               "| " + " | ".join(self.HEADER) + " |",
+               "|" + "|".join([":---"] + ["---:"] * (len(self.HEADER) - 1)) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in self.rows()]
+        if self.notes:
+            out += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+    # -- files ---------------------------------------------------------------------------------------------
+    def write_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["class_id", "object", "symmetric", "objects", "detected", "add_auc", "adds_auc",
+                        "add_or_adds_auc"])
+            for s in [*self.per_class, self.mean, self.pooled]:
+                w.writerow([s.class_id, s.name, int(s.symmetric), s.count, s.detected, f"{s.add_auc:.4f}",
+                            f"{s.adds_auc:.4f}", f"{s.add_or_adds_auc:.4f}"])
+        return path
+
+    def write_instances_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["frame_id", "gt_index", "class_id", "object", "symmetric", "detected", "score",
+                        "add_m", "adds_m"])
+            for r in self.instances:
+                w.writerow([r.frame_id, r.gt_index, r.class_id, r.class_name, int(r.symmetric), int(r.detected),
+                            f"{r.score:.4f}", "inf" if math.isinf(r.add) else f"{r.add:.6f}",
+                            "inf" if math.isinf(r.adds) else f"{r.adds:.6f}"])
+        return path
+
+    def plot(self, path: str | Path, num_thresholds: int = 201) -> Path:
+        """PNG with accuracy vs. threshold (0–10 cm) per object and for all objects: ADD and ADD-S panels."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        thr = np.linspace(0.0, MAX_DISTANCE, num_thresholds)
+        fig = Figure(figsize=(11, 4.6), dpi=100)
+        FigureCanvasAgg(fig)
+        names = {s.class_id: s.name for s in self.per_class}
+        for k, (metric, key) in enumerate((("ADD", "add"), ("ADD-S", "adds"))):
+            ax = fig.add_subplot(1, 2, k + 1)
+            for s in self.per_class:
+                d = [getattr(r, key) for r in self.instances if r.class_id == s.class_id]
+                auc = getattr(s, f"{key}_auc")
+                ax.plot(thr * 100, accuracy_curve(d, thr), lw=1.0, label=f"{names[s.class_id]} ({auc:.1f})")
+            d_all = [getattr(r, key) for r in self.instances]
+            ax.plot(thr * 100, accuracy_curve(d_all, thr), "k", lw=2.2,
+                    label=f"ALL ({getattr(self.pooled, f'{key}_auc'):.1f})")
+            ax.set_xlim(0, MAX_DISTANCE * 100)
+            ax.set_ylim(0, 1.0)
+            ax.set_xlabel("distance threshold (cm)")
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"{metric} (AUC in legend)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        fig.suptitle(self.title)
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, format="png")
+        return path
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write per_object.csv, instances.csv, report.md and accuracy.png into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(self.markdown())
+        return {"csv": self.write_csv(out / "per_object.csv"),
+                "instances": self.write_instances_csv(out / "instances.csv"),
+                "markdown": out / "report.md", "plot": self.plot(out / "accuracy.png")}
+
+
+def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], gt: Sequence[GroundTruth],
+                     object_set: ObjectSet, title: str = "PoseCNN evaluation") -> Report:
+    """Match ``results`` to ``gt`` frame by frame and compute the report (see the module docstring).
+
+    Frames of ``gt`` missing from ``results`` count as processed with no detections (their objects are misses).
+    """
+    frames = results.frames if isinstance(results, FrameResults) else results
+    notes = []
+    if isinstance(results, FrameResults) and results.class_names is not None \
+            and list(results.class_names) != list(object_set.class_names):
+        raise ValueError(f"results were made for classes {results.class_names}, the object set "
+                         f"{object_set.name!r} has {list(object_set.class_names)}")
+    C = object_set.num_classes
+    sym = np.asarray(object_set.symmetric, dtype=bool)
+    missing = [g.frame_id for g in gt if g.frame_id not in frames]
+    if missing:
+        notes.append(f"{len(missing)} frames have no results entry; their objects count as misses "
+                     f"(first: {missing[0]})")
+    instances: list[InstanceResult] = []
+    for g in gt:
+        dets = list(frames.get(g.frame_id, []))
+        bad = [d.class_id for d in dets if not 0 < d.class_id < C]
+        if bad:
+            raise ValueError(f"frame {g.frame_id}: detection class ids {bad} are outside 1..{C - 1}")
+        match = match_frame(g, dets)
+        for k, c in enumerate(g.classes):
+            c = int(c)
+            if not 0 < c < C:
+                raise ValueError(f"frame {g.frame_id}: ground-truth class {c} is outside 1..{C - 1}")
+            pts = object_set.points[c]
+            R_gt, t_gt = g.poses[k, :, :3], g.poses[k, :, 3]
+            if match[k] is None:
+                e_add = e_adds = math.inf
+                score, detected = 0.0, False
+            else:
+                d = dets[match[k]]
+                e_add = add(pts, d.R, d.t, R_gt, t_gt)
+                e_adds = adds(pts, d.R, d.t, R_gt, t_gt)
+                score, detected = d.score, True
+            instances.append(InstanceResult(g.frame_id, k, c, object_set.class_names[c], bool(sym[c]), detected,
+                                            score, e_add, e_adds))
+    per_class = []
+    for c in range(1, C):
+        rows = [r for r in instances if r.class_id == c]
+        if rows:
+            per_class.append(_summary(c, object_set.class_names[c], bool(sym[c]), rows))
+    if per_class:
+        mean = ClassSummary(-1, "MEAN", False, sum(s.count for s in per_class), sum(s.detected for s in per_class),
+                            float(np.mean([s.add_auc for s in per_class])),
+                            float(np.mean([s.adds_auc for s in per_class])),
+                            float(np.mean([s.add_or_adds_auc for s in per_class])))
+    else:
+        mean = ClassSummary(-1, "MEAN", False, 0, 0, 0.0, 0.0, 0.0)
+        notes.append("no annotated objects: every AUC is 0")
+    pooled = _summary(-1, "ALL", False, instances)
+    return Report(instances=instances, per_class=per_class, mean=mean, pooled=pooled, num_frames=len(gt),
+                  title=title, notes=notes)

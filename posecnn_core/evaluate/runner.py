@@ -1,0 +1,75 @@
+"""Ground truth of a dataset split and running a checkpoint (through ``PoseEstimator``) over it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.io
+from tqdm import tqdm
+
+from ..datasets.ycb import BadFrameFileError, YCBVideoDataset, frame_files, read_frame_list
+from ..objects import ObjectSet
+from ..targets import boxes_from_points
+from .results import Detection, FrameResults, GroundTruth
+
+__all__ = ["read_ground_truth", "run_estimator"]
+
+
+def _read_meta(root: Path, frame_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = frame_files(root, frame_id)["meta"]
+    if not path.is_file():
+        raise BadFrameFileError(path, "file is missing")
+    try:
+        meta = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises several types for corrupt .mat files
+        raise BadFrameFileError(path, f"cannot read MAT file ({type(exc).__name__}: {exc})") from exc
+    for key in ("cls_indexes", "poses", "intrinsic_matrix"):
+        if key not in meta:
+            raise BadFrameFileError(path, f"missing field {key!r}")
+    cls = np.asarray(meta["cls_indexes"]).reshape(-1).astype(np.int64)
+    poses = np.asarray(meta["poses"], dtype=np.float64)
+    if poses.ndim == 2:
+        poses = poses[:, :, None]
+    if poses.shape != (3, 4, cls.size):
+        raise BadFrameFileError(path, f"poses has shape {poses.shape}, expected (3, 4, {cls.size})")
+    return cls, np.ascontiguousarray(np.transpose(poses, (2, 0, 1))), np.asarray(meta["intrinsic_matrix"], float)
+
+
+def read_ground_truth(root: str | Path, split: str, object_set: ObjectSet,
+                      frame_ids: Sequence[str] | None = None) -> list[GroundTruth]:
+    """Annotations of a split (meta files only): classes, poses and boxes of the projected model points."""
+    root = Path(root)
+    ids = list(frame_ids) if frame_ids is not None else read_frame_list(root, split)
+    C = object_set.num_classes
+    out = []
+    for fid in ids:
+        cls, poses, K = _read_meta(root, fid)
+        if cls.size and (cls.min() < 1 or cls.max() >= C):
+            raise BadFrameFileError(frame_files(root, fid)["meta"],
+                                    f"class indexes {cls.tolist()} outside the object set's 1..{C - 1}")
+        boxes = boxes_from_points(object_set.points, cls, poses, K) if cls.size else np.zeros((0, 4))
+        out.append(GroundTruth(frame_id=fid, classes=cls, poses=poses, boxes=boxes))
+    return out
+
+
+def run_estimator(estimator: Any, root: str | Path, split: str, frame_ids: Sequence[str] | None = None,
+                  use_depth: bool = False, progress: bool = True) -> tuple[FrameResults, dict[str, float]]:
+    """Run ``estimator.estimate`` (a :class:`~posecnn_core.estimator.PoseEstimator`) on every frame of the split.
+
+    Returns (results, timing) with timing = {"frames", "seconds", "ms_per_frame"}. Frames are read with
+    ``datasets.ycb``; a bad frame raises BadFrameFileError naming its file.
+    """
+    ds = YCBVideoDataset(root, split, frame_ids=frame_ids, load_depth=use_depth)
+    results = FrameResults(class_names=list(estimator.class_names))
+    t0 = time.perf_counter()
+    for fid in tqdm(ds.frame_ids, desc="eval", disable=not progress, dynamic_ncols=True):
+        frame = ds.read(fid)
+        rgb = np.ascontiguousarray(frame.color_bgr[:, :, ::-1])
+        est = estimator.estimate(rgb, frame.K, frame.depth if use_depth else None)
+        results.frames[fid] = [Detection(class_id=o.class_id, score=o.score, roi=o.roi, R=o.R, t=o.t)
+                               for o in est.objects]
+    seconds = time.perf_counter() - t0
+    n = len(ds.frame_ids)
+    return results, {"frames": n, "seconds": seconds, "ms_per_frame": 1000.0 * seconds / max(n, 1)}

@@ -1,0 +1,312 @@
+"""The training run: model, data, optimiser, schedule, checkpoints (with resume), logs and progress.
+
+Checkpoints are our format (``posecnn_core.checkpoint``): the model weights and meta (class names, network size,
+config) plus a ``train_state`` with the optimizer, scheduler, AMP scaler, epoch/iteration counters and RNG
+states, all tensors or plain values so that ``torch.load(weights_only=True)`` reads them. Each file is also a
+model checkpoint for the estimator. Data order, augmentation and RoI sampling are derived from (seed, epoch,
+index/iteration), so a resumed single-process run continues exactly as an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..checkpoint import (CheckpointError, CheckpointMeta, load_vgg16_imagenet, load_weights, read_state_dict,
+                          read_train_state, save_checkpoint)
+from ..network import PoseCNN
+from ..objects import ObjectSet, load_object_set
+from . import ddp
+from .config import TrainConfig
+from .data import Batch, EpochSampler, TrainDataset, collate
+from .logs import CsvLog, TensorBoardLog
+from .loop import LOSS_NAMES, TrainModel, compute_losses, sample_rois
+
+__all__ = ["Trainer", "TrainingError", "NO_INTERNET_HINT"]
+
+log = logging.getLogger(__name__)
+
+NO_INTERNET_HINT = ("This machine has no internet access, so nothing is downloaded: fetch torchvision's ImageNet "
+                    "VGG16 weights (vgg16-397923af.pth, https://download.pytorch.org/models/vgg16-397923af.pth) "
+                    "elsewhere and copy the file to that path (or point vgg16_init at it), or set "
+                    "vgg16_init: null to train from scratch.")
+ITER_FIELDS = ["epoch", "iteration", "lr", *LOSS_NAMES, "rois", "fg_rois", "seconds"]
+EPOCH_FIELDS = ["epoch", "iterations", *LOSS_NAMES, "seconds"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (missing files, diverged loss, bad resume checkpoint)."""
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig`; :meth:`train` runs until ``epochs`` (or ``max_iters``).
+
+    ``env``: distributed environment (default: read torchrun's variables); ``init_method``: process-group
+    rendezvous (default env://). ``objects``: an already loaded ObjectSet instead of ``cfg.objects``.
+    """
+
+    def __init__(self, cfg: TrainConfig, env: ddp.DistEnv | None = None, init_method: str | None = None,
+                 objects: ObjectSet | None = None) -> None:
+        cfg.validate()
+        cfg.check_ready()
+        self.cfg = cfg
+        self.env = env if env is not None else ddp.env_from_environ()
+        self.device = ddp.resolve_device(cfg.device, self.env)
+        ddp.init_distributed(self.env, self.device, init_method)
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+        self.objects = objects if objects is not None else load_object_set(cfg.objects, models_root=cfg.models_root)
+        C = self.objects.num_classes
+        self.dataset = TrainDataset(cfg.train_data, self.objects, in_channels=cfg.in_channels,
+                                    input_size=cfg.input_size, augment=cfg.augment, seed=cfg.seed,
+                                    skip_bad=cfg.skip_bad_frames)
+        per_step = cfg.batch_size * self.env.world_size
+        self.iters_per_epoch = cfg.iters_per_epoch or max(1, len(self.dataset) // per_step)
+        self.total_iters = cfg.epochs * self.iters_per_epoch
+        if cfg.max_iters is not None:
+            self.total_iters = min(self.total_iters, cfg.max_iters)
+        self.sampler = EpochSampler(len(self.dataset), self.iters_per_epoch * cfg.batch_size, seed=cfg.seed,
+                                    rank=self.env.rank, world_size=self.env.world_size)
+
+        resume = self._resume_path()
+        if resume is None and cfg.vgg16_init is not None and not Path(cfg.vgg16_init).is_file():
+            raise TrainingError(f"vgg16_init: ImageNet VGG16 weights not found at {cfg.vgg16_init}. "
+                                f"{NO_INTERNET_HINT}")
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.net = PoseCNN(C, in_channels=cfg.in_channels, fc_dim=cfg.fc_dim, trunk_width=cfg.trunk_width)
+        if resume is None and cfg.vgg16_init is not None:
+            self._load_vgg16(Path(cfg.vgg16_init))
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout
+        if cfg.vgg16_init is not None and cfg.freeze_early_convs:
+            self.net.freeze_early_convs(True)
+        self.model = ddp.wrap_model(TrainModel(self.net).to(self.device), self.env, self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=[m * self.iters_per_epoch for m in cfg.lr_milestones], gamma=cfg.lr_gamma)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        pts, counts = self.objects.points_tensor(self.device, max_points=cfg.pose_points)
+        self.points, self.point_counts = pts, counts
+        sym = self.objects.symmetric_training if self.objects.symmetric_training is not None \
+            else self.objects.symmetric
+        self.symmetric_training = torch.as_tensor(np.asarray(sym, dtype=bool), device=self.device)
+        self.iteration = 0
+        torch.manual_seed(cfg.seed + 1000003 * self.env.rank)  # dropout stream of this rank
+        if resume is not None:
+            self._resume(resume)
+        self.last_losses: dict[str, float] = {}
+
+    # -- setup helpers --------------------------------------------------------------------------------------
+    def _resume_path(self) -> Path | None:
+        r = self.cfg.resume
+        if r is None:
+            return None
+        if r == "auto":
+            latest = self.cfg.checkpoint_path / "latest.pt"
+            return latest if latest.is_file() else None
+        path = Path(r)
+        if not path.is_file():
+            raise TrainingError(f"resume: checkpoint {path} does not exist")
+        return path
+
+    def _load_vgg16(self, path: Path) -> None:
+        if not path.is_file():
+            raise TrainingError(f"vgg16_init: ImageNet VGG16 weights not found at {path}. {NO_INTERNET_HINT}")
+        try:
+            report = load_vgg16_imagenet(self.net, path)
+        except CheckpointError as exc:
+            raise TrainingError(f"vgg16_init: {exc}") from exc
+        if self.env.is_main:
+            log.info("initialised the trunk from %s (%d tensors)", path, len(report.loaded))
+
+    def _resume(self, path: Path) -> None:
+        try:
+            state_dict, meta = read_state_dict(path)
+            state = read_train_state(path)
+        except CheckpointError as exc:
+            raise TrainingError(f"resume: {exc}") from exc
+        if state is None:
+            raise TrainingError(f"resume: {path} holds weights but no training state (not a training checkpoint)")
+        if meta is not None and meta.class_names is not None and meta.class_names != self.objects.class_names:
+            raise TrainingError(f"resume: {path} was trained for classes {meta.class_names}, the config's object "
+                                f"set has {self.objects.class_names}")
+        try:
+            load_weights(self.net, state_dict)
+        except CheckpointError as exc:
+            raise TrainingError(f"resume: {path} does not fit the configured network: {exc}") from exc
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        if self.env.rank == 0 and isinstance(state.get("torch_rng"), torch.Tensor):
+            torch.set_rng_state(state["torch_rng"])
+        else:
+            torch.manual_seed(self.cfg.seed + 1000003 * self.env.rank + self.iteration)
+        cuda_rng = state.get("cuda_rng")
+        if self.device.type == "cuda" and self.env.rank == 0 and isinstance(cuda_rng, torch.Tensor):
+            torch.cuda.set_rng_state(cuda_rng, self.device)
+        if self.env.is_main:
+            log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def meta(self) -> CheckpointMeta:
+        return CheckpointMeta(num_classes=self.objects.num_classes, in_channels=self.cfg.in_channels,
+                              fc_dim=self.cfg.fc_dim, trunk_width=self.cfg.trunk_width,
+                              class_names=list(self.objects.class_names),
+                              extra={"config": self.cfg.to_dict(), "object_set": self.objects.name,
+                                     "iteration": self.iteration,
+                                     "epoch": self.iteration // self.iters_per_epoch})
+
+    def train_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.amp else {}, "iteration": self.iteration,
+            "iters_per_epoch": self.iters_per_epoch, "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save(self) -> Path | None:
+        """Write ``iter_<N>.pt`` and ``latest.pt`` in the checkpoint directory (rank 0 only)."""
+        if not self.env.is_main:
+            return None
+        d = self.cfg.checkpoint_path
+        path = save_checkpoint(d / f"iter_{self.iteration:07d}.pt", self.net, self.meta(),
+                               train_state=self.train_state())
+        _atomic_copy(path, d / "latest.pt")
+        return path
+
+    def save_final(self) -> Path | None:
+        """The trained model alone (no training state), float16 when ``save_half``: ``<output_dir>/model_final.pt``."""
+        if not self.env.is_main:
+            return None
+        return save_checkpoint(Path(self.cfg.output_dir) / "model_final.pt", self.net, self.meta(),
+                               half=self.cfg.save_half)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns the losses (averaged over ranks) and RoI counts."""
+        cfg = self.cfg
+        batch = batch.to(self.device, non_blocking=True)
+        roi = sample_rois(batch, cfg, np.random.default_rng([cfg.seed, self.iteration, self.env.rank]))
+        self.model.train()
+        with torch.autocast(self.device.type, enabled=self.amp):
+            outputs = self.model(batch.image, roi.rois.to(self.device))
+        losses = compute_losses(outputs, batch, roi, self.points, self.point_counts, self.symmetric_training, cfg)
+        if not torch.isfinite(losses["loss"]):
+            raise TrainingError(f"loss is {float(losses['loss'].detach())} at iteration {self.iteration} (frames "
+                                f"{batch.frame_ids}); parts: { {k: float(v.detach()) for k, v in losses.items()} }. "
+                                "Lower lr or check the data.")
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        if cfg.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
+        values = ddp.all_reduce_mean(values, self.env).cpu().tolist()
+        out = dict(zip(LOSS_NAMES, values))
+        out.update(lr=lr, rois=int(roi.rois.shape[0]), fg_rois=int((roi.classes > 0).sum()))
+        return out
+
+    def _loader(self, epoch: int, start_iter: int) -> torch.utils.data.DataLoader:
+        self.sampler.set_epoch(epoch, start_iter * self.cfg.batch_size)
+        self.dataset.set_epoch(epoch)
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, num_workers=self.cfg.workers,
+            collate_fn=collate, pin_memory=self.device.type == "cuda", drop_last=False,
+            persistent_workers=False,
+            # own generator: creating a loader must not consume the global RNG (dropout), so resuming
+            # mid-epoch reproduces an uninterrupted run
+            generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
+
+    def train(self) -> dict[str, Any]:
+        """Train to ``total_iters``; returns {"iterations", "final_checkpoint", "last_losses", "seconds"}."""
+        cfg, main = self.cfg, self.env.is_main
+        iter_log = epoch_log = tb = None
+        if main:
+            iter_log = CsvLog(cfg.log_path / "train_iterations.csv", ITER_FIELDS)
+            epoch_log = CsvLog(cfg.log_path / "train_epochs.csv", EPOCH_FIELDS)
+            if cfg.tensorboard:
+                try:
+                    tb = TensorBoardLog(cfg.log_path)
+                except RuntimeError as exc:
+                    print(f"warning: {exc}", file=sys.stderr)
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not (main and cfg.progress),
+                   desc="train", dynamic_ncols=True)
+        t_run = time.perf_counter()
+        try:
+            while self.iteration < self.total_iters:
+                epoch = self.iteration // self.iters_per_epoch
+                start = self.iteration % self.iters_per_epoch
+                sums = dict.fromkeys(LOSS_NAMES, 0.0)
+                count, t_epoch = 0, time.perf_counter()
+                for batch in self._loader(epoch, start):
+                    t0 = time.perf_counter()
+                    values = self.step(batch)
+                    self.iteration += 1
+                    count += 1
+                    for k in LOSS_NAMES:
+                        sums[k] += values[k]
+                    self.last_losses = values
+                    if main:
+                        iter_log.write({"epoch": epoch, "iteration": self.iteration,
+                                        "seconds": time.perf_counter() - t0, **values})
+                        if tb is not None:
+                            tb.scalars({k: values[k] for k in (*LOSS_NAMES, "lr")}, self.iteration)
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{values['loss']:.4f}", epoch=epoch)
+                    if self.iteration % cfg.checkpoint_interval == 0:
+                        self.save()
+                    if self.iteration >= self.total_iters:
+                        break
+                epoch_done = self.iteration % self.iters_per_epoch == 0
+                if main and count:
+                    epoch_log.write({"epoch": epoch, "iterations": count, "seconds": time.perf_counter() - t_epoch,
+                                     **{k: v / count for k, v in sums.items()}})
+                if (epoch_done or self.iteration >= self.total_iters) \
+                        and self.iteration % cfg.checkpoint_interval != 0:
+                    self.save()
+                if count == 0:  # nothing left in this epoch's share (cannot happen with a consistent sampler)
+                    break
+            final = self.save_final()
+        finally:
+            bar.close()
+            if tb is not None:
+                tb.close()
+        return {"iterations": self.iteration, "final_checkpoint": final, "last_losses": self.last_losses,
+                "seconds": time.perf_counter() - t_run}
+
+    def close(self) -> None:
+        ddp.shutdown(self.env)
+

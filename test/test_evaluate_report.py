@@ -1,0 +1,151 @@
+"""posecnn_core.evaluate: matching, ADD/ADD-S/AUC numbers checked by hand, files, results I/O, CLI on saved results."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from posecnn_core.evaluate import (Detection, FrameResults, GroundTruth, ResultsError, evaluate_results,
+                                   load_results, match_frame, save_results)
+from posecnn_core.evaluate.cli import main as eval_main
+from posecnn_core.objects import ObjectSet
+
+I3 = np.eye(3)
+RZ180 = np.diag([-1.0, -1.0, 1.0])
+
+
+@pytest.fixture
+def objects() -> ObjectSet:
+    pts = np.array([[0.01, 0, 0], [-0.01, 0, 0]])
+    return ObjectSet(name="two", class_names=["__background__", "a", "b"],
+                     points=[np.zeros((0, 3)), pts, pts], extents=np.zeros((3, 3)),
+                     symmetric=[False, False, True])
+
+
+def pose(t) -> np.ndarray:
+    return np.hstack([I3, np.asarray(t, float).reshape(3, 1)])
+
+
+@pytest.fixture
+def scene():
+    gt = [GroundTruth("f1", [1, 2], np.stack([pose([0, 0, 1]), pose([0.1, 0, 1])]),
+                      [[10, 10, 50, 50], [60, 10, 100, 50]]),
+          GroundTruth("f2", [1, 2], np.stack([pose([0, 0, 1]), pose([0.1, 0, 1])]),
+                      [[10, 10, 50, 50], [60, 10, 100, 50]]),
+          GroundTruth("f3", [1], pose([0, 0, 1])[None], [[10, 10, 50, 50]])]
+    res = FrameResults(class_names=["__background__", "a", "b"], frames={
+        "f1": [Detection(1, 0.99, [200, 200, 220, 220], I3, [0, 0, 1]),      # exact pose but wrong place: unused
+               Detection(1, 0.50, [12, 10, 50, 52], I3, [0.02, 0, 1]),       # best IoU -> ADD 0.02, ADD-S 0.01
+               Detection(2, 0.90, [60, 10, 100, 50], RZ180, [0.1, 0, 1])],   # ADD 0.02, ADD-S 0
+        "f2": [Detection(1, 0.80, [10, 10, 50, 50], I3, [0.05, 0, 1]),       # ADD 0.05, ADD-S 0.04
+               Detection(2, 0.70, [60, 10, 100, 50], I3, [0.1, 0, 1.08])]})  # ADD = ADD-S = 0.08
+    return res, gt                                                           # f3 absent: a miss
+
+
+def test_auc_numbers_by_hand(objects, scene):
+    rep = evaluate_results(*scene, objects)
+    by = {s.name: s for s in rep.per_class}
+    # a: ADD [0.02, 0.05, inf] -> (0.02/3 + 0.03*2/3 + 0.05*2/3) / 0.1 = 60
+    assert by["a"].add_auc == pytest.approx(60.0, abs=1e-3)
+    # a: ADD-S [0.01, 0.04, inf] -> (0.01/3 + 0.03*2/3 + 0.06*2/3) / 0.1 = 63.33
+    assert by["a"].adds_auc == pytest.approx(190 / 3, abs=1e-3)
+    assert by["a"].add_or_adds_auc == pytest.approx(60.0, abs=1e-3)
+    # b: ADD [0.02, 0.08] -> 0.02*0.5 + 0.06 + 0.02 = 0.09 -> 90; ADD-S [0, 0.08] -> 100
+    assert by["b"].add_auc == pytest.approx(90.0, abs=1e-3)
+    assert by["b"].adds_auc == pytest.approx(100.0, abs=1e-3)
+    assert by["b"].add_or_adds_auc == pytest.approx(100.0, abs=1e-3)  # symmetric -> ADD-S
+    assert (by["a"].count, by["a"].detected, by["b"].count, by["b"].detected) == (3, 2, 2, 2)
+    assert rep.mean.add_auc == pytest.approx(75.0, abs=1e-3)
+    assert rep.mean.add_or_adds_auc == pytest.approx(80.0, abs=1e-3)
+    # pooled ADD [0.02, 0.02, 0.05, 0.08, inf]: 0.02*0.2 + 0.03*0.6 + 0.03*0.8 + 0.02*0.8 = 0.062 -> 62
+    assert rep.pooled.add_auc == pytest.approx(62.0, abs=1e-3)
+    f1a = [r for r in rep.instances if r.frame_id == "f1" and r.class_id == 1][0]
+    assert f1a.add == pytest.approx(0.02, abs=1e-6) and f1a.adds == pytest.approx(0.01, abs=1e-6)
+    assert f1a.score == pytest.approx(0.5)
+    miss = [r for r in rep.instances if r.frame_id == "f3"][0]
+    assert not miss.detected and math.isinf(miss.add) and math.isinf(miss.adds)
+    assert any("no results entry" in n for n in rep.notes)
+
+
+def test_one_to_one_matching_with_repeated_classes():
+    gt = GroundTruth("f", [1, 1], np.stack([pose([0, 0, 1]), pose([0.1, 0, 1])]), [[0, 0, 10, 10], [20, 0, 30, 10]])
+    dets = [Detection(1, 0.9, [19, 0, 30, 10], I3, [0.1, 0, 1]), Detection(1, 0.8, [0, 0, 10, 10], I3, [0, 0, 1])]
+    assert match_frame(gt, dets) == [1, 0]
+    assert match_frame(gt, dets[:1]) == [None, 0]
+    # no overlap at all: still matched (PT takes the best-IoU detection of the class, even at IoU 0)
+    assert match_frame(gt, [Detection(1, 0.5, [100, 100, 110, 110], I3, [0, 0, 1])]) == [0, None]
+    assert match_frame(gt, [Detection(2, 0.5, [0, 0, 10, 10], I3, [0, 0, 1])]) == [None, None]
+
+
+def test_table_markdown_csv_and_plot(objects, scene, tmp_path):
+    rep = evaluate_results(*scene, objects, title="unit")
+    table = rep.table()
+    assert "ADD(-S) AUC" in table and "MEAN" in table and "ALL" in table
+    assert "60.0" in table and "100.0" in table
+    files = rep.write(tmp_path)
+    rows = list(csv.DictReader(open(files["csv"])))
+    assert [r["object"] for r in rows] == ["a", "b", "MEAN", "ALL"]
+    assert float(rows[0]["add_auc"]) == pytest.approx(60.0, abs=1e-3)
+    md = files["markdown"].read_text()
+    assert md.startswith("# unit") and "| a |  | 3 | 2 | 60.0 | 63.3 | 60.0 |" in md
+    inst = list(csv.DictReader(open(files["instances"])))
+    assert len(inst) == 5 and sum(r["add_m"] == "inf" for r in inst) == 1
+    png = files["plot"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_results_round_trip(scene, tmp_path, suffix):
+    res, _ = scene
+    res.frames["empty"] = []
+    back = load_results(save_results(tmp_path / f"r{suffix}", res))
+    assert back.class_names == res.class_names and list(back.frames) == list(res.frames)
+    assert back.frames["empty"] == []
+    d0, e0 = res.frames["f1"][2], back.frames["f1"][2]
+    assert e0.class_id == 2 and np.allclose(e0.R, d0.R) and np.allclose(e0.t, d0.t) and np.allclose(e0.roi, d0.roi)
+
+
+def test_bad_results_and_inputs(objects, scene, tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps({"format": "posecnn_results", "frames": {"f": [{"class_id": 1, "t": [0, 0, 1]}]}}))
+    with pytest.raises(ResultsError, match=r"frames\['f'\]\[0\]: missing fields \['R'\]"):
+        load_results(p)
+    p.write_text("{}")
+    with pytest.raises(ResultsError, match="not a posecnn_results file"):
+        load_results(p)
+    res, gt = scene
+    res.class_names = ["__background__", "x", "y"]
+    with pytest.raises(ValueError, match="results were made for classes"):
+        evaluate_results(res, gt, objects)
+    with pytest.raises(ValueError, match="outside 1..2"):
+        evaluate_results({"f1": [Detection(5, 1, [0, 0, 1, 1], I3, [0, 0, 1])]}, gt[:1], objects)
+
+
+def test_cli_on_saved_results(tmp_path, capsys):
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from _train_helpers import write_object_set, write_toy_dataset
+    from posecnn_core.datasets.ycb import read_frame
+    yaml_path = write_object_set(tmp_path)
+    ids = write_toy_dataset(tmp_path / "ds", frames=1, test_frames=2)
+    frames = [read_frame(tmp_path / "ds", f, load_depth=False) for f in ids[1:]]
+    # perfect estimates for frame 1, frame 2 missing entirely
+    res = FrameResults(class_names=["__background__", "plate", "brick"], frames={frames[0].frame_id: [
+        Detection(c, 1.0, [0, 0, 63, 47], P[:, :3], P[:, 3]) for c, P in zip(frames[0].cls_indexes, frames[0].poses)]})
+    save_results(tmp_path / "res.json", res)
+    rc = eval_main(["--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"), "--split", "test",
+                    "--results", str(tmp_path / "res.json"), "--out", str(tmp_path / "out")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "plate" in out and "brick" in out and "ALL" in out
+    rows = {r["object"]: r for r in csv.DictReader(open(tmp_path / "out" / "per_object.csv"))}
+    # each class: one perfect (0 m) and one miss -> 50
+    assert float(rows["plate"]["add_auc"]) == pytest.approx(50.0, abs=1e-6)
+    assert float(rows["brick"]["adds_auc"]) == pytest.approx(50.0, abs=1e-6)
+    assert (tmp_path / "out" / "accuracy.png").is_file() and (tmp_path / "out" / "report.md").is_file()
+    rc = eval_main(["--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"), "--split", "nope",
+                    "--results", str(tmp_path / "res.json"), "--out", str(tmp_path / "out2")])
+    assert rc == 2 and "no frame list for split 'nope'" in capsys.readouterr().err
