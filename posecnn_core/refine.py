@@ -80,11 +80,13 @@ class RefineOptions:
     center_hypothesis: also start one hypothesis shifted sideways (at the corrected Tz) so that the projected
         visible model points are centred on the observed pixels.
     gate_start, gate_end, gate_decay: correspondence distance gate, gate_k = max(gate_end, gate_start·decay^k).
-    huber_delta: Huber threshold on the match distance. trim_fraction: kept fraction for "trimmed".
+    huber_delta: Huber threshold on the match distance. trim_fraction: kept fraction for "trimmed"
+        (matches closer than inlier_distance are never trimmed).
     plane_point_weight: weight of the point-to-point rows in "point_to_plane" (points without a valid normal
         use point-to-point rows at full weight).
-    normal_radius_px: normals from differences of the pixels this far left/right and up/down (one-sided
-        where a neighbour is missing or across a depth jump larger than normal_max_jump).
+    normal_radius: normals from differences of the pixels about this far (metres, at least one pixel)
+        left/right and up/down; one-sided where a neighbour is missing or across a depth jump larger than
+        normal_max_jump (which then also invalidates the normal if both sides are).
     visibility: restrict matches to model points visible at the current pose; visibility_margin: depth
         tolerance of that test.
     inlier_distance: a match closer than this is an inlier; min_inlier_fraction: accept only above this.
@@ -120,7 +122,7 @@ class RefineOptions:
     trim_fraction: float = 0.8
     plane_point_weight: float = 0.1
     normal_max_jump: float = 0.02
-    normal_radius_px: int = 2
+    normal_radius: float = 0.0035
     visibility: bool = True
     visibility_margin: float = 0.01
     inlier_distance: float = 0.01
@@ -140,15 +142,14 @@ class RefineOptions:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
         if self.robust not in _ROBUST:
             raise ValueError(f"robust must be one of {_ROBUST}, got {self.robust!r}")
-        for name in ("max_iterations", "min_pixels", "max_points", "max_model_points", "nn_chunk_elements",
-                     "normal_radius_px"):
+        for name in ("max_iterations", "min_pixels", "max_points", "max_model_points", "nn_chunk_elements"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("min_depth", "max_depth", "gate_start", "gate_end", "huber_delta", "inlier_distance",
-                     "visibility_margin", "normal_max_jump", "converge_translation", "converge_rotation_deg",
-                     "max_translation_change", "max_rotation_change_deg", "symmetric_max_rotation_deg",
-                     "gate_factor"):
+                     "visibility_margin", "normal_max_jump", "normal_radius", "converge_translation",
+                     "converge_rotation_deg", "max_translation_change", "max_rotation_change_deg",
+                     "symmetric_max_rotation_deg", "gate_factor"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -337,9 +338,11 @@ def _observed_points(depth: torch.Tensor, K: torch.Tensor, mask: torch.Tensor, o
         return p, inside & (z > 0)
 
     p, _ = backproject(rows, cols)
-    rad, jump = options.normal_radius_px, options.normal_max_jump
+    jump = options.normal_max_jump
+    # Neighbour offset in pixels: normal_radius in metres at the pixel's depth (at least one pixel).
+    rad = (options.normal_radius * fx / p[:, 2]).round().clamp(1, 16).long()
 
-    def tangent(dr: int, dc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def tangent(dr: torch.Tensor, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Central difference when both neighbours are usable, else the one-sided difference that is.
         fwd, okf = backproject(rows + dr, cols + dc)
         bwd, okb = backproject(rows - dr, cols - dc)
@@ -349,8 +352,8 @@ def _observed_points(depth: torch.Tensor, K: torch.Tensor, mask: torch.Tensor, o
         one_sided = torch.where(okf[:, None], fwd - p, p - bwd)
         return torch.where((okf & okb)[:, None], central, one_sided), okf | okb
 
-    du, oku = tangent(0, rad)
-    dv, okv = tangent(rad, 0)
+    du, oku = tangent(0 * rad, rad)
+    dv, okv = tangent(rad, 0 * rad)
     n = torch.cross(du, dv, dim=-1)
     norm = n.norm(dim=-1, keepdim=True)
     ok = oku & okv & (norm[:, 0] > 0)
@@ -399,16 +402,19 @@ def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin
 def _nearest(q: torch.Tensor, s: torch.Tensor, s_ok: torch.Tensor, chunk_elements: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Index [B, M] of the nearest allowed point of s [B, N, 3] for each q [B, M, 3], and its distance
-    (inf where no point is allowed). Chunked over M to bound the distance matrix size."""
+    (inf where no point is allowed). Brute force (like torch.cdist), chunked over M to bound memory."""
     B, M, _ = q.shape
     N = s.shape[1]
-    centre = q.mean(1, keepdim=True)  # centring keeps cdist's matmul path accurate in float32
+    centre = q.mean(1, keepdim=True)  # centring keeps the float32 expansion below accurate
     qc, sc = q - centre, s - centre
+    sc = torch.where(s_ok[..., None], sc, torch.full_like(sc, 1e4))  # excluded points: far away
+    s_sq = (sc * sc).sum(-1)[:, None, :]
     chunk = max(1, chunk_elements // max(1, B * N))
     idx = torch.empty(B, M, dtype=torch.long, device=q.device)
-    sc = torch.where(s_ok[..., None], sc, torch.full_like(sc, 1e4))  # excluded points: far away
     for start in range(0, M, chunk):
-        idx[:, start:start + chunk] = torch.cdist(qc[:, start:start + chunk], sc).argmin(-1)
+        # argmin_j |q_i − s_j|² = argmin_j (|s_j|² − 2 q_i·s_j)
+        scores = torch.baddbmm(s_sq, qc[:, start:start + chunk], sc.transpose(1, 2), alpha=-2.0)
+        idx[:, start:start + chunk] = scores.argmin(-1)
     matched = torch.gather(s, 1, idx[..., None].expand(B, M, 3))
     d = (matched - q).norm(dim=-1)
     d = torch.where(s_ok.any(1, keepdim=True), d, torch.full_like(d, float("inf")))
@@ -487,14 +493,16 @@ def _icp(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, symm
         else:
             kept = torch.nanquantile(torch.where(w > 0, d, torch.full_like(d, float("nan"))),
                                      options.trim_fraction, dim=1, keepdim=True)
-            w = w * (d <= kept).to(dt)
+            w = w * ((d <= kept) | (d < options.inlier_distance)).to(dt)  # never trim inliers
         enough = (w > 0).sum(1) >= 6
         # Linearise about the weighted centroid c of the observed points: m' = exp(ω)(m − c) + c + δ.
         c = (w[..., None] * q).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
         mc = (m - c[:, None, :]).double()
         r = (m - q).double()
         # Point-to-point rows r + [−[mc]×, I]·(ω, δ), summed in closed form.
-        w_pp = (w * options.plane_point_weight if plane else w).double()
+        # The point-to-point rows fade with the gate: they help large moves, but their pull towards the
+        # nearest (discrete) model point biases the final pose by up to half the model point spacing.
+        w_pp = (w * (options.plane_point_weight * gate / options.gate_start)[:, None] if plane else w).double()
         sw = w_pp.sum(1)
         swm = (w_pp[..., None] * mc).sum(1)
         mm = torch.einsum("bm,bmi,bmj->bij", w_pp, mc, mc)
