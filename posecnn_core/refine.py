@@ -2,47 +2,55 @@
 
 PoseCNN's depth refinement lifts YCB-Video ADD AUC from 53.7 to 79.3 and ADD-S from 75.9 to 93.0. The
 reference PyTorch implementation refines with an SDF against an EGL-rendered model and is broken; this module
-instead aligns the model points with the depth pixels under the instance's label mask directly.
+instead aligns the model points with the depth pixels under the instance's label mask directly, in torch on
+whatever device the inputs live on.
 
-Pipeline per instance (all instances × Tz hypotheses run as one padded torch batch):
+Pipeline per instance (all instances × start hypotheses run as one padded torch batch):
 
-1. Observed points: masked pixels with a valid depth reading are back-projected with K (subsampled evenly to
-   at most `max_points`). Too few → decline. Normals come from the depth map (cross product of central
-   differences of back-projected neighbours; a neighbour across a depth jump invalidates the normal).
-2. Depth correction along the viewing ray: the median depth of the observed points is compared with the
-   median depth of the model's *visible* points at the initial pose; t is scaled by (Tz + Δ)/Tz, which moves
-   the object along the ray through its origin and so keeps its projected centre.
-3. Tz hypotheses: corrected Tz plus `tz_offsets` (and the uncorrected Tz), each refined by ICP.
+1. Observed points: masked pixels with a valid depth reading are back-projected with K (evenly subsampled to
+   at most `max_points`). Fewer than `min_pixels` → decline. Normals come from the depth map (cross product
+   of differences to the neighbours about `normal_radius` away; one-sided at holes and depth jumps).
+2. Depth correction along the viewing ray: the median depth of the observed points minus the median depth of
+   the model's *visible* points at the initial pose gives ΔZ; t is scaled by (Tz + ΔZ)/Tz, which moves the
+   object along the ray through its origin and keeps its projected centre.
+3. Start hypotheses: the corrected Tz plus each of `tz_offsets`, the uncorrected Tz, and one shifted sideways
+   so that the projected visible model points are centred on the observed pixels. After `prune_after`
+   iterations only the hypothesis with the largest inlier fraction goes on (saves most of the work).
 4. Robust ICP. Correspondences go **observed → model**: each observed point is matched to its nearest
    neighbour among the model points transformed by the current pose *and visible from the camera*.
    Why this direction: the depth map sees only the front surface and, through occlusion and the mask, often
    only part of it, so the observed points are a subset of the visible model surface; every observed point
-   has a true partner, whereas many model points have none. Why the visibility test: when the initial pose is
-   too close to the camera, the observed front surface can coincide with the model's back surface and plain
-   NN matching would lock onto it. Visibility is a point-splatting z-buffer: the projected model points are
-   binned into a coarse pixel grid (cell size chosen so a cell holds about one visible point), a 3×3 min-pool
-   fills holes, and a point is visible if its depth is within `visibility_margin` of its cell's minimum.
-   Each Gauss-Newton step minimises point-to-plane residuals (normal of the observed point) plus a small
-   point-to-point term that fixes the directions a plane leaves free (`method="point_to_plane"`), or
-   point-to-point residuals only (`method="point_to_point"`). The step is linearised about the centroid of
-   the observed points and solved as a damped 6×6 system. Weights: a distance gate that shrinks from
-   `gate_start` to `gate_end` by `gate_decay` per iteration, times Huber weights (`robust="huber"`) or a
-   trim keeping the `trim_fraction` closest matches (`robust="trimmed"`).
-5. Selection: the converged hypothesis with the largest inlier fraction (observed points within
-   `inlier_distance` of the visible model) wins; ties go to the lower mean inlier distance.
-6. Acceptance: the result is declined (initial pose returned, `success=False`, `reason` says why) when no
-   hypothesis converged, the inlier fraction is below `min_inlier_fraction` or below that of the initial
-   pose, or the pose moved more than `max_translation_change` / `max_rotation_change_deg`.
+   has a true partner, whereas many model points have none. Why the visibility test: when the pose is too
+   close to the camera, the observed front surface can coincide with the model's back surface and plain NN
+   matching would lock onto it. Visibility is a point-splatting z-buffer: the projected model points are
+   binned into a coarse pixel grid (cells sized to hold a few camera-facing points), and a point is visible
+   if its depth is within `visibility_margin` plus one cell's footprint of its cell's nearest point.
+   Each Gauss-Newton step (linearised about the centroid of the matched observed points, damped 6×6 solve)
+   minimises point-to-plane residuals along the observed normals plus a point-to-point term whose weight
+   fades with the gate (`method="point_to_plane"`, the default and the accurate one), or point-to-point
+   residuals only (`method="point_to_point"`, which snaps to the discrete model points and so is only as
+   accurate as their spacing). Weights: a distance gate that shrinks from `gate_start` (by at most
+   `gate_decay` per iteration) towards `gate_factor` × the median match distance, never below `gate_end`,
+   times Huber weights (`robust="huber"`) or a trim keeping the `trim_fraction` closest matches
+   (`robust="trimmed"`). Steps that keep pointing the same way are lengthened (`acceleration`).
+5. Selection: the converged hypothesis with the largest inlier fraction wins. An observed point is an inlier
+   when its point-to-plane distance (point distance without a normal) is below `inlier_distance` and its
+   matched model point lies within `inlier_distance` plus the model's point spacing.
+6. Acceptance: the result is declined (initial pose returned, `success=False`, `reason` says why) when there
+   is too little depth, no hypothesis converged, the inlier fraction is below `min_inlier_fraction` or below
+   that of the initial pose, or the pose moved more than `max_translation_change` / `max_rotation_change_deg`.
 
 Symmetric objects (`symmetric=True`): NN correspondences never fight a symmetry (any symmetric copy of the
-surface is equally near), so ICP converges in the ADD-S sense. What a symmetry can do is leave rotation
-directions unconstrained, along which the estimate would drift without changing the fit; the damped solve
-does not move along such null directions, and for symmetric objects the total rotation away from the initial
-estimate is in addition capped at `symmetric_max_rotation_deg` (translation stays free), so the result stays
-in the ADD-S basin of the initial estimate instead of wandering to an arbitrary pose.
+surface is equally near), so ICP converges in the ADD-S sense. What a symmetry does is leave rotation
+directions unconstrained, along which the estimate could drift without changing the fit; the damped solve
+hardly moves along such null directions, and for symmetric objects the total rotation away from the initial
+estimate is capped at `symmetric_max_rotation_deg` (translation stays free), so the result stays in the
+ADD-S basin of the initial estimate instead of wandering around the symmetry.
 
 Conventions (docs/conventions.md): X_cam = R·X_obj + t in metres, u = fx·X/Z + px, v = fy·Y/Z + py, pixel
-(row r, column c) has its centre at (u, v) = (c, r). Depth images are metres with 0 = no reading.
+(row r, column c) has its centre at (u, v) = (c, r). Depth images are metres with 0 = no reading. Computation
+is float32 (6×6 solves in float64); the nearest-neighbour search is brute force in chunks of at most
+`nn_chunk_elements` distances, so memory stays bounded.
 """
 from __future__ import annotations
 
@@ -79,18 +87,22 @@ class RefineOptions:
         goes on; None runs all hypotheses to the end.
     center_hypothesis: also start one hypothesis shifted sideways (at the corrected Tz) so that the projected
         visible model points are centred on the observed pixels.
-    gate_start, gate_end, gate_decay: correspondence distance gate, gate_k = max(gate_end, gate_start·decay^k).
+    gate_start, gate_end, gate_decay, gate_factor: correspondence distance gate; it starts at gate_start and
+        each iteration moves to max(gate·gate_decay, gate_factor·median match distance), never growing and
+        never below gate_end.
+    acceleration: lengthen steps (up to 4×) while successive steps point the same way.
     huber_delta: Huber threshold on the match distance. trim_fraction: kept fraction for "trimmed"
         (matches closer than inlier_distance are never trimmed).
-    plane_point_weight: weight of the point-to-point rows in "point_to_plane" (points without a valid normal
-        use point-to-point rows at full weight).
+    plane_point_weight: weight of the point-to-point rows in "point_to_plane" at gate_start; it falls in
+        proportion to the gate. Points without a valid normal contribute only these rows.
     normal_radius: normals from differences of the pixels about this far (metres, at least one pixel)
         left/right and up/down; one-sided where a neighbour is missing or across a depth jump larger than
         normal_max_jump (which then also invalidates the normal if both sides are).
     visibility: restrict matches to model points visible at the current pose; visibility_margin: depth
         tolerance of that test.
-    inlier_distance: a match closer than this is an inlier; min_inlier_fraction: accept only above this.
-    converge_translation, converge_rotation_deg: a step smaller than both (once the gate reached gate_end)
+    inlier_distance: surface distance of an inlier (see the module docstring); min_inlier_fraction: accept
+        only above this.
+    converge_translation, converge_rotation_deg: a step smaller than both (once the gate stopped shrinking)
         ends the iterations for a hypothesis.
     damping: Levenberg-Marquardt damping relative to the diagonal of the normal equations.
     symmetric: the object is symmetric; rotation away from the initial pose is capped at
@@ -461,89 +473,104 @@ def _transform(model: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.T
     return model @ R.transpose(-1, -2) + t[:, None, :]
 
 
-def _icp(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, symmetric, gate, max_iterations,
-         options, trace=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Robust ICP on B padded elements from (R, t) with distance gate [B]; R0 is the initial rotation (for the
-    symmetric cap). Returns R [B,3,3], t [B,3], converged [B], iterations [B] and the gate [B]."""
+def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, cap, gate, prev_step, boost,
+              options: RefineOptions):
+    """One robust Gauss-Newton ICP step for B padded elements. Returns the new (R, t, gate, prev_step, boost)
+    and per element whether the gate has settled, whether there were enough matches and whether the step was
+    below the convergence tolerances."""
     B, M, _ = q.shape
     dev, dt = q.device, q.dtype
-    converged = torch.zeros(B, dtype=torch.bool, device=dev)
-    iterations = torch.zeros(B, dtype=torch.long, device=dev)
-    cap = torch.where(symmetric, torch.full((B,), math.radians(options.symmetric_max_rotation_deg), device=dev),
-                      torch.full((B,), math.inf, device=dev)).to(dt)
     plane = options.method == "point_to_plane"
-    tol_r = math.radians(options.converge_rotation_deg)
-    eye6 = torch.eye(6, dtype=torch.float64, device=dev)
+    s = _transform(model, R, t)
+    vis = _visible(s, model_valid, K, options.visibility_margin) if options.visibility else model_valid
+    idx, d = _nearest(q, s, vis, options.nn_chunk_elements)
+    m = torch.gather(s, 1, idx[..., None].expand(B, M, 3))
+    # Gate: shrink by at most gate_decay per iteration towards gate_factor × median match distance.
+    med = _masked_median(d, obs_valid & (d < gate[:, None]))
+    target = torch.nan_to_num(options.gate_factor * med, nan=options.gate_end)
+    new_gate = torch.maximum(gate * options.gate_decay, target).clamp(options.gate_end).minimum(gate)
+    settled = (new_gate >= gate * 0.999) | (new_gate <= options.gate_end)
+    gate = new_gate
+    w = (obs_valid & (d < gate[:, None])).to(dt)
+    if options.robust == "huber":
+        w = w * (options.huber_delta / d.clamp_min(1e-12)).clamp(max=1.0)
+    else:
+        kept = torch.nanquantile(torch.where(w > 0, d, torch.full_like(d, float("nan"))),
+                                 options.trim_fraction, dim=1, keepdim=True)
+        w = w * ((d <= kept) | (d < options.inlier_distance)).to(dt)  # never trim inliers
+    enough = (w > 0).sum(1) >= 6
+    # Linearise about the weighted centroid c of the observed points: m' = exp(ω)(m − c) + c + δ.
+    c = (w[..., None] * q).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
+    mc = (m - c[:, None, :]).double()
+    r = (m - q).double()
+    # Point-to-point rows r + [−[mc]×, I]·(ω, δ), summed in closed form. In point_to_plane they fade with the
+    # gate: they help large moves, but their pull towards the nearest (discrete) model point would bias the
+    # final pose by up to half the model point spacing.
+    w_pp = (w * (options.plane_point_weight * gate / options.gate_start)[:, None] if plane else w).double()
+    sw = w_pp.sum(1)
+    swm = (w_pp[..., None] * mc).sum(1)
+    mm = torch.einsum("bm,bmi,bmj->bij", w_pp, mc, mc)
+    eye3 = torch.eye(3, dtype=torch.float64, device=dev)
+    Hm = torch.zeros(B, 6, 6, dtype=torch.float64, device=dev)
+    Hm[:, :3, :3] = mm.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None] * eye3 - mm
+    Hm[:, :3, 3:] = _skew(swm)
+    Hm[:, 3:, :3] = -_skew(swm)
+    Hm[:, 3:, 3:] = sw[:, None, None] * eye3
+    g = torch.cat([(w_pp[..., None] * torch.cross(mc, r, dim=-1)).sum(1), (w_pp[..., None] * r).sum(1)], -1)
+    if plane:
+        # Point-to-plane rows: n·r + (mc × n)·ω + n·δ.
+        n64 = normals.double()
+        J_pl = torch.cat([torch.cross(mc, n64, dim=-1), n64], -1)  # [B, M, 6]
+        Jw = J_pl * (w * normal_ok.to(dt)).double()[..., None]
+        Hm = Hm + Jw.transpose(1, 2) @ J_pl
+        g = g + (Jw * (n64 * r).sum(-1, keepdim=True)).sum(1)
+    Hd = Hm + options.damping * torch.diag_embed(Hm.diagonal(dim1=-2, dim2=-1)) \
+        + 1e-12 * torch.eye(6, dtype=torch.float64, device=dev)
+    step = -torch.linalg.solve(Hd, g[..., None])[..., 0]
+    step = torch.where(torch.isfinite(step).all(-1, keepdim=True), step, torch.zeros_like(step)).to(dt)
+    if options.acceleration:
+        # Successive steps pointing the same way (ICP creeping along a valley): lengthen them.
+        cos = (step * prev_step).sum(-1) / (step.norm(dim=-1) * prev_step.norm(dim=-1)).clamp_min(1e-12)
+        boost = torch.where(cos > 0.9, (boost * 1.5).clamp(max=4.0), torch.ones_like(boost))
+        prev_step = step
+        step = step * boost[:, None]
+    omega, delta = step[:, :3], step[:, 3:]
+    dR = _so3_exp(omega)
+    R_new = _cap_rotation(dR @ R, R0, cap)
+    t_new = (dR @ (t - c)[..., None])[..., 0] + c + delta
+    small = (delta.norm(dim=-1) < options.converge_translation) & \
+        (omega.norm(dim=-1) < math.radians(options.converge_rotation_deg))
+    keep = ~enough
+    R_new = torch.where(keep[:, None, None], R, R_new)
+    t_new = torch.where(keep[:, None], t, t_new)
+    return R_new, t_new, gate, prev_step, boost, settled, enough, small
+
+
+def _icp(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, symmetric, gate, max_iterations,
+         options) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Robust ICP on B padded elements from (R, t) with distance gate [B]; R0 is the initial rotation (for the
+    symmetric cap). Each iteration works only on the elements still running (converged ones and ones left
+    without matches drop out). Returns R [B,3,3], t [B,3], converged [B], iterations [B] and the gate [B]."""
+    B = q.shape[0]
+    dev, dt = q.device, q.dtype
+    R, t, gate = R.clone(), t.clone(), gate.clone()
+    converged = torch.zeros(B, dtype=torch.bool, device=dev)
+    stalled = torch.zeros(B, dtype=torch.bool, device=dev)
+    iterations = torch.zeros(B, dtype=torch.long, device=dev)
+    cap = torch.where(symmetric, math.radians(options.symmetric_max_rotation_deg), math.inf).to(dt)
     prev_step = torch.zeros(B, 6, dtype=dt, device=dev)
     boost = torch.ones(B, dtype=dt, device=dev)
     for _ in range(max_iterations):
-        s = _transform(model, R, t)
-        vis = _visible(s, model_valid, K, options.visibility_margin) if options.visibility else model_valid
-        idx, d = _nearest(q, s, vis, options.nn_chunk_elements)
-        m = torch.gather(s, 1, idx[..., None].expand(B, M, 3))
-        # Gate: shrink by at most gate_decay per iteration towards gate_factor × median match distance.
-        med = _masked_median(d, obs_valid & (d < gate[:, None]))
-        target = torch.nan_to_num(options.gate_factor * med, nan=options.gate_end)
-        new_gate = torch.maximum(gate * options.gate_decay, target).clamp(options.gate_end).minimum(gate)
-        settled = (new_gate >= gate * 0.999) | (new_gate <= options.gate_end)
-        gate = torch.where(converged, gate, new_gate)
-        w = (obs_valid & (d < gate[:, None])).to(dt)
-        if options.robust == "huber":
-            w = w * (options.huber_delta / d.clamp_min(1e-12)).clamp(max=1.0)
-        else:
-            kept = torch.nanquantile(torch.where(w > 0, d, torch.full_like(d, float("nan"))),
-                                     options.trim_fraction, dim=1, keepdim=True)
-            w = w * ((d <= kept) | (d < options.inlier_distance)).to(dt)  # never trim inliers
-        enough = (w > 0).sum(1) >= 6
-        # Linearise about the weighted centroid c of the observed points: m' = exp(ω)(m − c) + c + δ.
-        c = (w[..., None] * q).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
-        mc = (m - c[:, None, :]).double()
-        r = (m - q).double()
-        # Point-to-point rows r + [−[mc]×, I]·(ω, δ), summed in closed form.
-        # The point-to-point rows fade with the gate: they help large moves, but their pull towards the
-        # nearest (discrete) model point biases the final pose by up to half the model point spacing.
-        w_pp = (w * (options.plane_point_weight * gate / options.gate_start)[:, None] if plane else w).double()
-        sw = w_pp.sum(1)
-        swm = (w_pp[..., None] * mc).sum(1)
-        mm = torch.einsum("bm,bmi,bmj->bij", w_pp, mc, mc)
-        Hm = torch.zeros(B, 6, 6, dtype=torch.float64, device=dev)
-        Hm[:, :3, :3] = torch.diag_embed(mm.diagonal(dim1=-2, dim2=-1).sum(-1, keepdim=True).expand(B, 3)) - mm
-        Hm[:, :3, 3:] = _skew(swm)
-        Hm[:, 3:, :3] = -_skew(swm)
-        Hm[:, 3:, 3:] = sw[:, None, None] * torch.eye(3, dtype=torch.float64, device=dev)
-        g = torch.cat([(w_pp[..., None] * torch.cross(mc, r, dim=-1)).sum(1), (w_pp[..., None] * r).sum(1)], -1)
-        if plane:
-            # Point-to-plane rows: n·r + (mc × n)·ω + n·δ.
-            n64 = normals.double()
-            J_pl = torch.cat([torch.cross(mc, n64, dim=-1), n64], -1)  # [B, M, 6]
-            w_pl = (w * normal_ok.to(dt)).double()
-            Jw = J_pl * w_pl[..., None]
-            Hm = Hm + Jw.transpose(1, 2) @ J_pl
-            g = g + (Jw * (n64 * r).sum(-1, keepdim=True)).sum(1)
-        Hd = Hm + options.damping * torch.diag_embed(Hm.diagonal(dim1=-2, dim2=-1)) + 1e-12 * eye6
-        step = -torch.linalg.solve(Hd, g[..., None])[..., 0]
-        step = torch.where(torch.isfinite(step).all(-1, keepdim=True), step, torch.zeros_like(step)).to(dt)
-        active = ~converged & enough
-        if options.acceleration:
-            # Successive steps pointing the same way (ICP creeping along a valley): lengthen them.
-            cos = (step * prev_step).sum(-1) / (step.norm(dim=-1) * prev_step.norm(dim=-1)).clamp_min(1e-12)
-            boost = torch.where(cos > 0.9, (boost * 1.5).clamp(max=4.0), torch.ones_like(boost))
-            prev_step = step
-            step = step * boost[:, None]
-        omega, delta = step[:, :3], step[:, 3:]
-        dR = _so3_exp(omega)
-        R_new = dR @ R
-        t_new = (dR @ (t - c)[..., None])[..., 0] + c + delta
-        R_new = _cap_rotation(R_new, R0, cap)
-        R = torch.where(active[:, None, None], R_new, R)
-        t = torch.where(active[:, None], t_new, t)
-        iterations = iterations + active.long()
-        small = (delta.norm(dim=-1) < options.converge_translation) & (omega.norm(dim=-1) < tol_r)
-        converged = converged | (active & small & settled)
-        if trace is not None:
-            trace.append((R.clone(), t.clone(), gate.clone()))
-        if not bool((~converged & enough).any()):
+        run = torch.nonzero(~converged & ~stalled).squeeze(1)
+        if run.numel() == 0:
             break
+        sub = [x[run] for x in (q, normals, normal_ok, obs_valid, model, model_valid)]
+        R_r, t_r, g_r, p_r, b_r, settled, enough, small = _icp_step(
+            *sub, K, R[run], t[run], R0[run], cap[run], gate[run], prev_step[run], boost[run], options)
+        R[run], t[run], gate[run], prev_step[run], boost[run] = R_r, t_r, g_r, p_r, b_r
+        iterations[run] += enough.long()
+        converged[run] = enough & small & settled
+        stalled[run] = ~enough
     return R, t, converged, iterations, gate
 
 
