@@ -114,7 +114,7 @@ class RefineOptions:
 
     method: str = "point_to_plane"
     robust: str = "huber"
-    max_iterations: int = 40
+    max_iterations: int = 60
     min_pixels: int = 50
     max_points: int = 1000
     max_model_points: int = 3000
