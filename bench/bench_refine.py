@@ -93,7 +93,8 @@ def main() -> None:
     if "cuda" in args.devices and "cuda" not in devices:
         print("CUDA not available: CPU only")
     configs = [(1, 1000, 500), (1, 2620, 1000), (1, 2620, 2000), (1, 5000, 2000), (4, 2620, 1000)]
-    print(f"{'device':<8}{'objects':>8}{'model pts':>10}{'obs pts':>9}{'ms/object':>11}{'success':>9}{'med |dt| mm':>13}")
+    print(f"{'device':<8}{'objects':>8}{'model pts':>10}{'obs pts':>9}{'ms/object':>11}{'success':>9}"
+          f"{'med |dt| mm':>13}")
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
         print(f"# {name}")
