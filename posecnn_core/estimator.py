@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, model_from_checkpoint
-from .geometry import allo_to_ego, quat_to_mat
+from .geometry import allo_to_ego, mat_to_quat, quat_to_mat
 from .network import PIXEL_MEANS_BGR, PoseCNN
 from .objects import ObjectSet, load_object_set
+from .refine import RefineOptions, refine_poses
 from .voting import VotingParams, hough_voting
 
 BOX_DELTA_STDS = (0.1, 0.1, 0.2, 0.2)
@@ -34,13 +35,16 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """Inference settings. `score_threshold` applies to the box head's class probability."""
+    """Inference settings. `score_threshold` applies to the box head's class probability. `refine` runs depth
+    refinement (ICP, `posecnn_core.refine`) whenever a depth image is passed to `estimate`."""
 
     voting: VotingParams = field(default_factory=VotingParams)
     score_threshold: float = 0.2
     max_instances: int = 20
     backend: str = "auto"
     amp: bool = False
+    refine: bool = True
+    refine_options: RefineOptions = field(default_factory=RefineOptions)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -69,6 +73,14 @@ class ObjectPose:
     refined: bool = False
     refine_inlier_fraction: float = 0.0
     refine_status: str = ""
+    R_initial: np.ndarray | None = None
+    t_initial: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.R_initial is None:
+            self.R_initial = self.R.copy()
+        if self.t_initial is None:
+            self.t_initial = self.t.copy()
 
 
 @dataclass
@@ -245,7 +257,33 @@ class PoseEstimator:
             objects = self._heads(votes, conv4, conv5)
             clock.lap("rotation")
         label = labels[0, :h, :w].to(torch.int32).cpu().numpy()
+        if depth is not None and self.config.refine and objects:
+            self._refine(objects, depth, K, label)
+            clock.lap("refinement")
         return EstimationResult(objects=objects, label=label, timings_ms=timings)
+
+    def _refine(self, objects: list[ObjectPose], depth: np.ndarray, K: np.ndarray, label: np.ndarray) -> None:
+        """Depth refinement of every object in place; an object whose refinement declines keeps its pose."""
+        h, w = label.shape
+        masks = []
+        for obj in objects:
+            x1, y1, x2, y2 = obj.roi
+            box = np.zeros((h, w), dtype=bool)
+            box[max(0, int(np.floor(y1))):max(0, int(np.ceil(y2)) + 1),
+                max(0, int(np.floor(x1))):max(0, int(np.ceil(x2)) + 1)] = True
+            masks.append((label == obj.class_id) & box)
+        results = refine_poses(
+            depth, K, masks, [o.R for o in objects], [o.t for o in objects],
+            [self.object_set.points[o.class_id] for o in objects], self.config.refine_options,
+            symmetric=[bool(self.object_set.symmetric[o.class_id]) for o in objects])
+        for obj, res in zip(objects, results):
+            obj.refine_inlier_fraction = float(res.inlier_fraction) if np.isfinite(res.inlier_fraction) else 0.0
+            obj.refine_status = "ok" if res.success else res.reason
+            if res.success:
+                obj.refined = True
+                obj.R = np.asarray(res.R, dtype=np.float64)
+                obj.t = np.asarray(res.t, dtype=np.float64)
+                obj.quaternion = np.asarray(mat_to_quat(obj.R), dtype=np.float64)
 
     def _heads(self, votes, conv4: torch.Tensor, conv5: torch.Tensor) -> list[ObjectPose]:
         """Box head (score, box deltas) on the voted RoIs, rotation head on the regressed boxes."""
