@@ -49,3 +49,27 @@ def test_eval_cli_runs_checkpoint(tmp_path, capsys):
     rc = eval_main(["--checkpoint", str(bad), "--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"),
                     "--split", "test", "--out", str(tmp_path / "out3"), "--device", "cpu", "--no-progress"])
     assert rc == 2 and "does not match checkpoint" in capsys.readouterr().err
+
+
+def test_eval_cli_with_depth_reports_with_and_without_refinement(tmp_path, capsys):
+    import torch
+
+    yaml_path = write_object_set(tmp_path)
+    write_toy_dataset(tmp_path / "ds", frames=1, test_frames=2)
+    torch.manual_seed(0)
+    net = PoseCNN(3, fc_dim=32, trunk_width=0.125)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", net, CheckpointMeta(
+        num_classes=3, fc_dim=32, trunk_width=0.125, class_names=["__background__", "plate", "brick"]))
+    rc = eval_main(["--checkpoint", str(ckpt), "--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"),
+                    "--split", "test", "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress",
+                    "--depth", "--score-threshold", "0"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "depth refinement: mean ADD AUC" in text
+    out = tmp_path / "out"
+    for folder in (out, out / "without_refinement"):
+        rows = {r["object"]: r for r in csv.DictReader(open(folder / "per_object.csv"))}
+        assert rows["ALL"]["objects"] == "4"
+        assert json.loads((folder / "results.json").read_text())["format"] == "posecnn_results"
+    assert "with depth refinement" in (out / "report.md").read_text()
+    assert "without refinement" in (out / "without_refinement" / "report.md").read_text()

@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--results", help="saved estimates (.json or .npz) instead of running a model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (with --checkpoint)")
     p.add_argument("--score-threshold", type=float, default=None, help="estimator score threshold")
-    p.add_argument("--depth", action="store_true", help="pass depth images to the estimator (RGB-D models)")
+    p.add_argument("--depth", action="store_true",
+                   help="pass depth images to the estimator: depth refinement (and RGB-D models); the report is "
+                        "then written with and without refinement (OUT and OUT/without_refinement)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate only the first N frames of the split")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-progress", action="store_true")
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..datasets.ycb import BadFrameFileError, read_frame_list
     from ..objects import load_object_set
     from .report import evaluate_results
-    from .results import ResultsError, load_results, save_results
+    from .results import FrameResults, ResultsError, load_results, save_results
     from .runner import read_ground_truth, run_estimator
 
     out = Path(args.out)
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             ids = ids[:args.max_frames]
         gt = read_ground_truth(args.dataset, args.split, objects, frame_ids=ids)
         timing = None
+        initial = None
         if args.results:
             results = load_results(args.results)
         else:
@@ -58,21 +61,34 @@ def main(argv: list[str] | None = None) -> int:
             cfg = EstimatorConfig() if args.score_threshold is None else \
                 EstimatorConfig(score_threshold=args.score_threshold)
             est = PoseEstimator(args.checkpoint, objects, device=args.device, config=cfg)
+            initial = FrameResults(class_names=list(est.class_names)) if args.depth else None
             results, timing = run_estimator(est, args.dataset, args.split, frame_ids=ids, use_depth=args.depth,
-                                            progress=not args.no_progress)
+                                            progress=not args.no_progress, initial=initial)
             out.mkdir(parents=True, exist_ok=True)
             save_results(out / "results.json", results)
+            if initial is not None:
+                (out / "without_refinement").mkdir(exist_ok=True)
+                save_results(out / "without_refinement" / "results.json", initial)
         title = args.title or f"PoseCNN on {Path(args.dataset).name}/{args.split}" + (
             f" ({Path(args.checkpoint).name})" if args.checkpoint else "")
-        report = evaluate_results(results, gt, objects, title=title)
+        report = evaluate_results(results, gt, objects, title=title + (" with depth refinement" if initial else ""))
+        before = (evaluate_results(initial, gt, objects, title=title + " without refinement")
+                  if initial is not None else None)
     except (ValueError, FileNotFoundError, BadFrameFileError, ResultsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if timing is not None:
         report.notes.append(f"{timing['frames']} frames in {timing['seconds']:.1f} s "
                             f"({timing['ms_per_frame']:.1f} ms per frame, device {args.device})")
+    if before is not None:
+        before.write(out / "without_refinement")
+        print(before.table())
+        print()
     files = report.write(out)
     print(report.table())
+    if before is not None:
+        print(f"depth refinement: mean ADD AUC {before.mean.add_auc:.1f} -> {report.mean.add_auc:.1f}, "
+              f"mean ADD-S AUC {before.mean.adds_auc:.1f} -> {report.mean.adds_auc:.1f}")
     for note in report.notes:
         print(f"note: {note}")
     print("wrote " + ", ".join(str(p) for p in files.values()))

@@ -55,11 +55,14 @@ def read_ground_truth(root: str | Path, split: str, object_set: ObjectSet,
 
 
 def run_estimator(estimator: Any, root: str | Path, split: str, frame_ids: Sequence[str] | None = None,
-                  use_depth: bool = False, progress: bool = True) -> tuple[FrameResults, dict[str, float]]:
+                  use_depth: bool = False, progress: bool = True,
+                  initial: FrameResults | None = None) -> tuple[FrameResults, dict[str, float]]:
     """Run ``estimator.estimate`` (a :class:`~posecnn_core.estimator.PoseEstimator`) on every frame of the split.
 
     Returns (results, timing) with timing = {"frames", "seconds", "ms_per_frame"}. Frames are read with
-    ``datasets.ycb``; a bad frame raises BadFrameFileError naming its file.
+    ``datasets.ycb``; a bad frame raises BadFrameFileError naming its file. With ``use_depth`` the estimator
+    refines poses with the depth images; ``initial``, when given, receives the same detections with their poses
+    before refinement, so one run yields the with/without comparison.
     """
     ds = YCBVideoDataset(root, split, frame_ids=frame_ids, load_depth=use_depth)
     results = FrameResults(class_names=list(estimator.class_names))
@@ -70,6 +73,9 @@ def run_estimator(estimator: Any, root: str | Path, split: str, frame_ids: Seque
         est = estimator.estimate(rgb, frame.K, frame.depth if use_depth else None)
         results.frames[fid] = [Detection(class_id=o.class_id, score=o.score, roi=o.roi, R=o.R, t=o.t)
                                for o in est.objects]
+        if initial is not None:
+            initial.frames[fid] = [Detection(class_id=o.class_id, score=o.score, roi=o.roi, R=o.R_initial,
+                                             t=o.t_initial) for o in est.objects]
     seconds = time.perf_counter() - t0
     n = len(ds.frame_ids)
     return results, {"frames": n, "seconds": seconds, "ms_per_frame": 1000.0 * seconds / max(n, 1)}
