@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,52 +23,16 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
+from posecnn_core.estimator import EstimationResult, EstimatorConfig, ObjectPose
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------------------------------------ the stand-in
-@dataclass(frozen=True)
-class FakeVotingParams:
-    label_threshold: int = 200
-    skip_pixels: int = 10
-    inlier_threshold: float = 0.9
-    vote_threshold: int | None = 10
-    nms_iou: float = 0.5
-    check_same_label: bool = False
-
-
-@dataclass(frozen=True)
-class FakeConfig:
-    voting: FakeVotingParams = field(default_factory=FakeVotingParams)
-    score_threshold: float = 0.2
-    max_instances: int = 20
-    backend: str = "auto"
-    amp: bool = False
-
-
-@dataclass
-class FakePose:
-    class_id: int
-    class_name: str
-    instance: int
-    score: float
-    votes: int
-    roi: np.ndarray
-    center: np.ndarray
-    depth: float
-    R: np.ndarray
-    t: np.ndarray
-    quaternion: np.ndarray
-    refined: bool = False
-    refine_inlier_fraction: float = 0.0
-    refine_status: str = ""
-
-
-@dataclass
-class FakeResult:
-    objects: list[FakePose]
-    label: np.ndarray
-    timings_ms: dict[str, float]
+# The stand-in returns the real estimator's types, so the node is tested against the real contract.
+FakeConfig = EstimatorConfig
+FakePose = ObjectPose
+FakeResult = EstimationResult
 
 
 def box_corners(extent: np.ndarray) -> np.ndarray:

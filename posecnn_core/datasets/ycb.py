@@ -100,6 +100,26 @@ def _read_meta(path: Path) -> dict[str, np.ndarray]:
     return meta
 
 
+def meta_annotations(meta: dict[str, np.ndarray], path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cls_indexes int64 [N], poses float64 [N, 3, 4], intrinsics [3, 3]) of a loaded meta file, checked."""
+    cls = np.asarray(meta["cls_indexes"]).reshape(-1).astype(np.int64)
+    poses = np.asarray(meta["poses"], dtype=np.float64)
+    if poses.ndim == 2:  # MATLAB drops the trailing singleton of a single object's 3x4x1
+        poses = poses[:, :, None]
+    if poses.shape != (3, 4, cls.size):
+        raise BadFrameFileError(path, f"poses has shape {poses.shape}, expected (3, 4, {cls.size})")
+    K = np.asarray(meta["intrinsic_matrix"], dtype=np.float64)
+    if K.shape != (3, 3):
+        raise BadFrameFileError(path, f"intrinsic_matrix has shape {K.shape}, expected (3, 3)")
+    return cls, np.ascontiguousarray(np.transpose(poses, (2, 0, 1))), K
+
+
+def read_meta_annotations(root: str | Path, frame_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ground truth of one frame from its meta file alone: (cls_indexes, poses [N, 3, 4], K)."""
+    path = frame_files(root, frame_id)["meta"]
+    return meta_annotations(_read_meta(path), path)
+
+
 def read_frame(root: str | Path, frame_id: str, load_depth: bool = True,
                default_factor_depth: float = DEFAULT_FACTOR_DEPTH) -> Frame:
     """Read and check one frame; a missing, corrupt or inconsistent file raises BadFrameFileError
@@ -107,17 +127,8 @@ def read_frame(root: str | Path, frame_id: str, load_depth: bool = True,
     label, which needs each class at most once in the frame."""
     files = frame_files(root, frame_id)
     meta = _read_meta(files["meta"])
-    cls = np.asarray(meta["cls_indexes"]).reshape(-1).astype(np.int64)
+    cls, poses, K = meta_annotations(meta, files["meta"])
     n = cls.size
-    poses = np.asarray(meta["poses"], dtype=np.float64)
-    if poses.ndim == 2:  # MATLAB drops the trailing singleton of a single object's 3x4x1
-        poses = poses[:, :, None]
-    if poses.shape != (3, 4, n):
-        raise BadFrameFileError(files["meta"], f"poses has shape {poses.shape}, expected (3, 4, {n})")
-    poses = np.ascontiguousarray(np.transpose(poses, (2, 0, 1)))
-    K = np.asarray(meta["intrinsic_matrix"], dtype=np.float64)
-    if K.shape != (3, 3):
-        raise BadFrameFileError(files["meta"], f"intrinsic_matrix has shape {K.shape}, expected (3, 3)")
     factor = float(np.asarray(meta["factor_depth"]).reshape(-1)[0]) if "factor_depth" in meta else default_factor_depth
     if not factor > 0:
         raise BadFrameFileError(files["meta"], f"factor_depth must be positive, got {factor}")

@@ -6,35 +6,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.io
 from tqdm import tqdm
 
-from ..datasets.ycb import BadFrameFileError, YCBVideoDataset, frame_files, read_frame_list
+from ..datasets.ycb import BadFrameFileError, YCBVideoDataset, frame_files, read_frame_list, read_meta_annotations
 from ..objects import ObjectSet
 from ..targets import boxes_from_points
 from .results import Detection, FrameResults, GroundTruth
 
 __all__ = ["read_ground_truth", "run_estimator"]
-
-
-def _read_meta(root: Path, frame_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    path = frame_files(root, frame_id)["meta"]
-    if not path.is_file():
-        raise BadFrameFileError(path, "file is missing")
-    try:
-        meta = scipy.io.loadmat(str(path))
-    except Exception as exc:  # scipy raises several types for corrupt .mat files
-        raise BadFrameFileError(path, f"cannot read MAT file ({type(exc).__name__}: {exc})") from exc
-    for key in ("cls_indexes", "poses", "intrinsic_matrix"):
-        if key not in meta:
-            raise BadFrameFileError(path, f"missing field {key!r}")
-    cls = np.asarray(meta["cls_indexes"]).reshape(-1).astype(np.int64)
-    poses = np.asarray(meta["poses"], dtype=np.float64)
-    if poses.ndim == 2:
-        poses = poses[:, :, None]
-    if poses.shape != (3, 4, cls.size):
-        raise BadFrameFileError(path, f"poses has shape {poses.shape}, expected (3, 4, {cls.size})")
-    return cls, np.ascontiguousarray(np.transpose(poses, (2, 0, 1))), np.asarray(meta["intrinsic_matrix"], float)
 
 
 def read_ground_truth(root: str | Path, split: str, object_set: ObjectSet,
@@ -45,7 +24,7 @@ def read_ground_truth(root: str | Path, split: str, object_set: ObjectSet,
     C = object_set.num_classes
     out = []
     for fid in ids:
-        cls, poses, K = _read_meta(root, fid)
+        cls, poses, K = read_meta_annotations(root, fid)
         if cls.size and (cls.min() < 1 or cls.max() >= C):
             raise BadFrameFileError(frame_files(root, fid)["meta"],
                                     f"class indexes {cls.tolist()} outside the object set's 1..{C - 1}")
