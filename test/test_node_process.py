@@ -309,15 +309,15 @@ def test_params_file_is_read(model, tmp_path) -> None:
 
 
 def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
-    """Without parameters the node looks for the bundled checkpoint; while it is not bundled, the fatal error
-    names the places searched."""
-    from posecnn_core.resources import DEMO_CHECKPOINT, resource_path
-
+    """Without any parameter the node loads the bundled demo checkpoint and object set (the real estimator, no
+    stand-in), subscribes /image and /camera_info, and stops cleanly on SIGINT."""
+    proc = helpers.NodeProcess(DOMAIN, {}, extra_env={"POSECNN_TEST_ESTIMATOR": ""})  # "" = the real estimator
     try:
-        resource_path(DEMO_CHECKPOINT)
-        pytest.skip("the demo checkpoint is bundled: covered by the end-to-end tests with the real estimator")
-    except FileNotFoundError:
-        pass
-    proc = helpers.NodeProcess(DOMAIN, {})
-    assert proc.wait(30) == 2
-    assert "data/models/demo.pt" in proc.output and "searched:" in proc.output, proc.output
+        assert proc.wait_for_output("ready on cpu", 90), proc.output
+        out = proc.output
+        assert "data/models/demo.pt" in out and "demo.yaml" in out, out
+        assert "6 classes, image /image, camera_info /camera_info" in out, out
+        assert proc.stop(signal.SIGINT) == 0, proc.output
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
