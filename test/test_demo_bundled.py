@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Measured with the bundled demo checkpoint on the bundled bag (README, "The bundled demo model"); the bounds leave
 # a margin for run-to-run differences (there are none on CPU with the same inputs, but thread counts vary).
-MIN_FOUND_FRACTION = MIN_FOUND_PLACEHOLDER
-MAX_MEDIAN_T_CM = MAX_T_PLACEHOLDER
-MAX_MEDIAN_T_CM_REFINED = MAX_T_REFINED_PLACEHOLDER
+MIN_FOUND_FRACTION = 0.5
+MAX_MEDIAN_T_CM = 5.0
+MAX_MEDIAN_T_CM_REFINED = 5.0
 
 
 def _run_demo(tmp_path: Path, *extra: str) -> str:
