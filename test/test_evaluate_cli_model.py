@@ -18,7 +18,8 @@ from posecnn_core.evaluate.cli import main as eval_main  # noqa: E402
 from posecnn_core.network import PoseCNN  # noqa: E402
 
 
-def test_eval_cli_runs_checkpoint(tmp_path, capsys):
+def _tiny_model_and_split(tmp_path: Path):
+    """A toy object set, a hand-drawn split with 2 test frames, and a tiny random-weight checkpoint for it."""
     import torch
 
     yaml_path = write_object_set(tmp_path)
@@ -27,6 +28,11 @@ def test_eval_cli_runs_checkpoint(tmp_path, capsys):
     net = PoseCNN(3, fc_dim=32, trunk_width=0.125)
     ckpt = save_checkpoint(tmp_path / "tiny.pt", net, CheckpointMeta(
         num_classes=3, fc_dim=32, trunk_width=0.125, class_names=["__background__", "plate", "brick"]))
+    return yaml_path, net, ckpt
+
+
+def test_eval_cli_runs_checkpoint(tmp_path, capsys):
+    yaml_path, net, ckpt = _tiny_model_and_split(tmp_path)
     rc = eval_main(["--checkpoint", str(ckpt), "--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"),
                     "--split", "test", "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
     assert rc == 0
@@ -52,14 +58,7 @@ def test_eval_cli_runs_checkpoint(tmp_path, capsys):
 
 
 def test_eval_cli_with_depth_reports_with_and_without_refinement(tmp_path, capsys):
-    import torch
-
-    yaml_path = write_object_set(tmp_path)
-    write_toy_dataset(tmp_path / "ds", frames=1, test_frames=2)
-    torch.manual_seed(0)
-    net = PoseCNN(3, fc_dim=32, trunk_width=0.125)
-    ckpt = save_checkpoint(tmp_path / "tiny.pt", net, CheckpointMeta(
-        num_classes=3, fc_dim=32, trunk_width=0.125, class_names=["__background__", "plate", "brick"]))
+    yaml_path, net, ckpt = _tiny_model_and_split(tmp_path)
     rc = eval_main(["--checkpoint", str(ckpt), "--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"),
                     "--split", "test", "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress",
                     "--depth", "--score-threshold", "0"])
