@@ -65,7 +65,10 @@ colcon_build() {  # colcon_build <build base> <paths...>
 standin_hash=$(hash_of tools/ros_standins)
 if ! done_with standins "$standin_hash-$req_hash"; then
   log "building stand-in interface packages vision_msgs, tf2_msgs"
-  colcon_build "$V/.build/standins" --base-paths tools/ros_standins
+  # tools/ros_standins carries COLCON_IGNORE so that a ROS workspace never picks the stand-ins up: build copies.
+  rm -rf "$V/.build/standins-src" && mkdir -p "$V/.build/standins-src"
+  cp -r "$ROOT/tools/ros_standins/vision_msgs" "$ROOT/tools/ros_standins/tf2_msgs" "$V/.build/standins-src/"
+  colcon_build "$V/.build/standins" --base-paths "$V/.build/standins-src"
   rm -f "$STAMPS/package"
   mark standins "$standin_hash-$req_hash"
 fi
