@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from ..resources import search_roots  # cuda_ops/ is found where every other bundled file is
+
 LOG = logging.getLogger(__name__)
 LIBRARY_NAME = "posecnn"
 EXTENSION_NAME = "posecnn_ops"
@@ -45,13 +47,8 @@ def source_dir() -> Path:
     """
     env = os.environ.get("POSECNN_OPS_SOURCE_DIR")
     candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates.append(here.parents[2] / "cuda_ops" / "csrc")
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "posecnn_ros" / "cuda_ops" / "csrc")
-    candidates.append(Path(sys.prefix) / "share" / "posecnn_ros" / "cuda_ops" / "csrc")  # pip install .
-    candidates.append(here.parent / "csrc")
+    candidates += [root / "cuda_ops" / "csrc" for root in search_roots()]
+    candidates.append(Path(__file__).resolve().parent / "csrc")
     for folder in candidates:
         if folder.is_dir() and any(folder.glob("*.cpp")):
             return folder

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 __all__ = ["RenderAsset", "read_render_assets", "find_texture"]
 
@@ -26,44 +25,29 @@ class RenderAsset:
     radius: float  # metres, max distance of a mesh vertex from the object origin
 
 
-def _resolve(root: Path, pattern: str, name: str) -> Path:
-    path = Path(pattern.format(name=name))
-    return path if path.is_absolute() else root / path
-
-
 def read_render_assets(yaml_path: str | Path) -> list[RenderAsset]:
     """Return the classes of an object-set YAML (in file order, class index from 1) with mesh paths.
 
-    Raises ValueError naming the file or class when the YAML is malformed or a class has no
-    mesh, and FileNotFoundError naming a missing mesh file.
+    The file is parsed by :func:`posecnn_core.objects.read_object_set_spec` (its errors name the file and field);
+    raises ValueError when the units are not metres or a class has no mesh, and FileNotFoundError naming a
+    missing mesh file.
     """
     import trimesh  # local: only rendering needs it
 
-    yaml_path = Path(yaml_path)
-    with open(yaml_path, "r", encoding="utf-8") as f:
-        spec = yaml.safe_load(f)
-    if not isinstance(spec, dict) or not isinstance(spec.get("classes"), list) or not spec["classes"]:
-        raise ValueError(f"{yaml_path}: expected a mapping with a non-empty 'classes' list")
-    root = Path(spec.get("models_root", "."))
-    if not root.is_absolute():
-        root = yaml_path.parent / root
-    scale = {"m": 1.0, "mm": 1e-3, "cm": 1e-2}.get(spec.get("units", "m"))
-    if scale != 1.0:
-        raise ValueError(f"{yaml_path}: the renderer supports units 'm' only, got {spec.get('units')!r}")
+    from ..objects import read_object_set_spec
+
+    spec = read_object_set_spec(yaml_path)
+    if spec.units != "m":
+        raise ValueError(f"{yaml_path}: the renderer supports units 'm' only, got {spec.units!r}")
     assets = []
-    for i, cls in enumerate(spec["classes"], start=1):
-        if not isinstance(cls, dict) or "name" not in cls:
-            raise ValueError(f"{yaml_path}: class entry {i} has no 'name'")
-        name = str(cls["name"])
-        pattern = cls.get("mesh", spec.get("mesh"))
-        if pattern is None:
-            raise ValueError(f"{yaml_path}: class {name!r} has no mesh to render")
-        mesh_path = _resolve(root, str(pattern), name)
-        if not mesh_path.is_file():
-            raise FileNotFoundError(f"{yaml_path}: mesh of class {name!r} not found: {mesh_path}")
-        mesh = trimesh.load(mesh_path, process=False, force="mesh")
+    for i, cls in enumerate(spec.classes, start=1):
+        if cls.mesh_path is None:
+            raise ValueError(f"{yaml_path}: class {cls.name!r} has no mesh to render")
+        if not cls.mesh_path.is_file():
+            raise FileNotFoundError(f"{yaml_path}: mesh of class {cls.name!r} not found: {cls.mesh_path}")
+        mesh = trimesh.load(cls.mesh_path, process=False, force="mesh")
         radius = float(np.linalg.norm(np.asarray(mesh.vertices), axis=1).max())
-        assets.append(RenderAsset(name=name, class_index=i, mesh_path=mesh_path, radius=radius))
+        assets.append(RenderAsset(name=cls.name, class_index=i, mesh_path=cls.mesh_path, radius=radius))
     return assets
 
 
