@@ -1,10 +1,10 @@
 """Time depth refinement per object on CPU (and CUDA when available) and print a table.
 
 Synthetic 640x480 frames with the YCB-Video camera: a box-shaped object (cracker-box size) rendered with the
-CPU rasteriser, 1 mm depth noise, the pose perturbed by 5 cm / 10 degrees (1 object at 1 m, or 4 in a grid at
-1.4 m). Rows vary the number of model points
-and of observed depth points used (`max_points`), for one instance per call and for a batch of instances
-(refine_poses, reported per object).
+CPU rasteriser, 1 mm depth noise, the pose perturbed by 5 cm and 10 degrees (or 120 degrees: a rotation the
+network got wrong) (1 object at 1 m, or 4 in a grid at 1.4 m). Rows vary the number of model points and of
+observed depth points used (`max_points`) and the rotation search (`rotation_search` start rotations; 0 = local
+ICP only), for one instance per call and for a batch of instances (refine_poses, reported per object).
 
     python bench/bench_refine.py [--repeats 3] [--devices cpu,cuda] [--threads N]
 """
@@ -43,17 +43,17 @@ def make_frame(n_objects: int, seed: int = 0):
     return depth, [inst == i for i in range(n_objects)], poses, mesh
 
 
-def perturbed(poses, seed: int):
+def perturbed(poses, seed: int, rot_deg: float):
     rng = np.random.default_rng(seed)
     out = []
     for R, t in poses:
         d, a = rng.normal(size=3), rng.normal(size=3)
-        dR = Rotation.from_rotvec(np.deg2rad(10.0) * a / np.linalg.norm(a)).as_matrix()
+        dR = Rotation.from_rotvec(np.deg2rad(rot_deg) * a / np.linalg.norm(a)).as_matrix()
         out.append((dR @ R, t + 0.05 * d / np.linalg.norm(d)))
     return out
 
 
-def run(device: str, n_objects: int, n_model: int, max_points: int, repeats: int
+def run(device: str, n_objects: int, n_model: int, max_points: int, search: int, rot_deg: float, repeats: int
         ) -> tuple[float, float, float, list[str]]:
     depth, masks, poses, mesh = make_frame(n_objects)
     pts, _ = trimesh.sample.sample_surface(mesh, n_model, seed=1)
@@ -64,12 +64,12 @@ def run(device: str, n_objects: int, n_model: int, max_points: int, repeats: int
     pts_t = [f32(pts)] * n_objects
     times, ok, err, reasons = [], 0, [], []
     for r in range(repeats + 1):  # the first run warms up
-        init = perturbed(poses, seed=10 + r)
+        init = perturbed(poses, seed=10 + r, rot_deg=rot_deg)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         res = refine_poses(depth_t, K_t, masks_t, [f32(R) for R, _ in init], [f32(t) for _, t in init], pts_t,
-                           max_points=max_points)
+                           max_points=max_points, rotation_search=search)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if r == 0:
@@ -92,15 +92,18 @@ def main() -> None:
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     if "cuda" in args.devices and "cuda" not in devices:
         print("CUDA not available: CPU only")
-    configs = [(1, 1000, 500), (1, 2620, 1000), (1, 2620, 2000), (1, 5000, 2000), (4, 2620, 1000)]
-    print(f"{'device':<8}{'objects':>8}{'model pts':>10}{'obs pts':>9}{'ms/object':>11}{'success':>9}"
-          f"{'med |dt| mm':>13}")
+    configs = [(1, 1000, 500, 0, 10.0), (1, 2620, 1000, 0, 10.0), (1, 2620, 2000, 0, 10.0),
+               (1, 5000, 2000, 0, 10.0), (4, 2620, 1000, 0, 10.0),
+               (1, 2620, 1000, 72, 10.0), (1, 2620, 1000, 72, 120.0), (4, 2620, 1000, 72, 120.0)]
+    print(f"{'device':<8}{'objects':>8}{'model pts':>10}{'obs pts':>9}{'search':>8}{'rot off':>8}{'ms/object':>11}"
+          f"{'success':>9}{'med |dt| mm':>13}")
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
         print(f"# {name}")
-        for n_obj, n_model, max_points in configs:
-            ms, success, err, reasons = run(device, n_obj, n_model, max_points, args.repeats)
-            print(f"{device:<8}{n_obj:>8}{n_model:>10}{max_points:>9}{ms:>11.1f}{success:>9.2f}{err:>13.2f}"
+        for n_obj, n_model, max_points, search, rot in configs:
+            ms, success, err, reasons = run(device, n_obj, n_model, max_points, search, rot, args.repeats)
+            print(f"{device:<8}{n_obj:>8}{n_model:>10}{max_points:>9}{search:>8}{rot:>8.0f}{ms:>11.1f}{success:>9.2f}"
+                  f"{err:>13.2f}"
                   + (f"   declined: {'; '.join(sorted(set(reasons)))}" if reasons else ""))
 
 

@@ -15,7 +15,7 @@ Pipeline per instance (all instances × start hypotheses run as one padded torch
    object along the ray through its origin and keeps its projected centre.
 3. Start hypotheses: the corrected Tz plus each of `tz_offsets`, the uncorrected Tz, and one shifted sideways
    so that the projected visible model points are centred on the observed pixels. After `prune_after`
-   iterations only the hypothesis with the largest inlier fraction goes on (saves most of the work).
+   iterations only the best-ranked hypothesis (step 5) goes on (saves most of the work).
 4. Robust ICP. Correspondences go **observed → model**: each observed point is matched to its nearest
    neighbour among the model points transformed by the current pose *and visible from the camera*.
    Why this direction: the depth map sees only the front surface and, through occlusion and the mask, often
@@ -33,12 +33,24 @@ Pipeline per instance (all instances × start hypotheses run as one padded torch
    `gate_decay` per iteration) towards `gate_factor` × the median match distance, never below `gate_end`,
    times Huber weights (`robust="huber"`) or a trim keeping the `trim_fraction` closest matches
    (`robust="trimmed"`). Steps that keep pointing the same way are lengthened (`acceleration`).
-5. Selection: the converged hypothesis with the largest inlier fraction wins. An observed point is an inlier
-   when its point-to-plane distance (point distance without a normal) is below `inlier_distance` and its
-   matched model point lies within `inlier_distance` plus the model's point spacing.
+5. Selection: the converged hypothesis with the best rank wins: its inlier fraction minus `free_space_weight`
+   × its free-space violations. An observed point is an inlier when its point-to-plane distance (point
+   distance without a normal) is below `inlier_distance` and its matched model point lies within
+   `inlier_distance` plus the model's point spacing. A free-space violation is a visible model point that the
+   camera sees through (every depth reading within `free_space_radius` pixels of its projection lies more
+   than `free_space_margin` behind it): the inlier fraction only asks that the observed points be explained,
+   not that the model stay inside what the camera saw.
+   Rotation search (`rotation_search` > 0, the default; for initial rotations that may be far off, as from
+   an under-trained network): `rotation_search` start rotations spread evenly over SO(3) (composed with the
+   initial one) each run `search_iterations` ICP iterations on subsampled points from the centred
+   translation for that rotation; the `search_keep` best run steps 3-5 like the initial pose's hypotheses,
+   and the result replaces the local one only if its rank is higher by `search_margin`. An object whose
+   *shape* has a symmetry that its texture breaks (a printed box turned by 180 degrees) can be turned to the
+   copy that fits the depth slightly better; depth alone cannot tell them apart.
 6. Acceptance: the result is declined (initial pose returned, `success=False`, `reason` says why) when there
    is too little depth, no hypothesis converged, the inlier fraction is below `min_inlier_fraction` or below
-   that of the initial pose, or the pose moved more than `max_translation_change` / `max_rotation_change_deg`.
+   that of the initial pose, or the pose moved more than `max_translation_change` / `max_rotation_change_deg`
+   (the rotation limit only without the rotation search).
 
 Symmetric objects (`symmetric=True`): NN correspondences never fight a symmetry (any symmetric copy of the
 surface is equally near), so ICP converges in the ADD-S sense. What a symmetry does is leave rotation
@@ -102,12 +114,24 @@ class RefineOptions:
         tolerance of that test.
     inlier_distance: surface distance of an inlier (see the module docstring); min_inlier_fraction: accept
         only above this.
-    converge_translation, converge_rotation_deg: a step smaller than both (once the gate stopped shrinking)
-        ends the iterations for a hypothesis.
+    converge_translation, converge_rotation_deg: a change of the pose smaller than both in one iteration (once
+        the gate stopped shrinking) ends the iterations for a hypothesis.
     damping: Levenberg-Marquardt damping relative to the diagonal of the normal equations.
     symmetric: the object is symmetric; rotation away from the initial pose is capped at
         symmetric_max_rotation_deg.
-    max_translation_change, max_rotation_change_deg: decline results further than this from the initial pose.
+    max_translation_change, max_rotation_change_deg: decline results further than this from the initial pose
+        (the rotation limit does not apply when rotation_search is on).
+    rotation_search: number of start rotations spread evenly over all of SO(3) (super-Fibonacci samples,
+        composed with the initial rotation) for a global search, for when the initial rotation may be far off;
+        0 refines locally only. Each sample runs search_iterations ICP iterations on at most
+        search_points observed and search_model_points model points, starting at the centred translation for
+        that rotation; the search_keep best (by inlier fraction) join the full refinement as hypotheses, where
+        they must beat the initial rotation's hypotheses by search_margin in inlier fraction to be chosen.
+    free_space_weight, free_space_margin: hypotheses are ranked by inlier fraction minus free_space_weight ×
+        the fraction of visible model points that the camera sees through (the depth reading at their pixel
+        lies more than free_space_margin behind them, and so do all readings within free_space_radius pixels,
+        which forgives small misalignments at the outline). The inlier fraction alone cannot tell a pose whose
+        model covers the observed points from one that also sticks out where the camera sees background.
     nn_chunk_elements: bound on the elements of one distance matrix chunk in the nearest-neighbour search.
     device: torch device to compute on; None = the device of the first torch input, else CPU.
     """
@@ -139,13 +163,22 @@ class RefineOptions:
     visibility_margin: float = 0.01
     inlier_distance: float = 0.01
     min_inlier_fraction: float = 0.3
-    converge_translation: float = 1e-4
-    converge_rotation_deg: float = 0.05
+    converge_translation: float = 5e-4
+    converge_rotation_deg: float = 0.25
     damping: float = 1e-3
     symmetric: bool = False
     symmetric_max_rotation_deg: float = 20.0
     max_translation_change: float = 0.15
     max_rotation_change_deg: float = 60.0
+    rotation_search: int = 72
+    search_iterations: int = 12
+    search_points: int = 200
+    search_model_points: int = 500
+    search_keep: int = 2
+    search_margin: float = 0.05
+    free_space_weight: float = 1.0
+    free_space_margin: float = 0.02
+    free_space_radius: int = 3
     nn_chunk_elements: int = 1 << 23
     device: str | None = None
 
@@ -154,14 +187,15 @@ class RefineOptions:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
         if self.robust not in _ROBUST:
             raise ValueError(f"robust must be one of {_ROBUST}, got {self.robust!r}")
-        for name in ("max_iterations", "min_pixels", "max_points", "max_model_points", "nn_chunk_elements"):
+        for name in ("max_iterations", "min_pixels", "max_points", "max_model_points", "nn_chunk_elements",
+                     "search_iterations", "search_points", "search_model_points", "search_keep"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("min_depth", "max_depth", "gate_start", "gate_end", "huber_delta", "inlier_distance",
                      "visibility_margin", "normal_max_jump", "normal_radius", "converge_translation",
                      "converge_rotation_deg", "max_translation_change", "max_rotation_change_deg",
-                     "symmetric_max_rotation_deg", "gate_factor"):
+                     "symmetric_max_rotation_deg", "gate_factor", "free_space_margin"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -177,6 +211,16 @@ class RefineOptions:
             raise ValueError(f"min_inlier_fraction must be in [0, 1], got {self.min_inlier_fraction!r}")
         if not self.plane_point_weight >= 0 or not self.damping >= 0:
             raise ValueError("plane_point_weight and damping must be >= 0")
+        if isinstance(self.rotation_search, bool) or not isinstance(self.rotation_search, (int, np.integer)) \
+                or self.rotation_search < 0:
+            raise ValueError(f"rotation_search must be an integer >= 0, got {self.rotation_search!r}")
+        if not (isinstance(self.search_margin, (int, float)) and 0 <= self.search_margin <= 1):
+            raise ValueError(f"search_margin must be in [0, 1], got {self.search_margin!r}")
+        if isinstance(self.free_space_radius, bool) or not isinstance(self.free_space_radius, (int, np.integer)) \
+                or not 0 <= self.free_space_radius <= 32:
+            raise ValueError(f"free_space_radius must be an integer in [0, 32], got {self.free_space_radius!r}")
+        if not (isinstance(self.free_space_weight, (int, float)) and 0 <= self.free_space_weight < math.inf):
+            raise ValueError(f"free_space_weight must be a number >= 0, got {self.free_space_weight!r}")
         if self.prune_after is not None and (isinstance(self.prune_after, bool) or self.prune_after < 1):
             raise ValueError(f"prune_after must be a positive integer or None, got {self.prune_after!r}")
         offsets = tuple(float(o) for o in self.tz_offsets)
@@ -470,6 +514,33 @@ def _inlier_stats(q, normals, normal_ok, obs_valid, s, vis, spacing, options) ->
     return frac, mean_e
 
 
+def _nearest_reading(depth: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per pixel the smallest depth reading within `radius` pixels (inf where there is none): a min filter
+    that ignores missing readings (0)."""
+    d = torch.where(depth > 0, depth, torch.full_like(depth, float("inf")))
+    if radius == 0:
+        return d
+    return -torch.nn.functional.max_pool2d(-d[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]
+
+
+def _free_space_violation(s: torch.Tensor, vis: torch.Tensor, nearest: torch.Tensor, K: torch.Tensor,
+                          margin: float) -> torch.Tensor:
+    """Fraction [B] of the visible model points s [B, N, 3] that the camera sees through: every depth reading
+    near their pixel (`nearest`, from :func:`_nearest_reading`) lies more than margin behind them. Points off
+    the image or without readings nearby do not count against the pose (unknown), nor do points with a
+    reading in front of them (an occluder); the neighbourhood forgives small misalignments at the outline."""
+    H, W = nearest.shape
+    z = s[..., 2]
+    ok = vis & (z > 1e-3)
+    zs = torch.where(ok, z, torch.ones_like(z))
+    u = (K[0, 0] * s[..., 0] / zs + K[0, 2]).round()
+    v = (K[1, 1] * s[..., 1] / zs + K[1, 2]).round()
+    ok = ok & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
+    d = nearest[v.clamp(0, H - 1).long(), u.clamp(0, W - 1).long()]
+    through = ok & torch.isfinite(d) & (d > z + margin)
+    return through.sum(1).to(s.dtype) / ok.sum(1).clamp_min(1).to(s.dtype)
+
+
 def _transform(model: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return model @ R.transpose(-1, -2) + t[:, None, :]
 
@@ -539,8 +610,10 @@ def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0,
     dR = _so3_exp(omega)
     R_new = _cap_rotation(dR @ R, R0, cap)
     t_new = (dR @ (t - c)[..., None])[..., 0] + c + delta
-    small = (delta.norm(dim=-1) < options.converge_translation) & \
-        (omega.norm(dim=-1) < math.radians(options.converge_rotation_deg))
+    # Converged when the pose actually applied barely moved (for a symmetric object pressing against its
+    # rotation cap, the raw step may stay large while the capped pose stands still).
+    small = ((t_new - t).norm(dim=-1) < options.converge_translation) & \
+        (_rotation_angle(R_new @ R.transpose(-1, -2)) < math.radians(options.converge_rotation_deg))
     keep = ~enough
     R_new = torch.where(keep[:, None, None], R, R_new)
     t_new = torch.where(keep[:, None], t, t_new)
@@ -678,7 +751,10 @@ def refine_poses(depth, K, masks: Sequence, Rs: Sequence, ts: Sequence, points: 
         work.append((i, q, nrm, nok, p_i, R_i, t_i))
 
     if work:
-        _refine_batch(work, K_t, sym_flags, opts, results, Rs, ts)
+        valid_depth = torch.isfinite(depth_t) & (depth_t >= opts.min_depth) & (depth_t <= opts.max_depth)
+        clean = torch.where(valid_depth, depth_t, torch.zeros_like(depth_t))
+        nearest = _nearest_reading(clean, opts.free_space_radius)
+        _refine_batch(work, nearest, K_t, sym_flags, opts, results, Rs, ts)
     elapsed = (time.perf_counter() - start_time) * 1000.0 / n_inst
     for r in results:
         r.time_ms = elapsed
@@ -694,7 +770,144 @@ def _pad(tensors: list[torch.Tensor], width: int) -> tuple[torch.Tensor, torch.T
     return out, valid
 
 
-def _refine_batch(work, K, sym_flags, opts: RefineOptions, results, Rs, ts) -> None:
+def _so3_samples(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """n rotations [n, 3, 3] spread evenly over SO(3), deterministic: the super-Fibonacci spiral on the unit
+    quaternions (Alexa, CVPR 2022)."""
+    s = torch.arange(n, dtype=torch.float64) + 0.5
+    r, r2 = torch.sqrt(s / n), torch.sqrt(1 - s / n)
+    a = 2 * math.pi * s / math.sqrt(2.0)
+    b = 2 * math.pi * s / 1.533751168755204288118041  # the real root > 1 of x^4 = x + 4
+    q = torch.stack([r * torch.sin(a), r * torch.cos(a), r2 * torch.sin(b), r2 * torch.cos(b)], -1)
+    return _quat_to_matrix(q).to(device=device, dtype=dtype)
+
+
+def _centred_translation(q, obs_valid, s, vis, t, K, z_obs, shift) -> torch.Tensor:
+    """Start translation [B, 3] for a pose whose model points are s [B, N, 3] (camera frame, translation t):
+    moved along the viewing ray by the depth correction ``shift`` [B], then sideways at the observed median
+    depth z_obs [B] so that the projected visible model points and the observed pixels have the same mean
+    (pixel positions are unaffected by wrong depth readings)."""
+    def mean_uv(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        uv = torch.stack([K[0, 0] * p[..., 0] / p[..., 2] + K[0, 2], K[1, 1] * p[..., 1] / p[..., 2] + K[1, 2]], -1)
+        wv = valid.to(p.dtype)[..., None]
+        return (torch.nan_to_num(uv) * wv).sum(1) / wv.sum(1).clamp_min(1)
+    duv = mean_uv(q, obs_valid) - mean_uv(s, vis & (s[..., 2] > 1e-3))
+    tz = t[:, 2]
+    t_c = t * ((tz + shift) / tz)[:, None]
+    lateral = torch.stack([duv[:, 0] / K[0, 0], duv[:, 1] / K[1, 1], torch.zeros_like(tz)], -1)
+    return t_c + lateral * z_obs[:, None]
+
+
+def _depth_shift(s, vis, z_obs, opts: RefineOptions) -> torch.Tensor:
+    """Depth correction [B]: observed median depth minus that of the visible model points (0 when off)."""
+    if not opts.depth_correction:
+        return torch.zeros_like(z_obs)
+    return torch.nan_to_num(z_obs - _masked_median(s[..., 2], vis), nan=0.0)
+
+
+def _subsample_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    if len(x) <= n:
+        return x
+    return x[torch.linspace(0, len(x) - 1, n, device=x.device).round().long()]
+
+
+def _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts: RefineOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global search over start rotations (see RefineOptions.rotation_search) on subsampled points.
+
+    Returns the search_keep best poses per instance: R [I, k, 3, 3], t [I, k, 3].
+    """
+    dev, dt = K.device, R0.dtype
+    I = len(work)
+    picks = [_subsample_rows(torch.arange(len(w[1]), device=dev), opts.search_points) for w in work]
+    q, obs_valid = _pad([w[1][p] for w, p in zip(work, picks)], max(len(p) for p in picks))
+    nrm, _ = _pad([w[2][p] for w, p in zip(work, picks)], q.shape[1])
+    nok, _ = _pad([w[3][p] for w, p in zip(work, picks)], q.shape[1])
+    models = [_subsample_rows(w[4], opts.search_model_points) for w in work]
+    model, model_valid = _pad(models, max(len(m) for m in models))
+    G = _so3_samples(opts.rotation_search, dev, dt)
+    S = G.shape[0]
+
+    def rep(x: torch.Tensor) -> torch.Tensor:
+        return x[:, None].expand(I, S, *x.shape[1:]).reshape(I * S, *x.shape[1:])
+
+    data = [rep(x) for x in (q, nrm, nok, obs_valid, model, model_valid)]
+    R_c = (R0[:, None] @ G[None]).reshape(I * S, 3, 3)  # rotate about the object's own origin
+    t_rep, z_rep = rep(t0), rep(z_obs)
+    s_c = _transform(data[4], R_c, t_rep)
+    vis_c = _visible(s_c, data[5], K, opts.visibility_margin) if opts.visibility else data[5]
+    t_c = _centred_translation(data[0], data[3], s_c, vis_c, t_rep, K, z_rep, _depth_shift(s_c, vis_c, z_rep, opts))
+    gate0 = torch.full((I * S,), opts.gate_start, dtype=dt, device=dev)
+    R_f, t_f, _, _, _ = _icp(*data, K, R_c, t_c, R_c, rep(sym), gate0, opts.search_iterations, opts)
+    s_f = _transform(data[4], R_f, t_f)
+    vis_f = _visible(s_f, data[5], K, opts.visibility_margin) if opts.visibility else data[5]
+    spacing = rep(_spacing(model, model_valid, opts.nn_chunk_elements))
+    frac, mean_d = _inlier_stats(data[0], data[1], data[2], data[3], s_f, vis_f, spacing, opts)
+    through = _free_space_violation(s_f, vis_f, nearest, K, opts.free_space_margin)
+    score = (frac.double() - opts.free_space_weight * through.double()
+             - 1e-3 * (mean_d.double() / opts.inlier_distance)).view(I, S)
+    top = score.topk(min(opts.search_keep, S), dim=1).indices
+    ar = torch.arange(I, device=dev)[:, None]
+    return R_f.view(I, S, 3, 3)[ar, top], t_f.view(I, S, 3)[ar, top]
+
+
+class _HypothesisRunner:
+    """Runs start hypotheses [I, Hn] of I instances as one batch and picks each instance's best.
+
+    Ranking: inlier fraction less free_space_weight × free-space violations (ties: the smaller mean distance).
+    After prune_after iterations only each instance's best hypothesis goes on (convergence is not asked for
+    then: a slower one may still be better); without pruning converged hypotheses are preferred.
+    Rotations are capped (symmetric objects) relative to each hypothesis's own start rotation.
+    """
+
+    def __init__(self, data, spacing, nearest, K, sym, opts: RefineOptions) -> None:
+        self.data, self.spacing, self.nearest, self.K, self.sym, self.opts = data, spacing, nearest, K, sym, opts
+
+    def evaluate(self, R, t, expand=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inlier fraction, ranking score) [B] of poses R, t (per instance, or per hypothesis via expand)."""
+        f = expand if expand is not None else (lambda x: x)
+        q, nrm, nok, obs_valid, model, model_valid = (f(x) for x in self.data)
+        opts = self.opts
+        s = _transform(model, R, t)
+        vis = _visible(s, model_valid, self.K, opts.visibility_margin) if opts.visibility else model_valid
+        frac, mean_d = _inlier_stats(q, nrm, nok, obs_valid, s, vis, f(self.spacing), opts)
+        through = _free_space_violation(s, vis, self.nearest, self.K, opts.free_space_margin)
+        score = frac.double() - opts.free_space_weight * through.double() \
+            - 1e-3 * (mean_d.double() / opts.inlier_distance)
+        return frac, score
+
+    def __call__(self, R_start: torch.Tensor, t_start: torch.Tensor):
+        """-> (R [I, 3, 3], t [I, 3], converged [I], iterations [I], inlier fraction [I], score [I])."""
+        opts, K, sym = self.opts, self.K, self.sym
+        I, Hn = t_start.shape[:2]
+        dev = t_start.device
+        ar = torch.arange(I, device=dev)
+
+        def rep(x: torch.Tensor) -> torch.Tensor:
+            return x[:, None].expand(I, Hn, *x.shape[1:]).reshape(I * Hn, *x.shape[1:])
+
+        R_flat = R_start.reshape(I * Hn, 3, 3)
+        gate0 = torch.full((I * Hn,), opts.gate_start, dtype=t_start.dtype, device=dev)
+        first = opts.max_iterations if opts.prune_after is None else min(opts.prune_after, opts.max_iterations)
+        R_b, t_b, conv, iters, gate = _icp(*(rep(x) for x in self.data), K, R_flat, t_start.reshape(I * Hn, 3),
+                                           R_flat, rep(sym), gate0, first, opts)
+        frac, score = (x.view(I, Hn) for x in self.evaluate(R_b, t_b, rep))
+        conv = conv.view(I, Hn)
+        if first == opts.max_iterations:
+            score = score + 10.0 * conv.double()
+        best = score.argmax(1)
+        sel = ar * Hn + best
+        R_best, t_best, conv_best, iters_best = R_b[sel], t_b[sel], conv[ar, best], iters.view(I, Hn)[ar, best]
+        frac_best, score_best = frac[ar, best], score[ar, best]
+        if first < opts.max_iterations and not bool(conv_best.all()):
+            R_best, t_best, conv_best, more, _ = _icp(*self.data, K, R_best, t_best, R_flat[sel], sym, gate[sel],
+                                                      opts.max_iterations - first, opts)
+            iters_best = iters_best + more
+            frac_best, score_best = self.evaluate(R_best, t_best)
+        elif first == opts.max_iterations:
+            score_best = score_best - 10.0 * conv_best.double()
+        return R_best, t_best, conv_best, iters_best, frac_best, score_best
+
+
+def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs, ts) -> None:
     dev = K.device
     idx = [w[0] for w in work]
     I = len(work)
@@ -706,6 +919,7 @@ def _refine_batch(work, K, sym_flags, opts: RefineOptions, results, Rs, ts) -> N
     model, model_valid = _pad([w[4] for w in work], N)
     R0 = torch.stack([w[5] for w in work])
     t0 = torch.stack([w[6] for w in work])
+    sym = torch.tensor([sym_flags[i] for i in idx], dtype=torch.bool, device=dev)
 
     # Initial-pose statistics and depth correction along the viewing ray.
     s0 = _transform(model, R0, t0)
@@ -714,65 +928,33 @@ def _refine_batch(work, K, sym_flags, opts: RefineOptions, results, Rs, ts) -> N
     frac0, _ = _inlier_stats(q, nrm, nok, obs_valid, s0, vis0, spacing, opts)
     tz0 = t0[:, 2]
     z_obs = _masked_median(q[..., 2], obs_valid)
-    if opts.depth_correction:
-        shift = torch.nan_to_num(z_obs - _masked_median(s0[..., 2], vis0), nan=0.0)
-    else:
-        shift = torch.zeros_like(tz0)
+    shift = _depth_shift(s0, vis0, z_obs, opts)
     tz_h = [tz0 + shift + o for o in opts.tz_offsets]
     if opts.include_initial_tz and (opts.depth_correction or 0.0 not in opts.tz_offsets):
         tz_h.append(tz0)
     tz_all = torch.stack(tz_h, 1).clamp_min(opts.min_depth)             # [I, Hn]
     starts = [t0[:, None, :] * (tz_all / tz0[:, None])[..., None]]      # [I, Hn, 3]
     if opts.center_hypothesis:
-        # Shift sideways at the corrected depth so that the projected visible model points and the observed
-        # pixels have the same mean (pixel positions are unaffected by wrong depth readings).
-        def mean_uv(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-            uv = torch.stack([K[0, 0] * p[..., 0] / p[..., 2] + K[0, 2], K[1, 1] * p[..., 1] / p[..., 2] + K[1, 2]], -1)
-            wv = valid.to(p.dtype)[..., None]
-            return (torch.nan_to_num(uv) * wv).sum(1) / wv.sum(1).clamp_min(1)
-        duv = mean_uv(q, obs_valid) - mean_uv(s0, vis0 & (s0[..., 2] > 1e-3))
-        t_c = t0 * ((tz0 + shift) / tz0)[:, None]
-        lateral = torch.stack([duv[:, 0] / K[0, 0], duv[:, 1] / K[1, 1], torch.zeros_like(tz0)], -1)
-        starts.append((t_c + lateral * z_obs[:, None])[:, None, :])
+        starts.append(_centred_translation(q, obs_valid, s0, vis0, t0, K, z_obs, shift)[:, None, :])
     t_start = torch.cat(starts, 1)
-    Hn = t_start.shape[1]
-
-    def rep(x: torch.Tensor) -> torch.Tensor:
-        return x[:, None].expand(I, Hn, *x.shape[1:]).reshape(I * Hn, *x.shape[1:])
-
-    sym = torch.tensor([sym_flags[i] for i in idx], dtype=torch.bool, device=dev)
     data = (q, nrm, nok, obs_valid, model, model_valid)
-    gate0 = torch.full((I * Hn,), opts.gate_start, dtype=q.dtype, device=dev)
-    first = opts.max_iterations if opts.prune_after is None else min(opts.prune_after, opts.max_iterations)
-    R_b, t_b, conv, iters, gate = _icp(*(rep(x) for x in data), K, rep(R0), t_start.reshape(I * Hn, 3), rep(R0),
-                                       rep(sym), gate0, first, opts)
-    ar = torch.arange(I, device=dev)
-
-    def evaluate(R_e, t_e, expand):
-        f = expand if expand is not None else (lambda x: x)
-        s = _transform(f(model), R_e, t_e)
-        vis = _visible(s, f(model_valid), K, opts.visibility_margin) if opts.visibility else f(model_valid)
-        return _inlier_stats(f(q), f(nrm), f(nok), f(obs_valid), s, vis, f(spacing), opts)
-
-    # Choose per instance the largest inlier fraction (ties: the smaller mean distance), at the end preferring
-    # converged hypotheses; when pruning, convergence is not asked for (a slower one may still be better).
-    frac, mean_d = evaluate(R_b, t_b, rep)
-    frac, mean_d, conv = frac.view(I, Hn), mean_d.view(I, Hn), conv.view(I, Hn)
-    score = frac.double() - 1e-3 * (mean_d.double() / opts.inlier_distance)
-    if first == opts.max_iterations:
-        score = score + 10.0 * conv.double()
-    best = score.argmax(1)
-    sel = ar * Hn + best
-    R_best, t_best, conv_best, iters_best = R_b[sel], t_b[sel], conv[ar, best], iters.view(I, Hn)[ar, best]
-    frac_best = frac[ar, best]
-    if first < opts.max_iterations and not bool(conv_best.all()):
-        # Pruned: only the best hypothesis of each instance runs the remaining iterations.
-        R_best, t_best, conv_best, more, _ = _icp(*data, K, R_best, t_best, R0, sym, gate[sel],
-                                                  opts.max_iterations - first, opts)
-        iters_best = iters_best + more
-        frac_best, _ = evaluate(R_best, t_best, None)
+    run = _HypothesisRunner(data, spacing, nearest, K, sym, opts)
+    R_best, t_best, conv_best, iters_best, frac_best, score_best = run(R0[:, None].expand(I, t_start.shape[1], 3, 3),
+                                                                       t_start)
+    if opts.rotation_search > 0:
+        # The local result stands unless the search's best converged pose fits clearly better.
+        R_s, t_s = _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts)
+        R_g, t_g, conv_g, iters_g, frac_g, score_g = run(R_s, t_s)
+        better = (score_g > score_best + opts.search_margin) & (conv_g | ~conv_best)
+        R_best = torch.where(better[:, None, None], R_g, R_best)
+        t_best = torch.where(better[:, None], t_g, t_best)
+        conv_best = torch.where(better, conv_g, conv_best)
+        iters_best = torch.where(better, iters_g, iters_best)
+        frac_best = torch.where(better, frac_g, frac_best)
     dtrans = (t_best - t0).norm(dim=-1)
     drot = torch.rad2deg(_rotation_angle(R_best @ R0.transpose(-1, -2)))
+    if opts.rotation_search > 0:
+        drot = torch.zeros_like(drot)  # with the search on, the rotation may move anywhere
 
     data = [x.cpu().tolist() for x in (frac_best, conv_best, iters_best, dtrans, drot, frac0)]
     for j, i in enumerate(idx):

@@ -61,6 +61,10 @@ SPECS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("depth_scale", 0.001, "Metres per unit of 16UC1 depth images (32FC1 is metres)", 1e-9, 1.0),
     ParamSpec("sync_tolerance", 0.02, "Largest |image stamp - depth stamp| (s) of a depth/image pair", 0.0, 10.0),
+    ParamSpec("refine.rotation_search", 72, "Depth refinement: start rotations searched over all of SO(3) when "
+              "the network's rotation may be far off; 0 = local ICP only", 0, 1000),
+    ParamSpec("refine.min_inlier_fraction", 0.3, "Depth refinement: fewest depth pixels of the object (fraction) "
+              "that must fit the refined pose for it to be used", 0.0, 1.0),
     ParamSpec("warmup", True, "Run one dummy frame at start-up when the model is on a GPU", read_only=True),
     ParamSpec("warmup_width", 640, "Width of the warm-up frame", 16, 8192, read_only=True),
     ParamSpec("warmup_height", 480, "Height of the warm-up frame", 16, 8192, read_only=True),
@@ -134,6 +138,8 @@ class NodeSettings:
     use_depth: bool
     depth_scale: float
     sync_tolerance: float
+    rotation_search: int
+    min_inlier_fraction: float
     warmup: bool
     warmup_width: int
     warmup_height: int
@@ -157,8 +163,8 @@ class NodeSettings:
 
 
 def apply_to_config(config: Any, settings: NodeSettings) -> Any:
-    """A copy of the estimator's frozen config (EstimatorConfig with a VotingParams `voting`) with the settings'
-    thresholds; fields the config does not have are left alone."""
+    """A copy of the estimator's frozen config (EstimatorConfig with a VotingParams `voting` and RefineOptions
+    `refine_options`) with the settings' thresholds; fields the config does not have are left alone."""
     voting_fields = {"label_threshold": settings.label_threshold, "inlier_threshold": settings.inlier_threshold,
                      "vote_threshold": settings.vote_threshold, "skip_pixels": settings.skip_pixels,
                      "nms_iou": settings.nms_iou, "check_same_label": settings.check_same_label}
@@ -166,5 +172,9 @@ def apply_to_config(config: Any, settings: NodeSettings) -> Any:
     names = {f.name for f in dataclasses.fields(voting)}
     voting = dataclasses.replace(voting, **{k: v for k, v in voting_fields.items() if k in names})
     top = {"voting": voting, "score_threshold": settings.score_threshold, "max_instances": settings.max_instances}
+    refine = getattr(config, "refine_options", None)
+    if refine is not None:
+        top["refine_options"] = dataclasses.replace(refine, rotation_search=settings.rotation_search,
+                                                    min_inlier_fraction=settings.min_inlier_fraction)
     names = {f.name for f in dataclasses.fields(config)}
     return dataclasses.replace(config, **{k: v for k, v in top.items() if k in names})

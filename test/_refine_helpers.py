@@ -22,6 +22,15 @@ def cylinder_mesh(radius: float = 0.034, height: float = 0.10) -> trimesh.Trimes
     return trimesh.creation.cylinder(radius=radius, height=height, sections=48)
 
 
+def l_block_mesh() -> trimesh.Trimesh:
+    """An L-shaped block with unequal arms (16 and 11 cm; two boxes meeting face to face): no rotational
+    symmetry, so only one pose fits."""
+    long = trimesh.creation.box(extents=(0.16, 0.06, 0.06))
+    foot = trimesh.creation.box(extents=(0.06, 0.05, 0.06))
+    foot.apply_translation((0.05, 0.055, 0.0))
+    return trimesh.util.concatenate([long.subdivide().subdivide(), foot.subdivide().subdivide()])
+
+
 def model_points(mesh: trimesh.Trimesh, count: int = 1500, seed: int = 0) -> np.ndarray:
     points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
     return np.asarray(points, dtype=np.float64)

@@ -72,3 +72,25 @@ def test_eval_cli_with_depth_reports_with_and_without_refinement(tmp_path, capsy
         assert json.loads((folder / "results.json").read_text())["format"] == "posecnn_results"
     assert "with depth refinement" in (out / "report.md").read_text()
     assert "without refinement" in (out / "without_refinement" / "report.md").read_text()
+
+
+def test_eval_cli_rotation_search_option(tmp_path, capsys, monkeypatch):
+    yaml_path, net, ckpt = _tiny_model_and_split(tmp_path)
+    from posecnn_core import estimator as estimator_module
+
+    seen = []
+    real = estimator_module.PoseEstimator
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["config"].refine_options.rotation_search)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(estimator_module, "PoseEstimator", spy)
+    base = ["--checkpoint", str(ckpt), "--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"),
+            "--split", "test", "--device", "cpu", "--no-progress", "--depth", "--score-threshold", "0"]
+    assert eval_main(base + ["--out", str(tmp_path / "a"), "--rotation-search", "0"]) == 0
+    assert eval_main(base + ["--out", str(tmp_path / "b")]) == 0
+    assert seen == [0, estimator_module.RefineOptions().rotation_search]
+    capsys.readouterr()
+    assert eval_main(base + ["--out", str(tmp_path / "c"), "--rotation-search", "-1"]) == 2
+    assert "--rotation-search must be >= 0" in capsys.readouterr().err

@@ -22,11 +22,13 @@ from std_msgs.msg import Header  # noqa: E402
 
 import _node_helpers as helpers  # noqa: E402
 from posecnn_core import resources  # noqa: E402
+from posecnn_core.estimator import EstimatorConfig  # noqa: E402
 from posecnn_ros import image_conversion as ic  # noqa: E402
 from posecnn_ros import messages  # noqa: E402
 from posecnn_ros.latest_frame import LatestFrameWorker  # noqa: E402
 from posecnn_ros.overlay import class_colour, draw_overlay, project  # noqa: E402
-from posecnn_ros.params import SPECS, NodeSettings, ParameterError, apply_to_config, check_value, descriptor  # noqa: E402
+from posecnn_ros.params import (SPEC_BY_NAME, SPECS, NodeSettings, ParameterError, apply_to_config,  # noqa: E402
+                                 check_value, descriptor)
 from posecnn_ros.throttled_log import ThrottledLog  # noqa: E402
 
 
@@ -190,6 +192,11 @@ def test_params_validation_and_config() -> None:
     s = NodeSettings.from_values({"score_threshold": 0.5, "voting.vote_threshold": 3, "publish.overlay": False})
     cfg = apply_to_config(helpers.FakeConfig(), s)
     assert cfg.score_threshold == 0.5 and cfg.voting.vote_threshold == 3 and not s.publish["overlay"]
+    s = NodeSettings.from_values({"refine.rotation_search": 0, "refine.min_inlier_fraction": 0.5})
+    est_cfg = apply_to_config(EstimatorConfig(), s)
+    assert est_cfg.refine_options.rotation_search == 0 and est_cfg.refine_options.min_inlier_fraction == 0.5
+    assert EstimatorConfig().refine_options.rotation_search == SPEC_BY_NAME["refine.rotation_search"].default
+    assert check_value("refine.rotation_search", -1) and check_value("refine.min_inlier_fraction", 1.5)
     desc = {spec.name: descriptor(spec) for spec in SPECS}
     assert desc["score_threshold"].floating_point_range[0].to_value == 1.0
     assert desc["max_instances"].integer_range[0].from_value == 1 and desc["checkpoint"].read_only

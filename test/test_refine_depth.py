@@ -6,9 +6,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from _refine_helpers import (K_SMALL, add_outliers, add_s, box_mesh, cylinder_mesh, frame, look_pose,
-                             model_points, perturb, rotation_error_deg)
-from posecnn_core.refine import RefineOptions, RefineResult, refine_pose, refine_poses
+from _refine_helpers import (K_SMALL, add_outliers, add_s, box_mesh, cylinder_mesh, frame, l_block_mesh,
+                             look_pose, model_points, perturb, rotation_error_deg)
+from posecnn_core.refine import RefineOptions, RefineResult, _so3_samples, refine_pose, refine_poses
 
 FAST = dict(max_points=600)
 
@@ -27,6 +27,14 @@ def can_scene():
     R, t = look_pose([-0.02, 0.03, 0.7], (60.0, 20.0, 0.0))
     depth, masks = frame([(mesh, R, t)], noise_m=0.001, seed=4)
     return dict(depth=depth, mask=masks[0], R=R, t=t, points=model_points(mesh, 1500))
+
+
+@pytest.fixture(scope="module")
+def l_scene():
+    mesh = l_block_mesh()
+    R, t = look_pose([0.02, 0.01, 0.75], (35.0, -25.0, 15.0))
+    depth, masks = frame([(mesh, R, t)], noise_m=0.001, seed=6)
+    return dict(depth=depth, mask=masks[0], R=R, t=t, points=model_points(mesh, 2000))
 
 
 def _errors(res: RefineResult, R, t) -> tuple[float, float]:
@@ -52,7 +60,10 @@ def test_recovers_perturbed_pose(box_scene, seed):
 def test_other_residuals_and_weights(box_scene, method, robust):
     s = box_scene
     R1, t1 = perturb(s["R"], s["t"], 0.05, 10.0, 1)
-    res = refine_pose(s["depth"], K_SMALL, s["mask"], R1, t1, s["points"], method=method, robust=robust, **FAST)
+    # Local refinement only: the box's shape is symmetric under 180-degree turns, so the rotation search may
+    # rightly prefer a turned copy that fits the depth better than point-to-point's coarser local optimum.
+    res = refine_pose(s["depth"], K_SMALL, s["mask"], R1, t1, s["points"], method=method, robust=robust,
+                      rotation_search=0, **FAST)
     assert res.success, res.reason
     dt, dr = _errors(res, s["R"], s["t"])
     # Point-to-point snaps to the discrete model points: it is only as accurate as their spacing (~7 mm).
@@ -142,6 +153,47 @@ def test_batched_instances_and_torch_inputs():
     np.testing.assert_allclose(single.t, results[0].t.numpy(), atol=5e-4)
 
 
+def test_so3_samples_cover_rotations():
+    G = _so3_samples(72, torch.device("cpu"), torch.float64)
+    assert G.shape == (72, 3, 3)
+    np.testing.assert_allclose(G @ G.transpose(1, 2), np.broadcast_to(np.eye(3), (72, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(torch.linalg.det(G), 1.0, atol=1e-12)
+    # Every rotation is within 60 degrees of a sample (measured covering radius of 72 samples: ~54 degrees).
+    test = Rotation.random(2000, random_state=0).as_matrix()
+    cos = (np.einsum("aij,bij->ab", test, G.numpy()) - 1) / 2
+    nearest = np.degrees(np.arccos(np.clip(cos.max(1), -1, 1)))
+    assert nearest.max() < 60.0 and nearest.mean() < 35.0
+    # ... and no two samples coincide.
+    pair = (np.einsum("aij,bij->ab", G.numpy(), G.numpy()) - 1) / 2
+    np.fill_diagonal(pair, -1)
+    assert np.degrees(np.arccos(np.clip(pair.max(), -1, 1))) > 15.0
+
+
+@pytest.mark.parametrize("axis,angle", [((1.0, 0.0, 0.0), 120.0), ((0.3, 1.0, -0.5), 170.0)])
+def test_rotation_search_recovers_a_far_off_rotation(l_scene, axis, angle):
+    s = l_scene
+    R1, t1 = perturb(s["R"], s["t"], 0.03, angle, 0, axis=axis)
+    assert rotation_error_deg(R1, s["R"]) > 100.0
+    local = refine_pose(s["depth"], K_SMALL, s["mask"], R1, t1, s["points"], rotation_search=0, **FAST)
+    # Local ICP cannot get there: it declines or stops far from the true rotation.
+    assert not local.success or rotation_error_deg(local.R, s["R"]) > 20.0
+    res = refine_pose(s["depth"], K_SMALL, s["mask"], R1, t1, s["points"], rotation_search=72, **FAST)
+    assert res.success, res.reason
+    dt, dr = _errors(res, s["R"], s["t"])
+    assert dt < 0.005 and dr < 2.0, (dt, dr)
+    assert res.inlier_fraction > 0.9
+
+
+def test_rotation_search_keeps_a_good_rotation(l_scene):
+    s = l_scene
+    R1, t1 = perturb(s["R"], s["t"], 0.04, 8.0, 2)
+    for n in (0, 72):
+        res = refine_pose(s["depth"], K_SMALL, s["mask"], R1, t1, s["points"], rotation_search=n, **FAST)
+        assert res.success, res.reason
+        dt, dr = _errors(res, s["R"], s["t"])
+        assert dt < 0.005 and dr < 2.0, (n, dt, dr)
+
+
 def test_options_and_argument_errors(box_scene):
     s = box_scene
     args = (s["depth"], K_SMALL, s["mask"], s["R"], s["t"], s["points"])
@@ -151,6 +203,12 @@ def test_options_and_argument_errors(box_scene):
         RefineOptions(method="plane")
     with pytest.raises(ValueError, match="trim_fraction"):
         RefineOptions(trim_fraction=0.0)
+    with pytest.raises(ValueError, match="rotation_search"):
+        RefineOptions(rotation_search=-1)
+    with pytest.raises(ValueError, match="search_margin"):
+        RefineOptions(search_margin=2.0)
+    with pytest.raises(ValueError, match="search_keep"):
+        RefineOptions(search_keep=0)
     with pytest.raises(ValueError, match="depth"):
         refine_pose(s["depth"][None], *args[1:])
     with pytest.raises(ValueError, match="K"):

@@ -7,6 +7,7 @@ report.md and accuracy.png to ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", action="store_true",
                    help="pass depth images to the estimator: depth refinement (and RGB-D models); the report is "
                         "then written with and without refinement (OUT and OUT/without_refinement)")
+    p.add_argument("--rotation-search", type=int, default=None, metavar="N",
+                   help="with --depth: start rotations of the refinement's global rotation search (0 = local ICP "
+                        "only; default: RefineOptions' default)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate only the first N frames of the split")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-progress", action="store_true")
@@ -60,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = EstimatorConfig() if args.score_threshold is None else \
                 EstimatorConfig(score_threshold=args.score_threshold)
+            if args.rotation_search is not None:
+                if args.rotation_search < 0:
+                    raise ValueError(f"--rotation-search must be >= 0, got {args.rotation_search}")
+                cfg = dataclasses.replace(cfg, refine_options=dataclasses.replace(
+                    cfg.refine_options, rotation_search=args.rotation_search))
             est = PoseEstimator(args.checkpoint, objects, device=args.device, config=cfg)
             initial = FrameResults(class_names=list(est.class_names)) if args.depth else None
             results, timing = run_estimator(est, args.dataset, args.split, frame_ids=ids, use_depth=args.depth,
