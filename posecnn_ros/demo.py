@@ -53,18 +53,46 @@ def rotation_error_deg(q1: np.ndarray, q2: np.ndarray) -> float:
     return math.degrees(2.0 * math.acos(min(1.0, dot)))
 
 
+@dataclass(frozen=True)
+class Model:
+    """What the ADD(-S) error needs of an object class: model points [N, 3] (m) and whether it is symmetric."""
+
+    points: np.ndarray
+    symmetric: bool
+
+
 @dataclass
 class Match:
-    """A ground-truth object and the detection matched to it (None = missed)."""
+    """A ground-truth object and the detection matched to it (None = missed). add_m: ADD (ADD-S for a
+    symmetric object) in metres; inf when missed or when the class has no model."""
 
     truth: Obj
     detection: Obj | None
     t_err_m: float = math.inf
     r_err_deg: float = math.inf
+    add_m: float = math.inf
 
 
-def match_objects(detections: Sequence[Obj], truths: Sequence[Obj]) -> tuple[list[Match], list[Obj]]:
-    """Greedy matching per class by translation distance (closest pairs first).
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """3x3 rotation of a quaternion (w, x, y, z) (normalised here)."""
+    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def add_error(model: Model, d: Obj, g: Obj) -> float:
+    """ADD of detection d against ground truth g (ADD-S when the model is symmetric), metres."""
+    from posecnn_core.metrics import add, adds
+
+    metric = adds if model.symmetric else add
+    return float(metric(model.points, quat_to_matrix(d.q), d.t, quat_to_matrix(g.q), g.t))
+
+
+def match_objects(detections: Sequence[Obj], truths: Sequence[Obj], models: dict[str, Model] | None = None
+                  ) -> tuple[list[Match], list[Obj]]:
+    """Greedy matching per class by translation distance (closest pairs first); with ``models`` (by class name)
+    each match also gets its ADD(-S) error.
 
     Returns one Match per ground-truth object and the unmatched detections (false positives)."""
     pairs = sorted(((float(np.linalg.norm(d.t - g.t)), i, j) for i, d in enumerate(detections)
@@ -76,7 +104,9 @@ def match_objects(detections: Sequence[Obj], truths: Sequence[Obj]) -> tuple[lis
             continue
         used_d.add(i)
         d = detections[i]
-        matches[j] = Match(truths[j], d, dist, rotation_error_deg(d.q, truths[j].q))
+        model = (models or {}).get(d.class_name)
+        matches[j] = Match(truths[j], d, dist, rotation_error_deg(d.q, truths[j].q),
+                           add_error(model, d, truths[j]) if model is not None else math.inf)
     return [matches[j] for j in range(len(truths))], [d for i, d in enumerate(detections) if i not in used_d]
 
 
@@ -118,6 +148,11 @@ class Summary:
             out.append(f"translation error: mean {100 * t.mean():.1f} cm, median {100 * np.median(t):.1f} cm; "
                        f"rotation error: mean {r.mean():.1f} deg, median {np.median(r):.1f} deg")
             out.append(f"within {100 * t_tol_m:.0f} cm and {r_tol_deg:.0f} deg: {ok}/{len(self.matches)}")
+            e = np.array([m.add_m for m in found])
+            if np.isfinite(e).any():
+                out.append(f"ADD(-S) error (ADD-S for symmetric objects): median {100 * np.median(e):.1f} cm; "
+                           f"below 2 cm: {int((e < 0.02).sum())}/{len(self.matches)}")
+            out.append("(rotation errors ignore symmetries; ADD-S does not)")
         if self.latencies_ms:
             lat = np.array(self.latencies_ms)
             out.append(f"latency image -> results: mean {lat.mean():.0f} ms, max {lat.max():.0f} ms")
@@ -138,6 +173,21 @@ def node_command(checkpoint: str, objects: str, device: str, use_depth: bool = F
     return cmd + list(extra)
 
 
+def load_models(objects: str) -> dict[str, Model]:
+    """Model points and symmetry of every class of the object set (the bundled demo set when empty); an empty
+    dict, with a line saying why, when the set has no model points (then no ADD(-S) is reported)."""
+    from posecnn_core.objects import ObjectSetError, load_object_set
+    from posecnn_core.resources import DEMO_OBJECTS, resource_path
+
+    try:
+        objs = load_object_set(objects or resource_path(DEMO_OBJECTS))
+    except (ObjectSetError, OSError) as exc:
+        print(f"[demo] ADD(-S) errors not reported: {exc}", flush=True)
+        return {}
+    return {objs.class_names[c]: Model(np.asarray(objs.points[c], np.float64), bool(objs.symmetric[c]))
+            for c in range(1, objs.num_classes)}
+
+
 def run(args: argparse.Namespace) -> int:
     import cv2
     import rclpy
@@ -151,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from posecnn_ros.msg import ObjectEstimateArray
 
     bag = Path(args.bag) if args.bag else resource_path(f"{DEMO_BAG}/metadata.yaml").parent
+    models = load_models(args.objects)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     node_proc = subprocess.Popen(node_command(args.checkpoint, args.objects, args.device, args.depth, args.node_args),
@@ -241,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         with lock:
             for k in sorted(answered, key=lambda s: frame_index.get(s, -1)):
                 dets = objects_from_msg(answered[k])
-                matches, extra = match_objects(dets, truths.get(k, []))
+                matches, extra = match_objects(dets, truths.get(k, []), models)
                 summary.frames_answered += 1
                 summary.detections += len(dets)
                 summary.false_positives += len(extra) if k in truths else 0

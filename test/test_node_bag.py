@@ -126,7 +126,7 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
     """posecnn_ros.demo with the stand-in estimator answering frame 0's ground truth for every frame."""
     import subprocess
 
-    from posecnn_ros.demo import Obj, match_objects, rotation_error_deg
+    from posecnn_ros.demo import Model, Obj, match_objects, rotation_error_deg
 
     tool = _load_tool()
     truth = write_split(tmp_path / "split")
@@ -151,6 +151,7 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
     assert "error   0.0 cm    0.0 deg" in text  # frame 0: exact
     assert "error   2.0 cm    0.0 deg" in text  # frame 2: the box moved 2 cm
     assert "ground-truth objects 6: found 6, missed 0" in text and "node exit code 0" in text
+    assert "ADD(-S) errors not reported:" in text  # the fake object set has no model points
     assert sorted(p.name for p in out.glob("*.png")) == ["overlay_0000.png", "overlay_0001.png", "overlay_0002.png"]
     # the pure helpers
     q = np.array([1.0, 0, 0, 0])
@@ -161,3 +162,11 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
     g = Obj("can", "can_0", 1.0, np.array([0.29, 0, 1.0]), q)
     matches, extra = match_objects([a, b], [g])
     assert matches[0].detection is b and extra == [a] and matches[0].t_err_m == pytest.approx(0.01)
+    assert matches[0].add_m == float("inf")  # no models given
+    # ADD(-S): a can turned 180 degrees about its axis (z) is an ADD error but no ADD-S error
+    pts = np.array([[0.03, 0.0, 0.05], [-0.03, 0.0, 0.05], [0.0, 0.03, -0.05], [0.0, -0.03, -0.05]])
+    turned = Obj("can", "can_0", 0.9, g.t, np.array([0.0, 0, 0, 1]))
+    for symmetric, expected in ((False, 0.06), (True, 0.0)):
+        matches, _ = match_objects([turned], [g], {"can": Model(pts, symmetric)})
+        assert matches[0].add_m == pytest.approx(expected)
+        assert matches[0].r_err_deg == pytest.approx(180.0)
