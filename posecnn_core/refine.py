@@ -44,7 +44,8 @@ Pipeline per instance (all instances × start hypotheses run as one padded torch
    an under-trained network): `rotation_search` start rotations spread evenly over SO(3) (composed with the
    initial one) each run `search_iterations` ICP iterations on subsampled points from the centred
    translation for that rotation; the `search_keep` best run steps 3-5 like the initial pose's hypotheses,
-   and the result replaces the local one only if its rank is higher by `search_margin`. An object whose
+   and the result replaces the local one only if its rank is higher by `search_margin` (an instance whose local
+   rank is already at least 1 − `search_margin` skips the search: ranks never exceed 1, so it could not win). An object whose
    *shape* has a symmetry that its texture breaks (a printed box turned by 180 degrees) can be turned to the
    copy that fits the depth slightly better; depth alone cannot tell them apart.
 6. Acceptance: the result is declined (initial pose returned, `success=False`, `reason` says why) when there
@@ -941,16 +942,21 @@ def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs,
     run = _HypothesisRunner(data, spacing, nearest, K, sym, opts)
     R_best, t_best, conv_best, iters_best, frac_best, score_best = run(R0[:, None].expand(I, t_start.shape[1], 3, 3),
                                                                        t_start)
-    if opts.rotation_search > 0:
+    # A rank is at most 1, so the search cannot beat a local result ranked >= 1 - search_margin: skip those.
+    need = torch.nonzero(score_best < 1.0 - opts.search_margin).flatten() if opts.rotation_search > 0 \
+        else torch.zeros(0, dtype=torch.long, device=dev)
+    if need.numel():
         # The local result stands unless the search's best converged pose fits clearly better.
-        R_s, t_s = _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts)
-        R_g, t_g, conv_g, iters_g, frac_g, score_g = run(R_s, t_s)
-        better = (score_g > score_best + opts.search_margin) & (conv_g | ~conv_best)
-        R_best = torch.where(better[:, None, None], R_g, R_best)
-        t_best = torch.where(better[:, None], t_g, t_best)
-        conv_best = torch.where(better, conv_g, conv_best)
-        iters_best = torch.where(better, iters_g, iters_best)
-        frac_best = torch.where(better, frac_g, frac_best)
+        n = need
+        R_s, t_s = _rotation_search([work[j] for j in n.tolist()], nearest, K, R0[n], t0[n], z_obs[n], sym[n], opts)
+        sub = _HypothesisRunner(tuple(x[n] for x in data), spacing[n], nearest, K, sym[n], opts)
+        R_g, t_g, conv_g, iters_g, frac_g, score_g = sub(R_s, t_s)
+        better = (score_g > score_best[n] + opts.search_margin) & (conv_g | ~conv_best[n])
+        R_best[n] = torch.where(better[:, None, None], R_g, R_best[n])
+        t_best[n] = torch.where(better[:, None], t_g, t_best[n])
+        conv_best[n] = torch.where(better, conv_g, conv_best[n])
+        iters_best[n] = torch.where(better, iters_g, iters_best[n])
+        frac_best[n] = torch.where(better, frac_g, frac_best[n])
     dtrans = (t_best - t0).norm(dim=-1)
     drot = torch.rad2deg(_rotation_angle(R_best @ R0.transpose(-1, -2)))
     if opts.rotation_search > 0:
