@@ -44,10 +44,10 @@ Pipeline per instance (all instances × start hypotheses run as one padded torch
    an under-trained network): `rotation_search` start rotations spread evenly over SO(3) (composed with the
    initial one) each run `search_iterations` ICP iterations on subsampled points from the centred
    translation for that rotation; the `search_keep` best run steps 3-5 like the initial pose's hypotheses,
-   and the result replaces the local one only if its rank is higher by `search_margin` (an instance whose local
-   rank is already at least 1 − `search_margin` skips the search: ranks never exceed 1, so it could not win). An object whose
-   *shape* has a symmetry that its texture breaks (a printed box turned by 180 degrees) can be turned to the
-   copy that fits the depth slightly better; depth alone cannot tell them apart.
+   and the result replaces the local one only if its rank is higher by `search_margin` (an instance whose
+   local rank is already at least 1 − `search_margin` skips the search: ranks never exceed 1, so it could not
+   win). An object whose *shape* has a symmetry that its texture breaks (a printed box turned by 180 degrees)
+   can be turned to the copy that fits the depth slightly better; depth alone cannot tell them apart.
 6. Acceptance: the result is declined (initial pose returned, `success=False`, `reason` says why) when there
    is too little depth, no hypothesis converged, the inlier fraction is below `min_inlier_fraction` or below
    that of the initial pose, or the pose moved more than `max_translation_change` / `max_rotation_change_deg`
@@ -75,6 +75,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from .geometry import mat_to_quat, quat_to_mat
 
 __all__ = ["RefineOptions", "RefineResult", "refine_pose", "refine_poses"]
 
@@ -126,8 +128,9 @@ class RefineOptions:
         composed with the initial rotation) for a global search, for when the initial rotation may be far off;
         0 refines locally only. Each sample runs search_iterations ICP iterations on at most
         search_points observed and search_model_points model points, starting at the centred translation for
-        that rotation; the search_keep best (by inlier fraction) join the full refinement as hypotheses, where
-        they must beat the initial rotation's hypotheses by search_margin in inlier fraction to be chosen.
+        that rotation; the search_keep best (by rank) run the full refinement, and its result replaces the
+        local one only when it ranks higher by search_margin (instances whose local rank is already at least
+        1 - search_margin skip the search).
     free_space_weight, free_space_margin: hypotheses are ranked by inlier fraction minus free_space_weight ×
         the fraction of visible model points that the camera sees through (the depth reading at their pixel
         lies more than free_space_margin behind them, and so do all readings within free_space_radius pixels,
@@ -184,6 +187,9 @@ class RefineOptions:
     device: str | None = None
 
     def __post_init__(self) -> None:
+        def is_int(value: Any) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
         if self.robust not in _ROBUST:
@@ -191,7 +197,7 @@ class RefineOptions:
         for name in ("max_iterations", "min_pixels", "max_points", "max_model_points", "nn_chunk_elements",
                      "search_iterations", "search_points", "search_model_points", "search_keep"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("min_depth", "max_depth", "gate_start", "gate_end", "huber_delta", "inlier_distance",
                      "visibility_margin", "normal_max_jump", "normal_radius", "converge_translation",
@@ -212,13 +218,11 @@ class RefineOptions:
             raise ValueError(f"min_inlier_fraction must be in [0, 1], got {self.min_inlier_fraction!r}")
         if not self.plane_point_weight >= 0 or not self.damping >= 0:
             raise ValueError("plane_point_weight and damping must be >= 0")
-        if isinstance(self.rotation_search, bool) or not isinstance(self.rotation_search, (int, np.integer)) \
-                or self.rotation_search < 0:
+        if not is_int(self.rotation_search) or self.rotation_search < 0:
             raise ValueError(f"rotation_search must be an integer >= 0, got {self.rotation_search!r}")
         if not (isinstance(self.search_margin, (int, float)) and 0 <= self.search_margin <= 1):
             raise ValueError(f"search_margin must be in [0, 1], got {self.search_margin!r}")
-        if isinstance(self.free_space_radius, bool) or not isinstance(self.free_space_radius, (int, np.integer)) \
-                or not 0 <= self.free_space_radius <= 32:
+        if not is_int(self.free_space_radius) or not 0 <= self.free_space_radius <= 32:
             raise ValueError(f"free_space_radius must be an integer in [0, 32], got {self.free_space_radius!r}")
         if not (isinstance(self.free_space_weight, (int, float)) and 0 <= self.free_space_weight < math.inf):
             raise ValueError(f"free_space_weight must be a number >= 0, got {self.free_space_weight!r}")
@@ -281,39 +285,9 @@ def _rotation_angle(R: torch.Tensor) -> torch.Tensor:
     return torch.atan2(sin, cos)
 
 
-def _matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions (w, x, y, z), w >= 0, from rotation matrices [..., 3, 3] (Shepperd's method)."""
-    m = R
-    diag = torch.stack([m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2], m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
-    k = diag.argmax(-1)
-    tr = diag[..., 0]
-    cand = torch.stack([
-        torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                     m[..., 1, 0] - m[..., 0, 1]], -1),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0],
-                     m[..., 0, 2] + m[..., 2, 0]], -1),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr,
-                     m[..., 1, 2] + m[..., 2, 1]], -1),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                     1 + 2 * m[..., 2, 2] - tr], -1),
-    ], -2)
-    q = torch.gather(cand, -2, k[..., None, None].expand(*k.shape, 1, 4)).squeeze(-2)
-    q = q / q.norm(dim=-1, keepdim=True)
-    return torch.where(q[..., :1] < 0, -q, q)
-
-
-def _quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(*q.shape[:-1], 3, 3)
-
-
 def _cap_rotation(R: torch.Tensor, R0: torch.Tensor, max_angle: torch.Tensor) -> torch.Tensor:
     """Shrink the rotation R·R0ᵀ to at most max_angle (radians, per batch element) about the same axis."""
-    q = _matrix_to_quat(R @ R0.transpose(-1, -2))
+    q = mat_to_quat(R @ R0.transpose(-1, -2))
     angle = 2 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0])
     over = angle > max_angle
     if not bool(over.any()):
@@ -321,7 +295,7 @@ def _cap_rotation(R: torch.Tensor, R0: torch.Tensor, max_angle: torch.Tensor) ->
     half = torch.where(over, max_angle, angle) / 2
     axis = q[..., 1:] / q[..., 1:].norm(dim=-1, keepdim=True).clamp_min(1e-12)
     q_cap = torch.cat([torch.cos(half)[..., None], torch.sin(half)[..., None] * axis], -1)
-    return torch.where(over[..., None, None], _quat_to_matrix(q_cap) @ R0, R)
+    return torch.where(over[..., None, None], quat_to_mat(q_cap) @ R0, R)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -371,6 +345,18 @@ def _initial_output(R_in, t_in) -> tuple[Any, Any]:
     return R_out, t_out
 
 
+def _subsample_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """At most n rows of x, evenly spaced (all of them when there are no more than n)."""
+    if len(x) <= n:
+        return x
+    return x[torch.linspace(0, len(x) - 1, n, device=x.device).round().long()]
+
+
+def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, ...] -> [B·k, ...]: each element repeated k times in a row (k hypotheses per instance)."""
+    return x[:, None].expand(x.shape[0], k, *x.shape[1:]).reshape(x.shape[0] * k, *x.shape[1:])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Observed points and normals.
 
@@ -381,11 +367,9 @@ def _observed_points(depth: torch.Tensor, K: torch.Tensor, mask: torch.Tensor, o
     H, W = depth.shape
     valid_depth = torch.isfinite(depth) & (depth >= options.min_depth) & (depth <= options.max_depth)
     d = torch.where(valid_depth, depth, torch.zeros_like(depth))
-    rows, cols = torch.nonzero(mask & valid_depth, as_tuple=True)
-    count = int(rows.numel())
-    if count > options.max_points:
-        pick = torch.linspace(0, count - 1, options.max_points, device=depth.device).round().long()
-        rows, cols = rows[pick], cols[pick]
+    pixels = torch.nonzero(mask & valid_depth)
+    count = int(pixels.shape[0])
+    rows, cols = _subsample_rows(pixels, options.max_points).unbind(1)
     fx, fy, px, py = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
 
     def backproject(r: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -746,10 +730,7 @@ def refine_poses(depth, K, masks: Sequence, Rs: Sequence, ts: Sequence, points: 
             results[i] = RefineResult(R_init, t_init, False, float("nan"),
                                       f"too few depth pixels in mask: {count} < {opts.min_pixels}", 0, 0.0)
             continue
-        if p_i.shape[0] > opts.max_model_points:
-            pick = torch.linspace(0, p_i.shape[0] - 1, opts.max_model_points, device=dev).round().long()
-            p_i = p_i[pick]
-        work.append((i, q, nrm, nok, p_i, R_i, t_i))
+        work.append((i, q, nrm, nok, _subsample_rows(p_i, opts.max_model_points), R_i, t_i))
 
     if work:
         valid_depth = torch.isfinite(depth_t) & (depth_t >= opts.min_depth) & (depth_t <= opts.max_depth)
@@ -779,7 +760,7 @@ def _so3_samples(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tens
     a = 2 * math.pi * s / math.sqrt(2.0)
     b = 2 * math.pi * s / 1.533751168755204288118041  # the real root > 1 of x^4 = x + 4
     q = torch.stack([r * torch.sin(a), r * torch.cos(a), r2 * torch.sin(b), r2 * torch.cos(b)], -1)
-    return _quat_to_matrix(q).to(device=device, dtype=dtype)
+    return quat_to_mat(q).to(device=device, dtype=dtype)
 
 
 def _centred_translation(q, obs_valid, s, vis, t, K, z_obs, shift) -> torch.Tensor:
@@ -805,12 +786,6 @@ def _depth_shift(s, vis, z_obs, opts: RefineOptions) -> torch.Tensor:
     return torch.nan_to_num(z_obs - _masked_median(s[..., 2], vis), nan=0.0)
 
 
-def _subsample_rows(x: torch.Tensor, n: int) -> torch.Tensor:
-    if len(x) <= n:
-        return x
-    return x[torch.linspace(0, len(x) - 1, n, device=x.device).round().long()]
-
-
 def _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts: RefineOptions) -> tuple[torch.Tensor, torch.Tensor]:
     """Global search over start rotations (see RefineOptions.rotation_search) on subsampled points.
 
@@ -818,19 +793,23 @@ def _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts: RefineOptions) 
     """
     dev, dt = K.device, R0.dtype
     I = len(work)
-    picks = [_subsample_rows(torch.arange(len(w[1]), device=dev), opts.search_points) for w in work]
-    q, obs_valid = _pad([w[1][p] for w, p in zip(work, picks)], max(len(p) for p in picks))
-    nrm, _ = _pad([w[2][p] for w, p in zip(work, picks)], q.shape[1])
-    nok, _ = _pad([w[3][p] for w, p in zip(work, picks)], q.shape[1])
+    # Observed points, normals and flags are subsampled alike (same length, same evenly spaced rows).
+    obs = [[_subsample_rows(x, opts.search_points) for x in w[1:4]] for w in work]
+    M = max(len(o[0]) for o in obs)
+    q, obs_valid = _pad([o[0] for o in obs], M)
+    nrm, _ = _pad([o[1] for o in obs], M)
+    nok, _ = _pad([o[2] for o in obs], M)
     models = [_subsample_rows(w[4], opts.search_model_points) for w in work]
     model, model_valid = _pad(models, max(len(m) for m in models))
+    runner = _HypothesisRunner((q, nrm, nok, obs_valid, model, model_valid),
+                               _spacing(model, model_valid, opts.nn_chunk_elements), nearest, K, sym, opts)
     G = _so3_samples(opts.rotation_search, dev, dt)
     S = G.shape[0]
 
     def rep(x: torch.Tensor) -> torch.Tensor:
-        return x[:, None].expand(I, S, *x.shape[1:]).reshape(I * S, *x.shape[1:])
+        return _repeat(x, S)
 
-    data = [rep(x) for x in (q, nrm, nok, obs_valid, model, model_valid)]
+    data = [rep(x) for x in runner.data]
     R_c = (R0[:, None] @ G[None]).reshape(I * S, 3, 3)  # rotate about the object's own origin
     t_rep, z_rep = rep(t0), rep(z_obs)
     s_c = _transform(data[4], R_c, t_rep)
@@ -838,14 +817,8 @@ def _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts: RefineOptions) 
     t_c = _centred_translation(data[0], data[3], s_c, vis_c, t_rep, K, z_rep, _depth_shift(s_c, vis_c, z_rep, opts))
     gate0 = torch.full((I * S,), opts.gate_start, dtype=dt, device=dev)
     R_f, t_f, _, _, _ = _icp(*data, K, R_c, t_c, R_c, rep(sym), gate0, opts.search_iterations, opts)
-    s_f = _transform(data[4], R_f, t_f)
-    vis_f = _visible(s_f, data[5], K, opts.visibility_margin) if opts.visibility else data[5]
-    spacing = rep(_spacing(model, model_valid, opts.nn_chunk_elements))
-    frac, mean_d = _inlier_stats(data[0], data[1], data[2], data[3], s_f, vis_f, spacing, opts)
-    through = _free_space_violation(s_f, vis_f, nearest, K, opts.free_space_margin)
-    score = (frac.double() - opts.free_space_weight * through.double()
-             - 1e-3 * (mean_d.double() / opts.inlier_distance)).view(I, S)
-    top = score.topk(min(opts.search_keep, S), dim=1).indices
+    _, score = runner.evaluate(R_f, t_f, rep)
+    top = score.view(I, S).topk(min(opts.search_keep, S), dim=1).indices
     ar = torch.arange(I, device=dev)[:, None]
     return R_f.view(I, S, 3, 3)[ar, top], t_f.view(I, S, 3)[ar, top]
 
@@ -883,7 +856,7 @@ class _HypothesisRunner:
         ar = torch.arange(I, device=dev)
 
         def rep(x: torch.Tensor) -> torch.Tensor:
-            return x[:, None].expand(I, Hn, *x.shape[1:]).reshape(I * Hn, *x.shape[1:])
+            return _repeat(x, Hn)
 
         R_flat = R_start.reshape(I * Hn, 3, 3)
         gate0 = torch.full((I * Hn,), opts.gate_start, dtype=t_start.dtype, device=dev)
@@ -942,12 +915,10 @@ def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs,
     run = _HypothesisRunner(data, spacing, nearest, K, sym, opts)
     R_best, t_best, conv_best, iters_best, frac_best, score_best = run(R0[:, None].expand(I, t_start.shape[1], 3, 3),
                                                                        t_start)
-    # A rank is at most 1, so the search cannot beat a local result ranked >= 1 - search_margin: skip those.
-    need = torch.nonzero(score_best < 1.0 - opts.search_margin).flatten() if opts.rotation_search > 0 \
-        else torch.zeros(0, dtype=torch.long, device=dev)
-    if need.numel():
-        # The local result stands unless the search's best converged pose fits clearly better.
-        n = need
+    # The local result stands unless the search's best converged pose fits clearly better. A rank is at most 1,
+    # so the search cannot beat a local result ranked >= 1 - search_margin: those skip it.
+    n = torch.nonzero(score_best < 1.0 - opts.search_margin).flatten() if opts.rotation_search > 0 else None
+    if n is not None and n.numel():
         R_s, t_s = _rotation_search([work[j] for j in n.tolist()], nearest, K, R0[n], t0[n], z_obs[n], sym[n], opts)
         sub = _HypothesisRunner(tuple(x[n] for x in data), spacing[n], nearest, K, sym[n], opts)
         R_g, t_g, conv_g, iters_g, frac_g, score_g = sub(R_s, t_s)

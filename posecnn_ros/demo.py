@@ -73,20 +73,13 @@ class Match:
     add_m: float = math.inf
 
 
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a quaternion (w, x, y, z) (normalised here)."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
 def add_error(model: Model, d: Obj, g: Obj) -> float:
     """ADD of detection d against ground truth g (ADD-S when the model is symmetric), metres."""
+    from posecnn_core.geometry import quat_to_mat
     from posecnn_core.metrics import add, adds
 
     metric = adds if model.symmetric else add
-    return float(metric(model.points, quat_to_matrix(d.q), d.t, quat_to_matrix(g.q), g.t))
+    return float(metric(model.points, quat_to_mat(d.q), d.t, quat_to_mat(g.q), g.t))
 
 
 def match_objects(detections: Sequence[Obj], truths: Sequence[Obj], models: dict[str, Model] | None = None
