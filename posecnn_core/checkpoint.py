@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .camera import ReferenceCamera
 from .network import PoseCNN, trunk_channels
 
 __all__ = [
@@ -63,6 +64,8 @@ class CheckpointMeta:
     class_names: names by class index (index 0 = background), or None when unknown (PT checkpoints).
     format_version: FORMAT_VERSION for our files, 0 for a PT state_dict.
     trunk_width: the network's trunk width factor (see :class:`~posecnn_core.network.PoseCNN`); 1.0 = VGG16.
+    reference_camera: the camera the depth head was trained with (focal-length-aware depth, docs/conventions.md),
+    or None when unknown (PT checkpoints, and ours written before it was recorded).
     ``extra`` may hold only None/bool/int/float/str and lists/tuples/str-keyed dicts of them, so that the file
     stays loadable with ``weights_only=True``.
     """
@@ -74,6 +77,7 @@ class CheckpointMeta:
     class_names: list[str] | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    reference_camera: ReferenceCamera | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("num_classes", 2), ("in_channels", 1), ("fc_dim", 1), ("format_version", 0)):
@@ -92,6 +96,11 @@ class CheckpointMeta:
         if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 < tw <= 1e3:
             raise ValueError(f"CheckpointMeta.trunk_width must be a positive number, got {tw!r}")
         self.trunk_width = float(tw)
+        if isinstance(self.reference_camera, Mapping):
+            self.reference_camera = ReferenceCamera.from_dict(dict(self.reference_camera))
+        if self.reference_camera is not None and not isinstance(self.reference_camera, ReferenceCamera):
+            raise TypeError("CheckpointMeta.reference_camera must be a ReferenceCamera, a dict or None, got "
+                            f"{type(self.reference_camera).__name__}")
         if not isinstance(self.extra, dict):
             raise TypeError(f"CheckpointMeta.extra must be a dict, got {type(self.extra).__name__}")
         bad = [k for k, v in self.extra.items() if not isinstance(k, str) or not _is_plain(v)]
@@ -102,11 +111,13 @@ class CheckpointMeta:
     def to_dict(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "in_channels": self.in_channels, "fc_dim": self.fc_dim,
                 "trunk_width": self.trunk_width, "class_names": None if self.class_names is None else list(self.class_names),
-                "format_version": self.format_version, "extra": dict(self.extra)}
+                "format_version": self.format_version, "extra": dict(self.extra),
+                "reference_camera": None if self.reference_camera is None else self.reference_camera.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckpointMeta":
-        known = {"num_classes", "in_channels", "fc_dim", "trunk_width", "class_names", "format_version", "extra"}
+        known = {"num_classes", "in_channels", "fc_dim", "trunk_width", "class_names", "format_version", "extra",
+                 "reference_camera"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown CheckpointMeta fields: {unknown}")

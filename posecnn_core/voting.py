@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["VotingParams", "VotingOutput", "hough_voting", "vote_counts", "nms"]
+__all__ = ["VotingParams", "VotingOutput", "hough_voting", "vote_counts", "nms", "expand_training_rois"]
 
 BACKENDS = ("auto", "torch", "cpp", "cuda")
 _PAIR_CHUNK = 1 << 18  # (voter, row) pairs or (voter, cell) pairs per vectorised chunk
@@ -62,6 +62,7 @@ class VotingParams:
     same_label_samples: int = 10
     same_label_fraction: float = 0.5
     radius_factor: float = 0.6
+    mode: str = "test"
 
     def __post_init__(self) -> None:
         def integer(name: str, low: int) -> None:
@@ -93,6 +94,8 @@ class VotingParams:
         integer("same_label_samples", 1)
         real("same_label_fraction", 0.0, 1.0)
         real("radius_factor", 0.0, math.inf, high_open=True)
+        if self.mode not in ("test", "train"):
+            raise ValueError(f"VotingParams.mode must be 'test' or 'train', got {self.mode!r}")
 
 
 class VotingOutput(NamedTuple):
@@ -541,6 +544,36 @@ def _resolve_backend(backend: str, device: torch.device, op: str) -> str:
     return "torch" if backend == "torch" else "ext"
 
 
+# PT's order of the 8 shifted copies of a training RoI: (x, y) shift signs in units of 5 % of the box size.
+_TRAIN_SHIFTS = ((-1, -1), (1, -1), (-1, 1), (1, 1), (0, -1), (-1, 0), (0, 1), (1, 0))
+
+
+def expand_training_rois(out: VotingOutput) -> VotingOutput:
+    """PT's training-mode output: each peak's row followed by 8 copies of its box shifted by ±5 % of its width
+    and height (order (−,−), (+,−), (−,+), (+,+), (0,−), (−,0), (0,+), (+,0)); centres and translations repeat.
+
+    As in PT's kernel, the shifted x1 = x1 + s·0.05·w is computed in float64 and stored as float32, and
+    x2 = x1' + w in float32 (w = x2 − x1 of the peak's box).
+    """
+    n = out.rois.shape[0]
+    if n == 0:
+        return out
+    rois = out.rois.float()
+    ww = rois[:, 4] - rois[:, 2]
+    hh = rois[:, 5] - rois[:, 3]
+    copies = [rois]
+    for sx, sy in _TRAIN_SHIFTS:
+        r = rois.clone()
+        r[:, 2] = (rois[:, 2].double() + sx * 0.05 * ww.double()).float()
+        r[:, 3] = (rois[:, 3].double() + sy * 0.05 * hh.double()).float()
+        r[:, 4] = r[:, 2] + ww
+        r[:, 5] = r[:, 3] + hh
+        copies.append(r)
+    rows = torch.stack(copies, dim=1).reshape(9 * n, 7)
+    return VotingOutput(rows, out.centers.repeat_interleave(9, dim=0),
+                        out.translations.repeat_interleave(9, dim=0))
+
+
 @torch.no_grad()
 def hough_voting(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch.Tensor, extents: torch.Tensor,
                  params: VotingParams | None = None, backend: str = "auto", **overrides) -> VotingOutput:
@@ -554,8 +587,10 @@ def hough_voting(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch.T
     if _resolve_backend(backend, lab.device, "hough_voting") == "ext":
         from posecnn_core.ops.voting_ext import hough_voting_ext
 
-        return hough_voting_ext(lab, vtx, K, ext, p)
-    return _reference(lab, vtx, K, ext, p)
+        out = hough_voting_ext(lab, vtx, K, ext, p)
+    else:
+        out = _reference(lab, vtx, K, ext, p)
+    return expand_training_rois(out) if p.mode == "train" else out
 
 
 @torch.no_grad()

@@ -32,3 +32,21 @@ def test_reference_cameras_and_dict_round_trip():
         ReferenceCamera.from_dict({"fx": 1, "fy": 1, "f": 2})
     with pytest.raises(ValueError, match="fx"):
         ReferenceCamera(fx=-1.0, fy=1.0)
+
+
+def test_checkpoint_meta_records_reference_camera(tmp_path):
+    import torch
+    from posecnn_core.checkpoint import CheckpointMeta, read_state_dict, save_checkpoint
+    from posecnn_core.network import PoseCNN
+
+    net = PoseCNN(3, fc_dim=16, trunk_width=0.125)
+    meta = CheckpointMeta(num_classes=3, fc_dim=16, trunk_width=0.125,
+                          reference_camera={"fx": 533.0, "fy": 533.0, "width": 320, "height": 240})
+    assert meta.reference_camera == ReferenceCamera(533.0, 533.0, 320, 240)
+    path = save_checkpoint(tmp_path / "m.pt", net, meta)
+    _, back = read_state_dict(path)
+    assert back.reference_camera == meta.reference_camera
+    assert CheckpointMeta(num_classes=3).reference_camera is None
+    with pytest.raises(TypeError, match="reference_camera"):
+        CheckpointMeta(num_classes=3, reference_camera=5.0)
+    del torch

@@ -176,3 +176,19 @@ def test_input_validation() -> None:
         hough_voting(labels, vertex, K, EXTENTS, backend="gpu")
     with pytest.raises(ValueError, match="inlier_threshold"):
         VotingParams(inlier_threshold=1.0)
+
+
+def test_training_mode_emits_pt_shifted_copies():
+    from posecnn_core.voting import VotingOutput, expand_training_rois
+
+    out = VotingOutput(torch.tensor([[0, 2, 10.0, 20.0, 30.0, 60.0, 42.0]]), torch.tensor([[20.0, 40.0]]),
+                       torch.tensor([[0.1, 0.2, 0.9]]))
+    ex = expand_training_rois(out)
+    assert ex.rois.shape == (9, 7) and ex.centers.shape == (9, 2) and ex.translations.shape == (9, 3)
+    assert ex.rois[0].tolist() == out.rois[0].tolist()
+    # w = 20, h = 40: shifts of 1 and 2 pixels in PT's order (-,-), (+,-), (-,+), (+,+), (0,-), (-,0), (0,+), (+,0)
+    expect = [(-1, -2), (1, -2), (-1, 2), (1, 2), (0, -2), (-1, 0), (0, 2), (1, 0)]
+    for row, (dx, dy) in zip(ex.rois[1:], expect):
+        assert row[2:6].tolist() == pytest.approx([10 + dx, 20 + dy, 30 + dx, 60 + dy])
+        assert row[:2].tolist() == [0, 2] and row[6].item() == 42.0
+    assert torch.equal(ex.translations, out.translations.expand(9, 3))
