@@ -41,17 +41,18 @@ SPECS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("device", "auto", "Where the model runs: auto (cuda when available), cuda, cuda:N or cpu",
               choices=("auto", "cuda", "cpu"), read_only=True),
-    ParamSpec("score_threshold", 0.2, "Minimum box-class score of a published object", 0.0, 1.0),
-    ParamSpec("max_instances", 20, "Most objects published per frame (highest scores first)", 1, 1000),
+    ParamSpec("score_threshold", 0.1, "A detection is published when its box-class score is above this "
+              "(PoseCNN-PyTorch demo: 0.1)", 0.0, 1.0),
+    ParamSpec("nms_iou", 0.2, "Per-class NMS on the regressed boxes: IoU above which the lower-scored box is "
+              "suppressed (PoseCNN-PyTorch demo: 0.2)", 0.0, 1.0),
+    ParamSpec("max_instances", 128, "Most objects published per frame (highest scores first)", 1, 1000),
     ParamSpec("voting.label_threshold", 200, "Minimum pixel count of a class before it votes", 0, 10_000_000),
     ParamSpec("voting.inlier_threshold", 0.9, "Cosine a pixel's direction must exceed to vote for a centre",
               0.0, 1.0, high_open=True),
     ParamSpec("voting.vote_threshold", 10, "Minimum votes of an object centre", 0, 10_000_000),
     ParamSpec("voting.skip_pixels", 10, "Every n-th pixel of a class votes", 1, 10_000),
-    ParamSpec("voting.nms_iou", 0.5, "IoU above which a lower-scored box of the same class is suppressed",
-              0.0, 1.0),
-    ParamSpec("voting.check_same_label", False, "Reject votes whose path to the centre leaves the class's "
-              "label (PoseCNN-PyTorch behaviour; hurts under occlusion)"),
+    ParamSpec("voting.check_same_label", True, "Reject votes whose path to the centre leaves the class's "
+              "label (PoseCNN-PyTorch behaviour; false = the occlusion-robust option)"),
     *(ParamSpec(f"publish.{name}", True, f"Publish ~/{name}" if name != "tf" else "Broadcast a TF frame per "
                 "object on /tf") for name in PUBLISH_OUTPUTS),
     ParamSpec("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k>"),
@@ -125,12 +126,12 @@ class NodeSettings:
     objects: str
     device: str
     score_threshold: float
+    nms_iou: float
     max_instances: int
     label_threshold: int
     inlier_threshold: float
     vote_threshold: int
     skip_pixels: int
-    nms_iou: float
     check_same_label: bool
     publish: dict[str, bool]
     tf_prefix: str
@@ -167,11 +168,12 @@ def apply_to_config(config: Any, settings: NodeSettings) -> Any:
     `refine_options`) with the settings' thresholds; fields the config does not have are left alone."""
     voting_fields = {"label_threshold": settings.label_threshold, "inlier_threshold": settings.inlier_threshold,
                      "vote_threshold": settings.vote_threshold, "skip_pixels": settings.skip_pixels,
-                     "nms_iou": settings.nms_iou, "check_same_label": settings.check_same_label}
+                     "check_same_label": settings.check_same_label}
     voting = config.voting
     names = {f.name for f in dataclasses.fields(voting)}
     voting = dataclasses.replace(voting, **{k: v for k, v in voting_fields.items() if k in names})
-    top = {"voting": voting, "score_threshold": settings.score_threshold, "max_instances": settings.max_instances}
+    top = {"voting": voting, "score_threshold": settings.score_threshold, "nms_iou": settings.nms_iou,
+           "max_instances": settings.max_instances}
     refine = getattr(config, "refine_options", None)
     if refine is not None:
         top["refine_options"] = dataclasses.replace(refine, rotation_search=settings.rotation_search,

@@ -282,7 +282,7 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
 def test_params_file_is_read(model, tmp_path) -> None:
     """config/posecnn.yaml (with a changed threshold and prefix) is accepted; -p overrides it."""
     text = (helpers.ROOT / "config" / "posecnn.yaml").read_text()
-    text = text.replace("score_threshold: 0.2", "score_threshold: 0.7").replace('tf_prefix: ""', 'tf_prefix: "cfg/"')
+    text = text.replace("score_threshold: 0.1", "score_threshold: 0.7").replace('tf_prefix: ""', 'tf_prefix: "cfg/"')
     params = tmp_path / "params.yaml"
     params.write_text(text)
     ckpt, objs = model

@@ -100,6 +100,7 @@ HV_HOST_DEVICE int64_t window_reach(float thr, int64_t H, int64_t W) {
 struct Voter {
   int64_t key;
   int64_t x, y;                // column, row
+  int64_t safe;                // every pixel closer than this (Chebyshev) carries the voter's class; 0 = unknown
   float u, v, n1;              // direction and its length (float32)
   float d, thr;                // depth and window half-size at that depth
   int64_t reach;               // window_reach(thr)
@@ -131,6 +132,7 @@ HV_HOST_DEVICE bool make_voter(int64_t key, int64_t x, int64_t y, float u, float
   o.key = key;
   o.x = x;
   o.y = y;
+  o.safe = 0;
   o.u = u;
   o.v = v;
   o.n1 = n1;
@@ -155,40 +157,78 @@ HV_HOST_DEVICE bool direction_ok(const Voter& p, int64_t cx, int64_t cy, float i
   return div_rn(dot, mul_rn(p.n1, n2)) > inlier;
 }
 
+// Smallest count of same-label samples for which the vote stands: the first k in 0..S with !(k / S < frac)
+// (float32 ratio, as PT compares it); S + 1 when none.
+HV_HOST_DEVICE int64_t same_label_needed(int64_t S, double frac) {
+  const float fs = static_cast<float>(S);
+  for (int64_t k = 0; k <= S; ++k) {
+    if (!(static_cast<double>(div_rn(static_cast<float>(k), fs)) < frac)) return k;
+  }
+  return S + 1;
+}
+
+// Label tests for the same-label rule: is pixel i (row-major index in image b) of the voter's class?
+struct LabelIs {  // from the label map
+  const int64_t* lab;
+  int64_t c;
+  HV_HOST_DEVICE bool operator()(int64_t i) const { return lab[i] == c; }
+};
+struct MaskIs {  // from a precomputed 0/1 mask of the class (faster on the CPU)
+  const uint8_t* mask;
+  HV_HOST_DEVICE bool operator()(int64_t i) const { return mask[i] != 0; }
+};
+
 // PT's same-label sampling: q_i = (int(x + i/S * dx), int(y + i/S * dy)), i = 1..S, float32, truncation toward
-// zero; the vote stands unless count / S < frac. lab: image b's labels (H * W, row-major).
-HV_HOST_DEVICE bool same_label_ok(const int64_t* lab, int64_t H, int64_t W, int64_t c, int64_t x, int64_t y,
-                                  int64_t cx, int64_t cy, int64_t S, double frac) {
+// zero; the vote stands when at least `needed` samples (same_label_needed) lie in the image and carry the class.
+// `steps` (optional) holds the float32 i/S for i = 0..S. Exact shortcuts that do not change the decision: when
+// every pixel within Chebyshev distance `safe` of the voter carries the class and the cell is closer than
+// safe - 2, every sample does (|q_i - voter| <= max(|dx|, |dy|) + 1); the samples are counted from the cell back
+// to the voter and the count stops as soon as the decision is known.
+template <class IsC>
+HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int64_t y, int64_t cx, int64_t cy,
+                                  int64_t S, const float* steps, int64_t needed, int64_t safe) {
+  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
+  if ((adx > ady ? adx : ady) + 2 < safe) return needed <= S;
   const float dx = static_cast<float>(cx - x), dy = static_cast<float>(cy - y);
   const float fs = static_cast<float>(S), fx = static_cast<float>(x), fy = static_cast<float>(y);
   int64_t count = 0;
-  for (int64_t i = 1; i <= S; ++i) {
-    const float step = div_rn(static_cast<float>(i), fs);
+  for (int64_t i = S; i >= 1; --i) {
+    if (count >= needed) return true;
+    if (count + i < needed) return false;  // i samples are left
+    const float step = steps ? steps[i] : div_rn(static_cast<float>(i), fs);
     const int64_t qx = static_cast<int64_t>(add_rn(fx, mul_rn(step, dx)));
     const int64_t qy = static_cast<int64_t>(add_rn(fy, mul_rn(step, dy)));
-    if (qx >= 0 && qx < W && qy >= 0 && qy < H && lab[qy * W + qx] == c) ++count;
+    if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qy * W + qx)) ++count;
   }
-  return !(static_cast<double>(div_rn(static_cast<float>(count), fs)) < frac);
+  return count >= needed;
 }
+
+// The same-label settings of one call: S samples, `needed` of them must carry the class, optional i/S table.
+struct SameLabel {
+  bool check;
+  int64_t S, needed;
+  const float* steps;
+};
 
 // The square window |dx| < thr and |dy| < thr.
 HV_HOST_DEVICE bool in_window(const Voter& p, int64_t cx, int64_t cy, float thr) {
   return static_cast<float>(iabs(p.x - cx)) < thr && static_cast<float>(iabs(p.y - cy)) < thr;
 }
 
-// Everything but the window: direction, then (when `check`) the same-label samples.
-HV_HOST_DEVICE bool label_and_direction(const Voter& p, int64_t cx, int64_t cy, float inlier, bool check,
-                                        const int64_t* lab, int64_t H, int64_t W, int64_t c, int64_t S,
-                                        double frac) {
+// Everything but the window: direction, then (when sl.check) the same-label samples.
+template <class IsC>
+HV_HOST_DEVICE bool label_and_direction(const Voter& p, int64_t cx, int64_t cy, float inlier, const SameLabel& sl,
+                                        IsC is_c, int64_t H, int64_t W) {
   if (!direction_ok(p, cx, cy, inlier)) return false;
-  return !check || same_label_ok(lab, H, W, c, p.x, p.y, cx, cy, S, frac);
+  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe);
 }
 
 // Voter p votes for (cx, cy): direction, window at the voter's own depth, same-label samples.
-HV_HOST_DEVICE bool votes_for(const Voter& p, int64_t cx, int64_t cy, float inlier, bool check, const int64_t* lab,
-                              int64_t H, int64_t W, int64_t c, int64_t S, double frac) {
+template <class IsC>
+HV_HOST_DEVICE bool votes_for(const Voter& p, int64_t cx, int64_t cy, float inlier, const SameLabel& sl, IsC is_c,
+                              int64_t H, int64_t W) {
   if (!direction_ok(p, cx, cy, inlier) || !in_window(p, cx, cy, p.thr)) return false;
-  return !check || same_label_ok(lab, H, W, c, p.x, p.y, cx, cy, S, frac);
+  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe);
 }
 
 // Columns [lo, hi] that may hold cells voter p votes for on row y: the window row, narrowed to the cone's
@@ -251,13 +291,14 @@ HV_HOST_DEVICE bool is_peak(const int* V, int64_t H, int64_t W, int64_t x, int64
 
 // PT's per-cell statistics over the class's voters voters[a, e): mean depth of the voters that vote for the cell,
 // then the box pass with the window recomputed at that mean depth (bw, bh = 2 * max offset, -2 when none).
+template <class IsC>
 HV_HOST_DEVICE void peak_stats(const Voter* voters, int64_t a, int64_t e, int64_t x, int64_t y, float inlier,
-                               bool check, const int64_t* lab, int64_t H, int64_t W, int64_t c, int64_t S,
-                               double frac, const float* ext, const float* k, float factor, Peak& out) {
+                               const SameLabel& sl, IsC is_c, int64_t H, int64_t W, const float* ext, const float* k,
+                               float factor, Peak& out) {
   int64_t count = 0;
   double zsum = 0.0;
   for (int64_t i = a; i < e; ++i) {
-    if (!votes_for(voters[i], x, y, inlier, check, lab, H, W, c, S, frac)) continue;
+    if (!votes_for(voters[i], x, y, inlier, sl, is_c, H, W)) continue;
     ++count;
     zsum += static_cast<double>(voters[i].d);
   }
@@ -267,7 +308,7 @@ HV_HOST_DEVICE void peak_stats(const Voter* voters, int64_t a, int64_t e, int64_
   for (int64_t i = a; i < e; ++i) {
     const Voter& p = voters[i];
     if (!in_window(p, x, y, thr)) continue;
-    if (!label_and_direction(p, x, y, inlier, check, lab, H, W, c, S, frac)) continue;
+    if (!label_and_direction(p, x, y, inlier, sl, is_c, H, W)) continue;
     const float adx = static_cast<float>(iabs(p.x - x)), ady = static_cast<float>(iabs(p.y - y));
     bw = adx > bw ? adx : bw;
     bh = ady > bh ? ady : bh;

@@ -20,10 +20,46 @@ namespace hv {
 namespace {
 
 struct VoterSet {
-  std::vector<int64_t> keys;   // participating (b * C + c), ascending
-  std::vector<Voter> voters;   // grouped by key, row-major within a key
-  std::vector<int64_t> start;  // voters of keys[s]: [start[s], start[s + 1])
+  std::vector<int64_t> keys;                // participating (b * C + c), ascending
+  std::vector<Voter> voters;                // grouped by key, row-major within a key
+  std::vector<int64_t> start;               // voters of keys[s]: [start[s], start[s + 1])
+  std::vector<std::vector<uint8_t>> masks;  // with the same-label rule: 0/1 mask of each slot's class
+  std::vector<float> steps;                 // float32 i / S, i = 0..S
 };
+
+// Chebyshev distance of every pixel to the nearest pixel that does not carry class c (outside the image counts):
+// the classic two-pass chessboard transform, exact. Used for the same-label shortcut (Voter::safe).
+std::vector<int32_t> chessboard_distance(const int64_t* lab_b, int64_t H, int64_t W, int64_t c) {
+  std::vector<int32_t> d(H * W);
+  for (int64_t y = 0; y < H; ++y) {
+    for (int64_t x = 0; x < W; ++x) {
+      const int64_t border = std::min(std::min(x + 1, y + 1), std::min(W - x, H - y));
+      d[y * W + x] = lab_b[y * W + x] == c ? static_cast<int32_t>(border) : 0;
+    }
+  }
+  auto relax = [&](int64_t y, int64_t x, int64_t yy, int64_t xx) {
+    if (yy >= 0 && yy < H && xx >= 0 && xx < W) d[y * W + x] = std::min(d[y * W + x], d[yy * W + xx] + 1);
+  };
+  for (int64_t y = 0; y < H; ++y) {
+    for (int64_t x = 0; x < W; ++x) {
+      if (d[y * W + x] == 0) continue;
+      relax(y, x, y, x - 1);
+      relax(y, x, y - 1, x - 1);
+      relax(y, x, y - 1, x);
+      relax(y, x, y - 1, x + 1);
+    }
+  }
+  for (int64_t y = H - 1; y >= 0; --y) {
+    for (int64_t x = W - 1; x >= 0; --x) {
+      if (d[y * W + x] == 0) continue;
+      relax(y, x, y, x + 1);
+      relax(y, x, y + 1, x + 1);
+      relax(y, x, y + 1, x);
+      relax(y, x, y + 1, x - 1);
+    }
+  }
+  return d;
+}
 
 VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const at::Tensor& K,
                        const at::Tensor& extents, const Params& p) {
@@ -50,6 +86,22 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
     }
   }
   const int64_t S = static_cast<int64_t>(out.keys.size());
+  std::vector<std::vector<int32_t>> safe(p.check_same_label ? S : 0);
+  if (p.check_same_label) {
+    out.masks.resize(S);
+    at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t key = out.keys[s];
+        safe[s] = chessboard_distance(lab + (key / C) * HW, H, W, key % C);
+        out.masks[s].resize(HW);
+        for (int64_t i = 0; i < HW; ++i) out.masks[s][i] = safe[s][i] > 0 ? 1 : 0;  // d > 0 <=> class c
+      }
+    });
+  }
+  out.steps.resize(p.same_label_samples + 1);
+  for (int64_t i = 0; i <= p.same_label_samples; ++i) {
+    out.steps[i] = div_rn(static_cast<float>(i), static_cast<float>(p.same_label_samples));
+  }
   std::vector<std::vector<Voter>> per_slot(S);
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -63,6 +115,7 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
         Voter v;
         if (make_voter(b * C + c, i % W, i / W, base[0], base[HW], base[2 * HW], ext + 3 * c, k + 9 * b,
                        p.box_factor, p.inlier_threshold, H, W, v)) {
+          if (p.check_same_label) v.safe = safe[s][i];
           per_slot[s].push_back(v);
         }
       }
@@ -85,18 +138,15 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
   at::parallel_for(0, S * H, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t / H, y = t % H;
-      const int64_t key = vs.keys[s], b = key / C, c = key % C;
-      const int64_t* lab_b = lab + b * H * W;
+      const MaskIs is_c{p.check_same_label ? vs.masks[s].data() : nullptr};
+      const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data()};
       int32_t* row = out + (s * H + y) * W;
       for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) {
         const Voter& v = vs.voters[i];
         int64_t lo, hi;
         if (!row_candidates(v, y, W, lo, hi)) continue;
         for (int64_t x = lo; x <= hi; ++x) {
-          if (votes_for(v, x, y, p.inlier_threshold, p.check_same_label, lab_b, H, W, c, p.same_label_samples,
-                        p.same_label_fraction)) {
-            ++row[x];
-          }
+          if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
         }
       }
     }
@@ -109,7 +159,8 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
 std::vector<Peak> slot_peaks(const VoterSet& vs, int64_t s, const int32_t* V, const int64_t* lab, const float* K,
                              const float* ext, int64_t H, int64_t W, int64_t C, const Params& p) {
   const int64_t key = vs.keys[s], b = key / C, c = key % C;
-  const int64_t* lab_b = lab + b * H * W;
+  const MaskIs is_c{p.check_same_label ? vs.masks[s].data() : nullptr};
+  const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data()};
   std::vector<int64_t> cells;
   if (p.multi) {
     for (int64_t i = 0; i < H * W; ++i) {
@@ -124,9 +175,8 @@ std::vector<Peak> slot_peaks(const VoterSet& vs, int64_t s, const int32_t* V, co
     Peak pk;
     pk.key = key;
     pk.votes = V[i];
-    peak_stats(vs.voters.data(), vs.start[s], vs.start[s + 1], i % W, i / W, p.inlier_threshold,
-               p.check_same_label, lab_b, H, W, c, p.same_label_samples, p.same_label_fraction, ext + 3 * c,
-               K + 9 * b, p.box_factor, pk);
+    peak_stats(vs.voters.data(), vs.start[s], vs.start[s + 1], i % W, i / W, p.inlier_threshold, sl, is_c, H, W,
+               ext + 3 * c, K + 9 * b, p.box_factor, pk);
     if (!p.multi || box_tests(pk, p.per_threshold)) peaks.push_back(pk);
   }
   return peaks;

@@ -9,7 +9,8 @@
 //   4. peaks (vote tests, statistics, box tests; or the per-class first maximum) appended to a buffer;
 //   5. peaks sorted by (key, y, x); the first max_peaks / B per image kept; compaction into the output.
 // Every decision uses the float32 functions of hough_voting_common.h (no FMA contraction), so the result equals
-// the CPU operator's.
+// the CPU operator's. The same-label shortcut (Voter::safe) is not used here: voters keep safe = 0, which only
+// means every cell is sampled.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -109,9 +110,8 @@ struct VoteArgs {
   const Voter* voters;
   const int* total;  // number of voters (device)
   const int64_t* lab;
-  int64_t C, H, W, S;
+  int64_t C, H, W, S, needed;
   float inlier;
-  double frac;
   bool check;
 };
 
@@ -125,11 +125,11 @@ __global__ void vote_kernel(VoteArgs a, int64_t n, int* V) {
     if (y > imin(p.y + p.reach, a.H - 1)) continue;
     int64_t lo, hi;
     if (!row_candidates(p, y, a.W, lo, hi)) continue;
-    const int64_t c = p.key % a.C;
-    const int64_t* lab_b = a.lab + (p.key / a.C) * a.H * a.W;
+    const LabelIs is_c{a.lab + (p.key / a.C) * a.H * a.W, p.key % a.C};
+    const SameLabel sl{a.check, a.S, a.needed, nullptr};
     int* row = V + (p.key * a.H + y) * a.W;
     for (int64_t x = lo; x <= hi; ++x) {
-      if (votes_for(p, x, y, a.inlier, a.check, lab_b, a.H, a.W, c, a.S, a.frac)) atomicAdd(row + x, 1);
+      if (votes_for(p, x, y, a.inlier, sl, is_c, a.H, a.W)) atomicAdd(row + x, 1);
     }
   }
 }
@@ -144,9 +144,8 @@ struct PeakArgs {
   const int64_t* lab;
   const float* K;
   const float* ext;
-  int64_t C, H, W, label_threshold, S, half, vote_threshold;
+  int64_t C, H, W, label_threshold, S, needed, half, vote_threshold;
   float inlier, per_threshold, factor;
-  double frac;
   bool check, break_ties;
 };
 
@@ -154,8 +153,10 @@ __device__ inline void stats_for(const PeakArgs& a, int64_t key, int64_t x, int6
   const int64_t b = key / a.C, c = key % a.C;
   pk.key = key;
   pk.votes = votes;
-  peak_stats(a.voters, a.vstart[key], a.vend[key], x, y, a.inlier, a.check, a.lab + b * a.H * a.W, a.H, a.W, c,
-             a.S, a.frac, a.ext + 3 * c, a.K + 9 * b, a.factor, pk);
+  const LabelIs is_c{a.lab + b * a.H * a.W, c};
+  const SameLabel sl{a.check, a.S, a.needed, nullptr};
+  peak_stats(a.voters, a.vstart[key], a.vend[key], x, y, a.inlier, sl, is_c, a.H, a.W, a.ext + 3 * c, a.K + 9 * b,
+             a.factor, pk);
 }
 
 __global__ void multi_peak_kernel(PeakArgs a, int64_t n, Peak* peaks, int* npeak, int64_t cap) {
@@ -303,7 +304,7 @@ Votes compute_votes(const at::Tensor& labels, const at::Tensor& vertex, const at
                                                             vend.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   VoteArgs a{vptr, vpos.data_ptr<int>() + (N - 1), labels.data_ptr<int64_t>(), C, H, W, p.same_label_samples,
-             p.inlier_threshold, p.same_label_fraction, p.check_same_label};
+             p.same_label_needed, p.inlier_threshold, p.check_same_label};
   at::Tensor V = at::zeros({BC, H, W}, i32);
   const int64_t n = cap_v * H;
   vote_kernel<<<grid_for(n), kThreads, 0, stream>>>(a, n, V.data_ptr<int>());
@@ -337,8 +338,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hough_voting_cuda(
   PeakArgs pa{votes.V.data_ptr<int>(), reinterpret_cast<const Voter*>(votes.voters.data_ptr<uint8_t>()),
               votes.vstart.data_ptr<int64_t>(), votes.vend.data_ptr<int64_t>(), votes.counts.data_ptr<int>(),
               labels.data_ptr<int64_t>(), K.data_ptr<float>(), extents.data_ptr<float>(), C, H, W,
-              p.label_threshold, p.same_label_samples, p.window / 2, p.vote_threshold, p.inlier_threshold,
-              p.per_threshold, p.box_factor, p.same_label_fraction, p.check_same_label, p.break_ties};
+              p.label_threshold, p.same_label_samples, p.same_label_needed, p.window / 2, p.vote_threshold,
+              p.inlier_threshold, p.per_threshold, p.box_factor, p.check_same_label, p.break_ties};
   const int64_t per_image = p.multi ? std::max<int64_t>(p.max_peaks / B, 1) : -1;
   int64_t cap = p.multi ? std::min<int64_t>(BC * HW, 1 << 12) : BC;
   for (int round = 0;; ++round) {

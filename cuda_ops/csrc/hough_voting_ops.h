@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "hough_voting_common.h"
+
 namespace posecnn {
 namespace hv {
 
@@ -24,6 +26,7 @@ struct Params {
   int64_t same_label_samples;
   double same_label_fraction;
   float box_factor;
+  int64_t same_label_needed;  // smallest passing count of same-label samples (hough_voting_common.h)
 };
 
 inline Params make_params(int64_t label_threshold, int64_t skip_pixels, double inlier_threshold,
@@ -43,7 +46,8 @@ inline Params make_params(int64_t label_threshold, int64_t skip_pixels, double i
   TORCH_CHECK(box_factor >= 0.0 && std::isfinite(box_factor), "hough_voting: box_factor must be >= 0");
   return Params{label_threshold, skip_pixels, static_cast<float>(inlier_threshold), vote_threshold.has_value(),
                 vote_threshold.value_or(0), static_cast<float>(per_threshold), window, max_peaks, break_ties,
-                check_same_label, same_label_samples, same_label_fraction, static_cast<float>(box_factor)};
+                check_same_label, same_label_samples, same_label_fraction, static_cast<float>(box_factor),
+                same_label_needed(same_label_samples, same_label_fraction)};
 }
 
 // labels int64 [B,H,W], vertex float32 [B,3C,H,W], intrinsics float32 [B,3,3], extents float32 [C,3], one device.
