@@ -257,3 +257,13 @@ def test_bundled_object_sets_and_matching():
     hint = matching_object_sets_hint(21)
     assert "ycb_object" in hint and str(YCB_OBJECT_YAML) in hint and "ycb_video" not in hint
     assert "no bundled object set has 5 classes" in matching_object_sets_hint(5)
+
+
+def test_shipped_demo_yaml_reference_camera_is_the_training_camera():
+    """The demo model was trained on synthetic 320x240 frames with the default intrinsics of posecnn_core.synth."""
+    from posecnn_core.synth.scene import default_intrinsics
+
+    cam = read_object_set_spec(REPO / "config" / "objects" / "demo.yaml").reference_camera
+    K = default_intrinsics(320, 240)
+    assert (cam.width, cam.height) == (320, 240)
+    np.testing.assert_allclose([cam.fx, cam.fy, cam.cx, cam.cy], [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], rtol=1e-9)
