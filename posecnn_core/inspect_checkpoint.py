@@ -27,7 +27,6 @@ from .objects import ObjectSetError, ObjectSetSpec, bundled_object_sets, matchin
 
 __all__ = ["CheckpointInfo", "describe_state_dict", "describe_checkpoint", "main"]
 
-_TRUNK_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 PRECEDENCE = ("explicit reference_camera parameter > checkpoint meta > object set > "
               "YCB-Video camera (PoseCNN-PyTorch checkpoints without meta)")
 
@@ -75,16 +74,15 @@ def describe_state_dict(state_dict: Mapping[str, Tensor], meta: CheckpointMeta |
     """Describe a state_dict read by :func:`~posecnn_core.checkpoint.read_checkpoint` (only shapes are used, so
     ``meta``-device tensors work). ``candidates`` defaults to the bundled object sets. Raises CheckpointError
     when the size cannot be inferred (not a PoseCNN state_dict)."""
-    sizes = infer_meta(state_dict, path)
-    if meta is None:
-        meta = sizes
+    inferred = infer_meta(state_dict, path)  # also raises for a state_dict that is not PoseCNN's
+    meta = meta or inferred
     report = check_layout(state_dict, meta)
     rotation_head = has_rotation_head(state_dict)
     if not rotation_head:  # reported on its own line
         for key in ROTATION_HEAD_KEYS:
             report.missing.pop(key, None)
-    convs = [int(state_dict[f"features.{i}.weight"].shape[0]) for i in _TRUNK_CONVS
-             if f"features.{i}.weight" in state_dict]
+    convs = [int(v.shape[0]) for _, v in sorted((int(k.split(".")[1]), v) for k, v in state_dict.items()
+                                                 if k.startswith("features.") and k.endswith(".weight"))]
     matches = matching_object_sets(meta.num_classes, meta.class_names, candidates)
     return CheckpointInfo(
         path=str(path), layout=layout, num_tensors=len(state_dict),
