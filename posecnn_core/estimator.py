@@ -28,7 +28,7 @@ from .camera import YCB_VIDEO_CAMERA, ReferenceCamera, focal_length, scale_intri
 from .checkpoint import CheckpointError, CheckpointMeta, model_from_checkpoint
 from .geometry import allo_to_ego, mat_to_quat, quat_to_mat
 from .network import PIXEL_MEANS_BGR, PoseCNN
-from .objects import ObjectSet, load_object_set
+from .objects import ObjectSet, load_object_set, matching_object_sets_hint
 from .ops.backend import BACKENDS, resolve_backend
 from .refine import RefineOptions, refine_poses
 from .voting import VotingOutput, VotingParams, hough_voting
@@ -299,11 +299,12 @@ class PoseEstimator:
                     + (f"; only in checkpoint: {only_ckpt}" if only_ckpt else "")
                     + (f"; only in object set: {only_set}" if only_set else "")
                     + ("" if only_ckpt or only_set else "; same names in a different order")
+                    + "; " + matching_object_sets_hint(len(ckpt_names), ckpt_names)
                 )
         elif net.num_classes != len(names):
             raise ModelError(
                 f"checkpoint {checkpoint} has {net.num_classes} classes (incl. background) but object set "
-                f"{self.object_set.name!r} has {len(names)}"
+                f"{self.object_set.name!r} has {len(names)}; " + matching_object_sets_hint(net.num_classes)
             )
         if net.in_channels not in (3, 6):
             raise ModelError(f"checkpoint {checkpoint} expects {net.in_channels} input channels; 3 (RGB) or 6 (RGB-D)")

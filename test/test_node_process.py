@@ -321,3 +321,23 @@ def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
     finally:
         if proc.proc.poll() is None:
             proc.proc.kill()
+
+def test_object_set_mismatch_names_the_bundled_set_that_fits(tmp_path) -> None:
+    """The real estimator's mismatch error reaches the fatal start-up log: a 21-class PoseCNN-PyTorch state_dict
+    with a 2-class object set names the bundled ycb_object set."""
+    import torch
+
+    from posecnn_core.network import PoseCNN
+
+    torch.save(PoseCNN(21, fc_dim=16, trunk_width=0.125).state_dict(), tmp_path / "pt21.pth")
+    for name in ("a", "b"):
+        np.savetxt(tmp_path / f"{name}.xyz", np.array([[0.02, 0.0, 0.0], [-0.02, 0.01, 0.03]]))
+    objs = tmp_path / "two.yaml"
+    objs.write_text("points: '{name}.xyz'\nclasses: [a, b]\n")
+    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": str(tmp_path / "pt21.pth"), "objects": str(objs)},
+                               extra_env={"POSECNN_TEST_ESTIMATOR": ""})  # "" = the real estimator
+    code = proc.wait(90)
+    out = proc.output
+    assert code != 0 and "cannot start" in out, out
+    assert "has 21 classes (incl. background) but object set 'two' has 3" in out, out
+    assert "bundled object set(s) for 21 classes: ycb_object (" in out and "ycb_object.yaml" in out, out
