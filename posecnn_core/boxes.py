@@ -88,15 +88,17 @@ class BoxCoder:
         """Boxes [N, 4] from ``rois`` [N, 4] and normalised ``deltas`` [N, 4] (PT's ``bbox_transform_inv``)."""
         _check_boxes("rois", rois)
         _check_boxes("deltas", deltas)
-        d = deltas * deltas.new_tensor(self.stds)
+        # the stds as 0-dim host tensors (passed to kernels by value): a 1-D tensor would be copied to the GPU,
+        # which waits for it
+        dx, dy, dw, dh = (deltas[:, i] * torch.tensor(s, dtype=deltas.dtype) for i, s in enumerate(self.stds))
         w = rois[:, 2] - rois[:, 0] + 1.0
         h = rois[:, 3] - rois[:, 1] + 1.0
         cx = rois[:, 0] + 0.5 * w
         cy = rois[:, 1] + 0.5 * h
-        pcx = d[:, 0] * w + cx
-        pcy = d[:, 1] * h + cy
-        pw = torch.exp(d[:, 2]) * w
-        ph = torch.exp(d[:, 3]) * h
+        pcx = dx * w + cx
+        pcy = dy * h + cy
+        pw = torch.exp(dw) * w
+        ph = torch.exp(dh) * h
         return torch.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw, pcy + 0.5 * ph], dim=1)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +26,7 @@ from .boxes import BoxCoder, clip_boxes, nms
 from .camera import YCB_VIDEO_CAMERA, ReferenceCamera, focal_length, scale_intrinsics
 from .checkpoint import CheckpointError, CheckpointMeta, model_from_checkpoint
 from .geometry import allo_to_ego, mat_to_quat, quat_to_mat
+from .inference_runtime import DenseRunner, HostCopies, StageClock, pinned, upload
 from .network import PIXEL_MEANS_BGR, PoseCNN
 from .objects import ObjectSet, load_object_set, matching_object_sets_hint
 from .ops.backend import BACKENDS, resolve_backend
@@ -37,6 +37,7 @@ LOG = logging.getLogger(__name__)
 
 DEPTH_MODES = ("scale", "resample")
 PRESETS = ("pt_demo", "pt_ycb_eval")
+AMP_DTYPES = ("bfloat16", "float16")
 
 
 class InputError(ValueError):
@@ -63,6 +64,15 @@ class EstimatorConfig:
     max_input_pixels: frames with more pixels are downscaled (K scaled exactly) before the network; None = never.
     max_resample_scale: largest upscale the "resample" mode applies.
     clip_boxes: clip the regressed boxes to the image (PT's test configuration).
+    amp: on CUDA, run the dense network (trunk and dense heads) under autocast in ``amp_dtype``; the RoI heads run
+    in float32 on the upcast features. Changes numerics slightly; ignored on CPU.
+    amp_dtype: "bfloat16" (default) or "float16".
+    channels_last: keep the network and its input in channels-last memory layout (faster convolutions on CPU and
+    on tensor cores; the same numbers either way up to floating-point summation order).
+    cuda_graph: on CUDA, capture the dense forward once per input size in a CUDA graph and replay it (removes the
+    per-kernel launch cost; same kernels, same numbers); ignored on CPU.
+    compile: run the dense forward through ``torch.compile`` (fused kernels; changes numerics slightly); falls back
+    to eager, with one warning, when compilation fails.
     """
 
     voting: VotingParams = field(default_factory=VotingParams)
@@ -78,6 +88,10 @@ class EstimatorConfig:
     max_input_pixels: int | None = 1280 * 960
     max_resample_scale: float = 3.0
     clip_boxes: bool = True
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = True
+    cuda_graph: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.voting, VotingParams):
@@ -100,6 +114,11 @@ class EstimatorConfig:
             raise ValueError(f"max_input_pixels must be None or an integer >= 256, got {mp!r}")
         if not (isinstance(self.max_resample_scale, (int, float)) and 1.0 <= self.max_resample_scale <= 16.0):
             raise ValueError(f"max_resample_scale must be in [1, 16], got {self.max_resample_scale!r}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {self.amp_dtype!r}")
+        for name in ("amp", "channels_last", "cuda_graph", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
     @classmethod
     def preset(cls, name: str, **changes) -> "EstimatorConfig":
@@ -280,11 +299,16 @@ class PoseEstimator:
         self.meta: CheckpointMeta = meta
         # channels_last roughly halves the VGG trunk's time on CPU (bench/bench_cpu.py) and suits tensor cores on GPU
         self.net: PoseCNN = net.eval().to(memory_format=torch.channels_last)
+        self._memory_format = torch.channels_last
         self.class_names = list(self.object_set.class_names)
-        self._extents = torch.as_tensor(self.object_set.extents, dtype=torch.float32, device=self.device)
+        extents = torch.as_tensor(self.object_set.extents, dtype=torch.float32)
+        # voting validates and uploads the extents itself: on CUDA it gets them in pinned host memory, so that
+        # neither the check nor the copy waits for the GPU
+        self._extents = pinned(extents) if self.device.type == "cuda" else extents
         self._means = torch.tensor(PIXEL_MEANS_BGR, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._coder = BoxCoder()
         self._warned: set[str] = set()
+        self._dense_runner = DenseRunner(self._dense_core)
 
     def _check_match(self, net: PoseCNN, meta: object, checkpoint: str | Path) -> None:
         names = list(self.object_set.class_names)
@@ -334,11 +358,17 @@ class PoseEstimator:
 
     # -- preprocessing -------------------------------------------------------------------------------------
 
-    def _network_input(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None) -> torch.Tensor:
+    def _network_input(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None,
+                       config: EstimatorConfig | None = None) -> torch.Tensor:
         """Normalised BGR (+ XYZ from depth for RGB-D nets), padded to a multiple of 16: [1, C, H16, W16].
-        As in PT, the padding is 0 in the raw image, i.e. minus the pixel means after normalisation."""
+        As in PT, the padding is 0 in the raw image, i.e. minus the pixel means after normalisation. On CUDA the
+        uint8 image is uploaded (pinned memory, asynchronously) and converted on the GPU."""
+        cfg = config or self.config
         h, w = rgb.shape[:2]
-        img = torch.from_numpy(np.ascontiguousarray(rgb[:, :, ::-1])).to(self.device)
+        if self.device.type == "cuda":
+            img = upload(rgb, self.device).flip(-1)
+        else:
+            img = torch.from_numpy(np.ascontiguousarray(rgb[:, :, ::-1]))
         img = img.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         pad_h, pad_w = (-h) % 16, (-w) % 16
         if pad_h or pad_w:
@@ -347,18 +377,41 @@ class PoseEstimator:
         if self.net.in_channels == 6:
             if depth is None:
                 raise InputError("this checkpoint is RGB-D (6 input channels): a depth image is required")
-            xyz = backproject_depth(torch.from_numpy(depth).to(self.device), K)
+            xyz = backproject_depth(upload(depth, self.device), K)
             xyz = torch.nn.functional.pad(xyz.permute(2, 0, 1).unsqueeze(0), (0, pad_w, 0, pad_h))
             img = torch.cat([img, xyz], dim=1)
-        return img.contiguous(memory_format=torch.channels_last)
+        return img.contiguous(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+
+    def _apply_memory_format(self, channels_last: bool) -> None:
+        """Convert the network's weights when the configured layout changed (drops captured CUDA graphs)."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if fmt != self._memory_format:
+            self.net.to(memory_format=fmt)
+            self._memory_format = fmt
+            self._dense_runner.reset()
 
     # -- inference -------------------------------------------------------------------------------------------
 
     def warmup(self, height: int = 480, width: int = 640) -> None:
-        """Run one dummy frame so that kernels and allocators are ready before real frames arrive."""
+        """Make everything ready before real frames arrive: one dummy frame of this size (kernels, allocator, cuDNN
+        and, with ``cuda_graph`` / ``compile``, the graph capture / compilation for this size), then the RoI heads
+        on one dummy box (a blank frame has no detections, so the frame alone would leave them cold)."""
         K = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], dtype=np.float64)
-        self.estimate(np.zeros((height, width, 3), np.uint8), K,
-                      np.zeros((height, width), np.float32) if self.net.in_channels == 6 else None)
+        result = self.estimate(np.zeros((height, width, 3), np.uint8), K,
+                               np.zeros((height, width), np.float32) if self.net.in_channels == 6 else None)
+        cfg = result.config or self.config
+        with torch.inference_mode():
+            hn, wn = height + (-height) % 16, width + (-width) % 16
+            T = self.net.trunk_channels
+            conv4 = torch.zeros(1, T, hn // 8, wn // 8, device=self.device)
+            conv5 = torch.zeros(1, T, hn // 16, wn // 16, device=self.device)
+            box = [0.0, 1.0, 0.0, 0.0, float(min(31, width - 1)), float(min(31, height - 1)), 1.0]
+            votes = VotingOutput(torch.tensor([box], device=self.device), torch.zeros(1, 2, device=self.device),
+                                 torch.tensor([[0.0, 0.0, 1.0]], device=self.device))
+            det = self._detections(votes, conv4, conv5, cfg, (height, width))
+            self._rotations(conv4, conv5, det.cls, det.box, cfg)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
 
     def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None) -> EstimationResult:
         """Detect the object set's objects in `rgb` (uint8 [H, W, 3], RGB) seen through intrinsics `K`."""
@@ -377,31 +430,44 @@ class PoseEstimator:
             self._warn_once(f"downscale-{h}x{w}", "input %dx%d has more than max_input_pixels=%d pixels: "
                             "processing it at %dx%d (intrinsics scaled accordingly)",
                             w, h, cfg.max_input_pixels, geo.size[1], geo.size[0])
+        self._apply_memory_format(cfg.channels_last)
         timings: dict[str, float] = {}
-        clock = _StageClock(self.device, timings)
+        clock = StageClock(self.device, timings)
+        on_gpu = self.device.type == "cuda"
+        copies = HostCopies(self.device)
         with torch.inference_mode():
             net_rgb = rgb if geo.scale == 1.0 else cv2.resize(rgb, (geo.size[1], geo.size[0]),
                                                              interpolation=cv2.INTER_AREA if geo.scale < 1
                                                              else cv2.INTER_LINEAR)
             net_depth = depth if depth is None or geo.scale == 1.0 else cv2.resize(
                 depth, (geo.size[1], geo.size[0]), interpolation=cv2.INTER_NEAREST)
-            x = self._network_input(net_rgb, geo.K, net_depth)
+            x = self._network_input(net_rgb, geo.K, net_depth, cfg)
             clock.lap("preprocess")
-            hn, wn = geo.size
-            with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
-                scores, vertex, conv4, conv5 = self.net.dense(x)
-            labels = scores[:, :, :hn, :wn].argmax(dim=1)
-            vertex = vertex[:, :, :hn, :wn].float()
+            labels, vertex, conv4, conv5, owned = self._dense(x, geo.size, cfg)
             if geo.depth_factor != 1.0:
-                vertex = vertex.clone()
+                vertex = vertex if owned else vertex.clone()
                 vertex[:, 2::3] += math.log(geo.depth_factor)
+            if on_gpu:
+                label_copy = copies.add(labels[0].to(torch.int32))  # lands while voting runs
             clock.lap("network")
-            K_t = torch.as_tensor(geo.K, dtype=torch.float32, device=self.device)
-            votes = hough_voting(labels, vertex, K_t, self._extents, cfg.voting, backend=cfg.backend)
+            K_t = torch.as_tensor(geo.K, dtype=torch.float32)
+            votes = hough_voting(labels, vertex, pinned(K_t) if on_gpu else K_t, self._extents, cfg.voting,
+                                 backend=cfg.backend)
             clock.lap("voting")
-            objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w))
-            clock.lap("rotation")
-            label = labels[0].to(torch.int32).cpu().numpy()
+            if on_gpu:
+                rows = self._device_rows(votes, conv4, conv5, cfg, geo.size)
+                clock.lap("rotation")
+                row_copy = None if rows is None else copies.add(rows)
+                clock.lap("transfer")
+                copies.wait()  # the frame's one synchronisation of its own
+                clock.device_done()
+                label = copies.numpy(label_copy)
+                objects = [] if row_copy is None else self._finish_rows(copies.numpy(row_copy), cfg, geo, (h, w))
+                clock.resolve()
+            else:
+                objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w))
+                clock.lap("rotation")
+                label = labels[0].to(torch.int32).cpu().numpy()
         if geo.scale != 1.0:
             label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
         if depth is not None and cfg.refine and objects:
@@ -409,17 +475,51 @@ class PoseEstimator:
             clock.lap("refinement")
         return EstimationResult(objects=objects, label=label, timings_ms=timings, config=cfg)
 
+    # -- dense network ---------------------------------------------------------------------------------------
+
+    def _dense_core(self, x: torch.Tensor, hn: int, wn: int, amp_dtype: torch.dtype | None,
+                    cache_enabled: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Dense network on the padded input, cropped to the image: (labels [1, hn, wn] int64, vertex
+        [1, 3C, hn, wn] float32 contiguous, conv4, conv5). Autocast in ``amp_dtype`` unless None."""
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None,
+                            cache_enabled=cache_enabled):
+            scores, vertex, conv4, conv5 = self.net.dense(x)
+        labels = scores[:, :, :hn, :wn].argmax(dim=1)
+        vertex = vertex[:, :, :hn, :wn].float().contiguous()
+        return labels, vertex, conv4, conv5
+
+    def _dense(self, x: torch.Tensor, size: tuple[int, int], cfg: EstimatorConfig
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """:meth:`_dense_core` eagerly, compiled and/or replayed from a CUDA graph as ``cfg`` asks; the last item
+        tells whether the outputs are graph buffers (the caller may modify them in place)."""
+        on_gpu = self.device.type == "cuda"
+        amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp and on_gpu else None
+        if cfg.cuda_graph and not on_gpu:
+            self._warn_once("graph-cpu", "cuda_graph applies to CUDA devices only; running the network eagerly "
+                                         "on %s", self.device)
+        # autocast's weight cast cache must be off inside a graph capture
+        (labels, vertex, conv4, conv5), owned = self._dense_runner(
+            x, compile=cfg.compile, graph=cfg.cuda_graph and on_gpu, hn=size[0], wn=size[1], amp_dtype=amp_dtype,
+            cache_enabled=not (cfg.cuda_graph and on_gpu))
+        return labels, vertex, conv4, conv5, owned
+
     # -- heads -----------------------------------------------------------------------------------------------
+
+    def _trusted_rois(self) -> dict[str, bool]:
+        """On CUDA the heads skip RoI pooling's batch-column check, which would wait for the GPU: the estimator
+        writes that column itself (voting's image index, or zeros). On the CPU the check costs nothing."""
+        return {"check_rois": False} if self.device.type == "cuda" else {}
 
     def _detections(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
                     size: tuple[int, int]) -> _Detections:
-        """Box head on every voting RoI: score of the voting class and PT's decoded box for that class."""
+        """Box head on every voting RoI: score of the voting class and PT's decoded box for that class.
+        The RoI heads run in float32 (on upcast features when the dense network ran under autocast)."""
         rows = votes.rois.float()
         n = rows.shape[0]
         cls = rows[:, 1].long()
         rois = torch.cat([rows[:, :1], rows[:, 2:6]], dim=1)
-        with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
-            class_scores, box_deltas = self.net.box_head(conv4, conv5, rois, backend=cfg.backend)
+        class_scores, box_deltas = self.net.box_head(conv4.float(), conv5.float(), rois, backend=cfg.backend,
+                                                     **self._trusted_rois())
         score = torch.softmax(class_scores.float(), dim=1).gather(1, cls[:, None])[:, 0]
         idx = torch.arange(n, device=rows.device)
         deltas = box_deltas.float().view(n, -1, 4)[idx, cls]
@@ -446,35 +546,50 @@ class PoseEstimator:
         """Rotation head pooled on the regressed boxes: the class's allocentric quaternion, normalised [M, 4]."""
         m = cls.shape[0]
         rois = torch.cat([torch.zeros(m, 1, device=box.device), box], dim=1)
-        with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
-            quats = self.net.rotation_head(conv4, conv5, rois, backend=cfg.backend)
+        quats = self.net.rotation_head(conv4.float(), conv5.float(), rois, backend=cfg.backend,
+                                       **self._trusted_rois())
         q = quats.float().view(m, -1, 4)[torch.arange(m, device=box.device), cls]
         return torch.nn.functional.normalize(q, dim=1)
 
+    @staticmethod
+    def _pack(det: _Detections, q: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-RoI rows [N, 12] (cls, score, box x1 y1 x2 y2, votes, centre u v, t xyz) or [N, 16] with the
+        allocentric quaternion appended."""
+        parts = [det.cls[:, None].float(), det.score[:, None], det.box, det.votes[:, None], det.center, det.t]
+        return torch.cat(parts + ([q] if q is not None else []), dim=1)
+
     def _heads(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
                geo: InputGeometry, image_size: tuple[int, int]) -> list[ObjectPose]:
-        """Box head, selection, rotation head and poses, with one device→host copy of the per-RoI results.
-
-        On CUDA the rotation head runs on every voting RoI (as PT does) so that the host sees everything in one
-        copy; on CPU it runs only on the selected ones. Both give the same poses.
-        """
+        """CPU: box head on every voting RoI, selection on the host, rotation head on the selected boxes only."""
         if votes.rois.shape[0] == 0:
             return []
+        conv4, conv5 = conv4.contiguous(), conv5.contiguous()  # once, rather than in every RoI pooling call
         det = self._detections(votes, conv4, conv5, cfg, geo.size)
-        on_gpu = self.device.type == "cuda"
-        q_all = self._rotations(conv4, conv5, det.cls, det.box, cfg) if on_gpu else None
-        packed = torch.cat([det.cls[:, None].float(), det.score[:, None], det.box, det.votes[:, None], det.center,
-                            det.t] + ([q_all] if q_all is not None else []), dim=1).cpu().numpy()
-        cls = packed[:, 0].astype(np.int64)
-        keep = self._select(cls, packed[:, 1], packed[:, 2:6], cfg)
+        packed = self._pack(det).cpu().numpy()
+        keep = self._select(packed[:, 0].astype(np.int64), packed[:, 1], packed[:, 2:6], cfg)
         if keep.size == 0:
             return []
-        if q_all is None:
-            sel = torch.from_numpy(keep).to(self.device)
-            q = self._rotations(conv4, conv5, det.cls[sel], det.box[sel], cfg).cpu().numpy()
-        else:
-            q = packed[keep, 12:16]
+        sel = torch.from_numpy(keep).to(self.device)
+        q = self._rotations(conv4, conv5, det.cls[sel], det.box[sel], cfg).cpu().numpy()
         return self._records(packed[keep], q, geo, image_size)
+
+    def _device_rows(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
+                     size: tuple[int, int]) -> torch.Tensor | None:
+        """CUDA: box head and rotation head on every voting RoI (as PT does), packed [N, 16] on the device, so
+        that the host needs one copy and no synchronisation before it; None when voting found nothing."""
+        if votes.rois.shape[0] == 0:
+            return None
+        conv4, conv5 = conv4.float().contiguous(), conv5.float().contiguous()
+        det = self._detections(votes, conv4, conv5, cfg, size)
+        return self._pack(det, self._rotations(conv4, conv5, det.cls, det.box, cfg))
+
+    def _finish_rows(self, packed: np.ndarray, cfg: EstimatorConfig, geo: InputGeometry,
+                     image_size: tuple[int, int]) -> list[ObjectPose]:
+        """CUDA: selection and pose records from the host copy of :meth:`_device_rows`."""
+        keep = self._select(packed[:, 0].astype(np.int64), packed[:, 1], packed[:, 2:6], cfg)
+        if keep.size == 0:
+            return []
+        return self._records(packed[keep], packed[keep, 12:16], geo, image_size)
 
     def _records(self, rows: np.ndarray, q_allo: np.ndarray, geo: InputGeometry,
                  image_size: tuple[int, int]) -> list[ObjectPose]:
@@ -533,19 +648,3 @@ def backproject_depth(depth: torch.Tensor, K: np.ndarray) -> torch.Tensor:
     x = (u - float(K[0, 2])) / float(K[0, 0]) * depth
     y = (v - float(K[1, 2])) / float(K[1, 1]) * depth
     return torch.stack([x, y, depth], dim=-1)
-
-
-class _StageClock:
-    """Records wall-clock time per stage in ms (synchronising CUDA so the numbers are real)."""
-
-    def __init__(self, device: torch.device, sink: dict[str, float]) -> None:
-        self._cuda = device.type == "cuda"
-        self._sink = sink
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        if self._cuda:
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        self._sink[name] = (now - self._t) * 1000.0
-        self._t = now

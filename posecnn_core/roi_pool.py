@@ -182,12 +182,14 @@ def roi_max_pool_torch(features: Tensor, rois: Tensor, output_size: int = 7,
 
 
 def roi_max_pool(features: Tensor, rois: Tensor, output_size: int = 7, spatial_scale: float = 1.0,
-                 backend: str = "auto") -> Tensor:
+                 backend: str = "auto", check_batch: bool = True) -> Tensor:
     """RoI max pooling ([B, C, H, W], [R, 5] -> [R, C, P, P]) with PT's semantics (see module docstring).
 
     backend: "torch" = the reference; "cpp"/"cuda" = the compiled extension for CPU/CUDA tensors (RuntimeError
     when it is not built or lacks the op); "auto" = the extension when it provides ``roi_max_pool_forward`` for
-    ``features.device.type``, else the reference.
+    ``features.device.type``, else the reference. ``check_batch=False`` skips the compiled path's check that the
+    batch column lies in [0, B) (a device→host synchronisation on CUDA) for callers that wrote that column
+    themselves; the kernels give empty bins for an out-of-range index. The reference always checks.
     """
     from .ops.backend import resolve_backend
 
@@ -198,4 +200,5 @@ def roi_max_pool(features: Tensor, rois: Tensor, output_size: int = 7, spatial_s
     _check_scale(spatial_scale)
     from .ops.roi_pool_ext import roi_max_pool_ext
 
-    return roi_max_pool_ext(features, rois, output_size, spatial_scale)
+    trusted = {} if check_batch else {"check_batch": False}
+    return roi_max_pool_ext(features, rois, output_size, spatial_scale, **trusted)

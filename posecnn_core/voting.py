@@ -158,18 +158,22 @@ def prepare_inputs(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch
         raise ValueError(f"vertex has {vertex.shape[1]} channels but extents has C={C} classes (expected 3C={3 * C})")
     if not extents.is_floating_point():
         raise TypeError(f"extents must be a floating tensor, got {extents.dtype}")
-    ext = extents.detach().to(device=labels.device, dtype=torch.float32).contiguous()
+    # the small tensors are checked where they are and then moved: a host tensor (pinned, for a truly
+    # asynchronous copy) is checked without waiting for the GPU
+    ext = extents.detach().to(torch.float32)
     if not bool(torch.isfinite(ext).all()) or bool((ext < 0).any()):
         raise ValueError("extents must be finite and >= 0")
+    ext = ext.to(labels.device, non_blocking=True).contiguous()
     if intrinsics.dim() == 2:
         intrinsics = intrinsics.unsqueeze(0).expand(B, 3, 3)
     if intrinsics.dim() != 3 or intrinsics.shape[1:] != (3, 3) or intrinsics.shape[0] != B:
         raise ValueError(f"intrinsics must be [3,3] or [B,3,3] with B={B}, got shape {tuple(intrinsics.shape)}")
-    K = intrinsics.detach().to(device=labels.device, dtype=torch.float32).contiguous()
+    K = intrinsics.detach().to(torch.float32)
     f = torch.stack([K[:, 0, 0], K[:, 1, 1]], 1)
     pp = torch.stack([K[:, 0, 2], K[:, 1, 2]], 1)
     if not bool(torch.isfinite(f).all()) or not bool((f > 0).all()) or not bool(torch.isfinite(pp).all()):
         raise ValueError("intrinsics: fx and fy must be finite and > 0, px and py finite (got zeros, NaN or inf)")
+    K = K.to(labels.device, non_blocking=True).contiguous()
     lab = labels.detach().to(torch.int64).contiguous()
     vtx = vertex.detach().to(torch.float32).contiguous()
     return lab, vtx, K, ext

@@ -47,12 +47,13 @@ def _pooled_size(output_size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def roi_max_pool_ext(features: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int] = 7,
-                     spatial_scale: float = 1.0 / 16.0) -> torch.Tensor:
+                     spatial_scale: float = 1.0 / 16.0, *, check_batch: bool = True) -> torch.Tensor:
     """Max-pool each RoI of ``rois`` [R, 5] = (batch, x1, y1, x2, y2) (input pixels) from ``features`` [B, C, H, W].
 
     ``spatial_scale`` maps input pixels to feature cells (1/16 for VGG conv5). Returns [R, C, PH, PW] in the
     features' dtype; empty bins are 0. Raises RuntimeError when the compiled operators are unavailable for the
-    features' device.
+    features' device, ValueError for a batch index outside [0, B) unless ``check_batch=False`` (that check reads
+    the RoIs on the host, i.e. waits for the GPU; without it such a RoI yields empty bins).
     """
     if not isinstance(features, torch.Tensor) or features.dim() != 4 or not features.is_floating_point():
         raise ValueError(f"features must be a floating-point [B, C, H, W] tensor, got "
@@ -64,7 +65,7 @@ def roi_max_pool_ext(features: torch.Tensor, rois: torch.Tensor, output_size: in
     pooled_h, pooled_w = _pooled_size(output_size)
     if not float(spatial_scale) > 0.0:
         raise ValueError(f"spatial_scale must be positive, got {spatial_scale!r}")
-    if rois.shape[0] > 0:
+    if check_batch and rois.shape[0] > 0:
         batch = rois[:, 0].detach()
         if not bool(((batch >= 0) & (batch < features.shape[0])).all()):
             raise ValueError(f"rois[:, 0] holds batch indices outside [0, {features.shape[0]})")
