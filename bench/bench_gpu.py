@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 from posecnn_core.camera import ReferenceCamera  # noqa: E402
 from posecnn_core.checkpoint import CheckpointMeta, save_checkpoint  # noqa: E402
 from posecnn_core.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
-from posecnn_core.geometry import quat_to_mat  # noqa: E402
+from posecnn_core.inference_runtime import pinned  # noqa: E402
 from posecnn_core.network import PoseCNN  # noqa: E402
 from posecnn_core.objects import BACKGROUND, ObjectSet  # noqa: E402
 from posecnn_core.voting import VotingParams, hough_voting  # noqa: E402
@@ -283,6 +283,8 @@ def section_voting(setup: Setup, repeat: int) -> dict[str, Any]:
     backend = "cuda" if dev.type == "cuda" else "auto"
     K = torch.as_tensor(setup.K, dtype=torch.float32)
     ext = torch.as_tensor(setup.extents, dtype=torch.float32)
+    if dev.type == "cuda":  # as the estimator passes them: host tensors in pinned memory, checked on the host
+        K, ext = pinned(K), pinned(ext)
     out: dict[str, Any] = {"backend": backend}
     for same_label in (True, False):
         params = VotingParams(check_same_label=same_label)
@@ -291,9 +293,8 @@ def section_voting(setup: Setup, repeat: int) -> dict[str, Any]:
             scores, vertex = analytic_scene(setup.H, setup.W, setup.C, setup.K, setup.extents, n, seed=10 + n)
             labels = scores.argmax(1).to(dev)
             vertex = vertex.to(dev)
-            Kd, extd = K.to(dev), ext.to(dev)
-            found = hough_voting(labels, vertex, Kd, extd, params, backend=backend).rois.shape[0]
-            times = time_call(lambda: hough_voting(labels, vertex, Kd, extd, params, backend=backend), dev, repeat)
+            found = hough_voting(labels, vertex, K, ext, params, backend=backend).rois.shape[0]
+            times = time_call(lambda: hough_voting(labels, vertex, K, ext, params, backend=backend), dev, repeat)
             rows[str(n)] = {"found": found, "median_ms": statistics.median(times), "p99_ms": percentile(times, 99)}
         out["same_label" if same_label else "no_same_label"] = rows
     return out

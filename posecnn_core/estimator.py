@@ -447,8 +447,8 @@ class PoseEstimator:
             if geo.depth_factor != 1.0:
                 vertex = vertex if owned else vertex.clone()
                 vertex[:, 2::3] += math.log(geo.depth_factor)
-            if on_gpu:
-                label_copy = copies.add(labels[0].to(torch.int32))  # lands while voting runs
+            if on_gpu:  # lands while voting runs; uint8 is a quarter of the bytes (classes < 256)
+                label_copy = copies.add(labels[0].to(torch.uint8 if self.net.num_classes <= 256 else torch.int32))
             clock.lap("network")
             K_t = torch.as_tensor(geo.K, dtype=torch.float32)
             votes = hough_voting(labels, vertex, pinned(K_t) if on_gpu else K_t, self._extents, cfg.voting,
@@ -461,7 +461,7 @@ class PoseEstimator:
                 clock.lap("transfer")
                 copies.wait()  # the frame's one synchronisation of its own
                 clock.device_done()
-                label = copies.numpy(label_copy)
+                label = copies.numpy(label_copy).astype(np.int32)  # a copy: pinned memory is not handed out
                 objects = [] if row_copy is None else self._finish_rows(copies.numpy(row_copy), cfg, geo, (h, w))
                 clock.resolve()
             else:

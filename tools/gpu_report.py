@@ -169,7 +169,8 @@ def render_md(rep: dict[str, Any]) -> str:
     if m:
         lines += ["## Machine", ""] + _table(["what", "value"], [[k, v] for k, v in m.items()]) + [""]
     lines += ["## Steps", ""] + _table(["step", "status", "exit", "seconds", "limit s"],
-                                       [[s["name"], s["status"], s["rc"], s["seconds"], s.get("timeout_s")]
+                                       [[s["name"], s["status"], s["rc"], f"{s['seconds']:.1f}",
+                                         None if s.get("timeout_s") is None else f"{s['timeout_s']:.0f}"]
                                         for s in rep["steps"]]) + [""]
     if rep["kind"] == "check":
         lines += _md_check(rep)
@@ -233,7 +234,7 @@ def _md_bench(bench: dict[str, Any]) -> list[str]:
                      "RoI+heads", "transfer", "peak MB", "poses vs fp32"], rows) + [""]
     vt = bench.get("voting") or {}
     if "same_label" in vt:
-        lines += ["Voting alone (median ms over repeats, CUDA events):", ""]
+        lines += ["Voting alone (median ms over repeats; CUDA events on a GPU):", ""]
         rows = [[mode, n, r["found"], r["median_ms"], r["p99_ms"]]
                 for mode in ("same_label", "no_same_label") for n, r in (vt.get(mode) or {}).items()]
         lines += _table(["mode", "instances", "found", "median ms", "p99 ms"], rows) + [""]
