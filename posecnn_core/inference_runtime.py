@@ -43,9 +43,13 @@ def pinned(array: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None) -
     is not reused before the copies that read it have completed."""
     src = torch.as_tensor(np.ascontiguousarray(array) if isinstance(array, np.ndarray) else array)
     src = src.to(dtype) if dtype is not None else src
-    host = torch.empty(tuple(src.shape), dtype=src.dtype, pin_memory=True)
+    host = _pinned_empty(tuple(src.shape), src.dtype)
     host.copy_(src)
     return host
+
+
+def _pinned_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, pin_memory=True)
 
 
 def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -72,7 +76,7 @@ class HostCopies:
         if self._done:
             raise RuntimeError("HostCopies.add after wait()")
         if self._cuda:
-            host = torch.empty(tuple(tensor.shape), dtype=tensor.dtype, pin_memory=True)
+            host = _pinned_empty(tuple(tensor.shape), tensor.dtype)
             host.copy_(tensor, non_blocking=True)
         else:
             host = tensor.cpu()

@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,59 @@ def test_cpu_stage_clock_and_host_copies() -> None:
     np.testing.assert_array_equal(copies.numpy(i), [0, 1, 2])
     with pytest.raises(RuntimeError):
         copies.add(torch.zeros(1))
+
+
+class _FakeEvent:
+    """Stands in for torch.cuda.Event on a machine without CUDA: a timestamp at record()."""
+
+    synchronized = 0
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.t = None
+
+    def record(self) -> None:
+        self.t = time.perf_counter()
+
+    def synchronize(self) -> None:
+        _FakeEvent.synchronized += 1
+
+    def elapsed_time(self, other: "_FakeEvent") -> float:
+        return (other.t - self.t) * 1000.0
+
+
+def test_cuda_bookkeeping_of_clock_and_copies(monkeypatch) -> None:
+    """The CUDA branches of StageClock and HostCopies, with fake events and unpinned memory: stages in lap order
+    from event intervals, the host time after the synchronisation added to the last device stage, one
+    synchronisation for all copies, no result before it."""
+    import posecnn_core.inference_runtime as rt
+
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(rt, "_pinned_empty", lambda shape, dtype: torch.empty(shape, dtype=dtype))
+    cuda = torch.device("cuda")
+    sink: dict[str, float] = {}
+    clock = StageClock(cuda, sink)
+    copies = HostCopies(cuda)
+    time.sleep(0.01)
+    clock.lap("a")
+    i = copies.add(torch.arange(4))
+    j = copies.add(torch.ones(2, 3))
+    with pytest.raises(RuntimeError, match="before wait"):
+        copies.numpy(i)
+    time.sleep(0.02)
+    clock.lap("b")
+    assert sink == {}  # nothing is read before the synchronisation
+    _FakeEvent.synchronized = 0
+    copies.wait()
+    copies.wait()
+    assert _FakeEvent.synchronized == 1
+    clock.device_done()
+    time.sleep(0.03)
+    clock.resolve()
+    clock.lap("c")  # wall clock after resolve
+    assert list(sink) == ["a", "b", "c"]
+    assert sink["a"] >= 9 and sink["b"] >= 49 and sink["c"] >= 0  # sleeps: 10 ms; 20 ms + 30 ms after the sync
+    np.testing.assert_array_equal(copies.numpy(i), [0, 1, 2, 3])
+    assert copies.numpy(j).shape == (2, 3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
