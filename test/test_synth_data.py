@@ -356,7 +356,8 @@ def test_cli_builds_the_scene_config(monkeypatch, tmp_path):
     assert (cfg.min_distractors, cfg.max_distractors, cfg.min_lights, cfg.max_lights) == (1, 4, 2, 5)
     assert cfg.background_kinds == ("photo", "noise") and cfg.background_weights == (0.8, 0.2)
     assert cfg.light_style == "varied" and cfg.photo_dir == "P"
-    assert cli.main(["--objects", "x.yaml", "--out", str(tmp_path), "--frames", "1", "--camera", "300,301,159,119"]) == 2
+    assert cli.main(["--objects", "x.yaml", "--out", str(tmp_path), "--frames", "1",
+                     "--camera", "300,301,159,119"]) == 2
     assert seen["config"].camera == (300.0, 301.0, 159.0, 119.0) and seen["config"].background_weights is None
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--objects", "x", "--out", "y", "--frames", "1", "--backgrounds", "sky"])

@@ -35,8 +35,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_demo_assets import ROBOSUITE_VERSION, WHEEL_NAME as ROBOSUITE_WHEEL, WHEEL_SHA256 as ROBOSUITE_SHA256  # noqa: E402
-from fetch_demo_assets import sha256_of  # noqa: E402
+from fetch_demo_assets import ROBOSUITE_VERSION, sha256_of  # noqa: E402
+from fetch_demo_assets import WHEEL_NAME as ROBOSUITE_WHEEL  # noqa: E402
+from fetch_demo_assets import WHEEL_SHA256 as ROBOSUITE_SHA256  # noqa: E402
 
 BLENDER_DATA_VERSION = "3.4.1+dfsg-2"  # Debian 12 (bookworm)
 BLENDER_DEB = "blender-data_3.4.1+dfsg-2_all.deb"
@@ -147,7 +148,8 @@ def _extract_wheel_textures(wheel: Path, sha: str, prefixes: tuple[str, ...], ex
     with zipfile.ZipFile(wheel) as zf:
         for member in sorted(zf.namelist()):
             base = member.rsplit("/", 1)[-1]
-            if not member.startswith(prefixes) or "/" in member[len(next(p for p in prefixes if member.startswith(p))):]:
+            prefix = next((p for p in prefixes if member.startswith(p)), None)
+            if prefix is None or "/" in member[len(prefix):]:  # only files directly in the folders
                 continue
             if not base.lower().endswith((".png", ".jpg", ".jpeg")) or base in exclude:
                 continue

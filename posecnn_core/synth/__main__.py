@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--aspect-jitter", type=float, default=0.02, help="with --fx-range: fy = fx * (1 +- this)")
     cam.add_argument("--principal-jitter", type=float, default=0.03,
                      help="with --fx-range/--random-intrinsics: principal point offset, fraction of the image size")
-    cam.add_argument("--camera", type=_camera, metavar="FX,FY,CX,CY", help="a fixed camera (pixels at --width x --height)")
+    cam.add_argument("--camera", type=_camera, metavar="FX,FY,CX,CY",
+                     help="a fixed camera (pixels at --width x --height)")
     cam.add_argument("--random-intrinsics", action="store_true",
                      help="older jitter: YCB-Video focal lengths x 0.8-1.25 and principal point jitter per frame")
     look = p.add_argument_group("appearance")
