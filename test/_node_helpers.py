@@ -24,6 +24,7 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from posecnn_core.estimator import EstimationResult, EstimatorConfig, ObjectPose
+from posecnn_core.geometry import project_points
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,11 +96,11 @@ class FakeEstimator:
             R = Rotation.from_quat([q[1], q[2], q[3], q[0]]).as_matrix()
             t = np.asarray(p["t"], np.float64)
             cam = box_corners(self.object_set.extents[cls]) @ R.T + t
-            uv = np.stack([K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2], K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]], 1)
+            uv = project_points(cam, K)
             x1, y1 = np.clip(uv.min(0), 0, [w - 1, h - 1])
             x2, y2 = np.clip(uv.max(0), 0, [w - 1, h - 1])
             label[int(y1):int(y2) + 1, int(x1):int(x2) + 1] = cls
-            center = np.array([K[0, 0] * t[0] / t[2] + K[0, 2], K[1, 1] * t[1] / t[2] + K[1, 2]])
+            center = project_points(t[None], K)[0]
             k = counts.get(cls, 0)
             counts[cls] = k + 1
             objects.append(FakePose(class_id=cls, class_name=p["class"], instance=k, score=float(p["score"]),
