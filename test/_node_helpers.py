@@ -112,9 +112,10 @@ class FakeEstimator:
                                                                     "voting": 0.0, "rotation": 0.0})
 
 
-def make_fake_estimator(checkpoint: str, objects: str, device: str) -> FakeEstimator:
-    """Factory used through POSECNN_TEST_ESTIMATOR=_node_helpers:make_fake_estimator."""
-    return FakeEstimator(checkpoint, objects, device=device)
+def make_fake_estimator(checkpoint: str, objects: str, device: str, config: FakeConfig | None = None
+                        ) -> FakeEstimator:
+    """The node's estimator factory for the stand-in (test/_fake_node_main.py runs the node with it)."""
+    return FakeEstimator(checkpoint, objects, device=device, config=config)
 
 
 DEFAULT_POSES = [
@@ -176,10 +177,10 @@ def make_image(width: int, height: int, encoding: str = "rgb8", frame: str = "ca
 
 # ------------------------------------------------------------------------------------------------ processes
 def ros_env(domain_id: int) -> dict[str, str]:
-    """Environment of a node process: this venv, an isolated domain, localhost discovery, the fake estimator."""
+    """Environment of a node process: this venv and source tree, an isolated domain, localhost discovery."""
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
-               RCUTILS_COLORIZED_OUTPUT="0", POSECNN_TEST_ESTIMATOR="_node_helpers:make_fake_estimator")
+               RCUTILS_COLORIZED_OUTPUT="0")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "test"), env.get("PYTHONPATH", "")])
     return env
 
@@ -190,12 +191,18 @@ def session_domain_id(offset: int = 0) -> int:
     return 1 + (os.getpid() % 200 + offset) % 230
 
 
+FAKE_NODE_COMMAND = [sys.executable, str(ROOT / "test" / "_fake_node_main.py")]
+REAL_NODE_COMMAND = [sys.executable, "-m", "posecnn_ros.node"]
+
+
 class NodeProcess:
-    """`python -m posecnn_ros.node --ros-args ...` as a subprocess, stdout+stderr collected in the background."""
+    """The node as a subprocess (`test/_fake_node_main.py`, the stand-in estimator, unless `fake` is False:
+    then `python -m posecnn_ros.node`), stdout+stderr collected in the background."""
 
     def __init__(self, domain_id: int, params: dict[str, Any], remaps: dict[str, str] | None = None,
-                 extra_env: dict[str, str] | None = None, params_file: Path | None = None) -> None:
-        args = [sys.executable, "-m", "posecnn_ros.node", "--ros-args"]
+                 extra_env: dict[str, str] | None = None, params_file: Path | None = None,
+                 fake: bool = True) -> None:
+        args = [*(FAKE_NODE_COMMAND if fake else REAL_NODE_COMMAND), "--ros-args"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for name, value in params.items():
