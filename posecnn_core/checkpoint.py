@@ -3,18 +3,22 @@
 Only ``torch.load(..., weights_only=True, map_location="cpu")`` is used, so a checkpoint can hold tensors and
 plain Python values but never code. Loading is strict unless asked otherwise, and every skipped key is reported.
 
-Accepted layouts (``read_state_dict``):
+Accepted layouts (``read_state_dict``; ``read_checkpoint`` also says which one a file has, see ``LAYOUTS``):
 - PT: a plain state_dict (key -> tensor), or ``{'model': state_dict}`` (``'state_dict'`` is accepted too);
 - ours: ``{'format': 'posecnn_ros', 'format_version': 1, 'model': state_dict, 'meta': {...}}``, optionally with
   ``'weights_dtype': 'float16'`` (weights stored in half precision; read back as float32) and ``'train_state'``
   (optimizer/scheduler/RNG state for resuming training, see ``posecnn_core.train``; ignored here).
 A ``module.`` prefix (DDP / DataParallel) on every key is stripped and logged as a warning.
+A PT "detection-only" checkpoint (trained with ``POSE_REG: False``) has no rotation head (``fc10``); it is read
+like any other, but :func:`model_from_checkpoint` refuses it with an error saying so (see
+:func:`has_rotation_head`).
 """
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +31,9 @@ from .camera import ReferenceCamera
 from .network import PoseCNN, trunk_channels
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError", "CheckpointMeta", "LoadReport",
-    "read_state_dict", "save_checkpoint", "load_weights", "load_vgg16_imagenet", "model_from_checkpoint",
+    "FORMAT_NAME", "FORMAT_VERSION", "LAYOUTS", "ROTATION_HEAD_KEYS", "CheckpointError", "CheckpointMismatchError",
+    "CheckpointMeta", "LoadReport", "read_state_dict", "read_checkpoint", "save_checkpoint", "load_weights",
+    "load_vgg16_imagenet", "model_from_checkpoint", "infer_meta", "check_layout", "has_rotation_head",
     "strip_module_prefix", "read_train_state",
 ]
 
@@ -37,6 +42,14 @@ log = logging.getLogger(__name__)
 FORMAT_NAME = "posecnn_ros"
 FORMAT_VERSION = 1
 _PREFIX = "module."
+# The top-level layouts read_checkpoint tells apart.
+LAYOUTS = {
+    "pt_plain": "PoseCNN-PyTorch, plain state_dict",
+    "pt_model": "PoseCNN-PyTorch, wrapped {'model': state_dict}",
+    "pt_state_dict": "PoseCNN-PyTorch, wrapped {'state_dict': state_dict}",
+    "ours": f"{FORMAT_NAME} (format_version <= {FORMAT_VERSION}, with meta)",
+}
+ROTATION_HEAD_KEYS = ("fc10.weight", "fc10.bias")
 
 
 class CheckpointError(RuntimeError):
@@ -185,12 +198,23 @@ def _tensor_dict(obj: Any, path: Path, what: str) -> dict[str, Tensor]:
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], CheckpointMeta | None]:
     """Read a checkpoint file -> (state_dict on CPU, meta or None for PT files). See the module docstring."""
+    state_dict, meta, _ = read_checkpoint(path)
+    return state_dict, meta
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False
+                    ) -> tuple[dict[str, Tensor], CheckpointMeta | None, str]:
+    """Like :func:`read_state_dict`, plus the file's top-level layout (a key of ``LAYOUTS``).
+
+    ``mmap`` maps the tensors from the file instead of reading them into memory (files written by
+    ``torch.save``'s zip format; older files are read normally), for looking at a checkpoint cheaply.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist" if not path.exists()
                               else f"{path}: not a regular file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
         raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, Mapping):
@@ -217,12 +241,13 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], Checkpo
             meta = CheckpointMeta.from_dict({**raw_meta, "format_version": version})
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: invalid meta ({exc})") from exc
+        layout = "ours"
     elif "model" in obj and isinstance(obj["model"], Mapping):
-        state_dict = _tensor_dict(obj["model"], path, "'model'")
+        state_dict, layout = _tensor_dict(obj["model"], path, "'model'"), "pt_model"
     elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        state_dict = _tensor_dict(obj["state_dict"], path, "'state_dict'")
+        state_dict, layout = _tensor_dict(obj["state_dict"], path, "'state_dict'"), "pt_state_dict"
     elif obj and all(isinstance(v, Tensor) for v in obj.values()):
-        state_dict = _tensor_dict(obj, path, "state_dict")
+        state_dict, layout = _tensor_dict(obj, path, "state_dict"), "pt_plain"
     else:
         raise CheckpointError(f"{path}: unrecognised checkpoint layout (top-level keys: {list(obj)[:10]}); "
                               "expected a state_dict, {'model': state_dict} or our posecnn_ros format")
@@ -231,7 +256,7 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], Checkpo
     state_dict, stripped = strip_module_prefix(state_dict)
     if stripped:
         log.warning("%s: stripped the 'module.' (DDP) prefix from all %d keys", path, len(state_dict))
-    return state_dict, meta
+    return state_dict, meta, layout
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -412,7 +437,7 @@ def load_vgg16_imagenet(model: PoseCNN, path: str | os.PathLike) -> LoadReport:
 _TRUNK_CONV_KEYS = tuple(f"features.{i}.weight" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
 
 
-def _infer_trunk_width(state_dict: Mapping[str, Tensor], path: Path) -> float:
+def _infer_trunk_width(state_dict: Mapping[str, Tensor]) -> float:
     """trunk_width from the conv widths: features.0 has 64·w outputs (also tried: conv5_3's 512·w)."""
     first = int(state_dict["features.0.weight"].shape[0])
     if first == 64:
@@ -427,7 +452,14 @@ def _infer_trunk_width(state_dict: Mapping[str, Tensor], path: Path) -> float:
     return candidates[0]  # the strict load then names the mismatching keys
 
 
-def _infer_meta(state_dict: Mapping[str, Tensor], path: Path) -> CheckpointMeta:
+def infer_meta(state_dict: Mapping[str, Tensor], path: str | os.PathLike) -> CheckpointMeta:
+    """The network size of a PT state_dict from its tensor shapes (class_names None, format_version 0).
+
+    num_classes from ``conv_score.0``, in_channels from ``features.0``, fc_dim from ``classifier.0``, trunk_width
+    from the trunk's conv widths. Only shapes are read, so tensors on the ``meta`` device work too. ``path`` is
+    used in error messages.
+    """
+    path = Path(path)
     needed = ("conv_score.0.weight", "features.0.weight", "classifier.0.weight")
     absent = [k for k in needed if k not in state_dict]
     if absent:
@@ -436,7 +468,7 @@ def _infer_meta(state_dict: Mapping[str, Tensor], path: Path) -> CheckpointMeta:
     if score.dim() != 4 or first.dim() != 4 or fc0.dim() != 2:
         raise CheckpointError(f"{path}: unexpected ranks for {needed}: "
                               f"{[list(t.shape) for t in (score, first, fc0)]}")
-    width = _infer_trunk_width(state_dict, path)
+    width = _infer_trunk_width(state_dict)
     try:
         return CheckpointMeta(num_classes=int(score.shape[0]), in_channels=int(first.shape[1]),
                               fc_dim=int(fc0.shape[0]), trunk_width=width, class_names=None, format_version=0)
@@ -444,17 +476,41 @@ def _infer_meta(state_dict: Mapping[str, Tensor], path: Path) -> CheckpointMeta:
         raise CheckpointError(f"{path}: implausible network size ({exc})") from exc
 
 
+def check_layout(state_dict: Mapping[str, Tensor], meta: CheckpointMeta) -> LoadReport:
+    """Compare ``state_dict`` with the keys and shapes of a PoseCNN of ``meta``'s size, without allocating one
+    (the model is built on the ``meta`` device). ``report.complete`` means a strict load works; nothing is
+    copied (``loaded`` lists the keys that would be)."""
+    with torch.device("meta"):
+        expected = PoseCNN(meta.num_classes, in_channels=meta.in_channels, fc_dim=meta.fc_dim,
+                           trunk_width=meta.trunk_width).state_dict()
+    return _compare(expected, state_dict)
+
+
+def has_rotation_head(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether the state_dict has the rotation head ``fc10`` (PT's detection-only checkpoints have none)."""
+    return all(k in state_dict for k in ROTATION_HEAD_KEYS)
+
+
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                           ) -> tuple[PoseCNN, CheckpointMeta]:
     """Build a PoseCNN from a checkpoint and load it strictly -> (model in eval mode on ``device``, meta).
 
     For PT files the size is inferred from tensor shapes (class_names None, format_version 0); for ours it comes
-    from the stored meta.
+    from the stored meta. A detection-only checkpoint (no ``fc10``, everything else matching) raises a
+    CheckpointMismatchError that says so: PoseCNN without its rotation head cannot estimate poses.
     """
     path = Path(path)
     state_dict, meta = read_state_dict(path)
     if meta is None:
-        meta = _infer_meta(state_dict, path)
+        meta = infer_meta(state_dict, path)
+    report = check_layout(state_dict, meta)
+    if not has_rotation_head(state_dict) and set(report.missing) <= set(ROTATION_HEAD_KEYS) \
+            and not report.unexpected and not report.shape_mismatched:
+        raise CheckpointMismatchError(
+            f"{path}: a detection-only checkpoint (no rotation head: {', '.join(report.missing)} absent; "
+            "PoseCNN-PyTorch's POSE_REG: False variant, e.g. vgg16_ycb_object_detection_*). It predicts labels, "
+            "boxes and object centres but no rotations, so it cannot estimate poses; use a checkpoint of the "
+            "same family with fc10 (e.g. vgg16_ycb_object_self_supervision_epoch_8.checkpoint.pth)")
     model = PoseCNN(meta.num_classes, in_channels=meta.in_channels, fc_dim=meta.fc_dim,
                     trunk_width=meta.trunk_width)
     try:

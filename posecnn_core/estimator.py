@@ -1,28 +1,42 @@
 """`PoseEstimator`: image + intrinsics (+ optional depth) → object poses, on CPU or CUDA.
 
-The pipeline is PoseCNN's: dense network (labels + centre directions/depths) → Hough voting (centres, depths,
-RoIs) → box head (class score, box deltas) → rotation head on the regressed boxes (allocentric quaternion) →
-egocentric pose. See docs/estimator_api.md for the contract other components rely on.
+The pipeline is PoseCNN-PyTorch's test-time path, rule for rule (docs/conventions.md): dense network (labels +
+centre directions/depths) → Hough voting (centres, depths, RoIs) → box head on every voting RoI (class score,
+box deltas decoded with PT's transform and clipped to the image) → score threshold and per-class NMS on the
+regressed boxes → rotation head on the regressed boxes (allocentric quaternion) → egocentric pose with the voting
+translation. Two additions, both about the camera: the depth head's output is relative to the focal length it was
+trained with and is rescaled to the user's camera (focal-length-aware depth), and large frames can be downscaled.
+See docs/estimator_api.md for the contract other components rely on.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, model_from_checkpoint
+from .boxes import BoxCoder, clip_boxes, nms
+from .camera import YCB_VIDEO_CAMERA, ReferenceCamera, focal_length, scale_intrinsics
+from .checkpoint import CheckpointError, CheckpointMeta, model_from_checkpoint
 from .geometry import allo_to_ego, mat_to_quat, quat_to_mat
 from .network import PIXEL_MEANS_BGR, PoseCNN
-from .objects import ObjectSet, load_object_set
+from .objects import ObjectSet, load_object_set, matching_object_sets_hint
+from .ops.backend import BACKENDS, resolve_backend
 from .refine import RefineOptions, refine_poses
-from .voting import VotingParams, hough_voting
+from .voting import VotingOutput, VotingParams, hough_voting
 
-BOX_DELTA_STDS = (0.1, 0.1, 0.2, 0.2)
+LOG = logging.getLogger(__name__)
+
+DEPTH_MODES = ("scale", "resample")
+PRESETS = ("pt_demo", "pt_ycb_eval")
 
 
 class InputError(ValueError):
@@ -35,29 +49,77 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """Inference settings. `score_threshold` applies to the box head's class probability. `refine` runs depth
-    refinement (ICP, `posecnn_core.refine`) whenever a depth image is passed to `estimate`."""
+    """Inference settings; the defaults are PoseCNN-PyTorch's image/ROS demo (preset ``pt_demo``).
+
+    score_threshold: a detection is kept when its box-head probability is > this (None: no threshold).
+    nms_iou: per-class NMS on the regressed boxes suppresses IoU > this (PT's +1 pixel areas).
+    max_instances: most detections per frame, by score (128 = voting's cap, i.e. no extra limit).
+    backend: implementation of voting and RoI pooling (``posecnn_core.ops.backend``).
+    refine: depth refinement (ICP, ``posecnn_core.refine``) whenever a depth image is passed to ``estimate``.
+    reference_camera: overrides the camera the checkpoint's depth head was trained with (see
+    :meth:`PoseEstimator.reference_camera`).
+    depth_mode: "scale" multiplies the network's depth by f_cam / f_ref; "resample" resizes the image so that its
+    focal length is f_ref (objects appear at their training size), then scales what the resizing limits left.
+    max_input_pixels: frames with more pixels are downscaled (K scaled exactly) before the network; None = never.
+    max_resample_scale: largest upscale the "resample" mode applies.
+    clip_boxes: clip the regressed boxes to the image (PT's test configuration).
+    """
 
     voting: VotingParams = field(default_factory=VotingParams)
-    score_threshold: float = 0.2
-    max_instances: int = 20
+    score_threshold: float | None = 0.1
+    nms_iou: float = 0.2
+    max_instances: int = 128
     backend: str = "auto"
     amp: bool = False
     refine: bool = True
     refine_options: RefineOptions = field(default_factory=RefineOptions)
+    reference_camera: ReferenceCamera | None = None
+    depth_mode: str = "scale"
+    max_input_pixels: int | None = 1280 * 960
+    max_resample_scale: float = 3.0
+    clip_boxes: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
-        if self.max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {self.max_instances}")
-        if self.backend not in ("auto", "torch", "cpp", "cuda"):
-            raise ValueError(f"backend must be auto, torch, cpp or cuda, got {self.backend!r}")
+        if not isinstance(self.voting, VotingParams):
+            raise ValueError(f"voting must be a VotingParams, got {type(self.voting).__name__}")
+        st = self.score_threshold
+        if st is not None and (isinstance(st, bool) or not isinstance(st, (int, float)) or not 0.0 <= st <= 1.0):
+            raise ValueError(f"score_threshold must be None or in [0, 1], got {st!r}")
+        if not (isinstance(self.nms_iou, (int, float)) and 0.0 <= self.nms_iou <= 1.0):
+            raise ValueError(f"nms_iou must be in [0, 1], got {self.nms_iou!r}")
+        if isinstance(self.max_instances, bool) or not isinstance(self.max_instances, int) or self.max_instances < 1:
+            raise ValueError(f"max_instances must be an integer >= 1, got {self.max_instances!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.reference_camera is not None and not isinstance(self.reference_camera, ReferenceCamera):
+            raise ValueError("reference_camera must be a ReferenceCamera or None")
+        if self.depth_mode not in DEPTH_MODES:
+            raise ValueError(f"depth_mode must be one of {', '.join(DEPTH_MODES)}, got {self.depth_mode!r}")
+        mp = self.max_input_pixels
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or mp < 256):
+            raise ValueError(f"max_input_pixels must be None or an integer >= 256, got {mp!r}")
+        if not (isinstance(self.max_resample_scale, (int, float)) and 1.0 <= self.max_resample_scale <= 16.0):
+            raise ValueError(f"max_resample_scale must be in [1, 16], got {self.max_resample_scale!r}")
+
+    @classmethod
+    def preset(cls, name: str, **changes) -> "EstimatorConfig":
+        """PT's two test configurations: ``pt_demo`` (image/ROS demo: score > 0.1, NMS IoU 0.2; the default) and
+        ``pt_ycb_eval`` (YCB-Video keyframe evaluation: no score threshold, NMS IoU 0.5)."""
+        if name == "pt_demo":
+            base = cls()
+        elif name == "pt_ycb_eval":
+            base = cls(score_threshold=None, nms_iou=0.5)
+        else:
+            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        return dataclasses.replace(base, **changes) if changes else base
 
 
 @dataclass
 class ObjectPose:
-    """One detected object instance; pose in the camera optical frame (X_cam = R·X_obj + t)."""
+    """One detected object instance; pose in the camera optical frame (X_cam = R·X_obj + t).
+
+    roi: the regressed box (x1, y1, x2, y2) in image pixels; center: the voting centre; votes: its votes.
+    """
 
     class_id: int
     class_name: str
@@ -85,11 +147,12 @@ class ObjectPose:
 
 @dataclass
 class EstimationResult:
-    """Everything one frame produced."""
+    """Everything one frame produced, and the settings it was produced with."""
 
     objects: list[ObjectPose]
     label: np.ndarray
     timings_ms: dict[str, float]
+    config: EstimatorConfig | None = None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -98,7 +161,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelError(f"device must be auto, cpu or cuda[:N], got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but CUDA is not available")
     if dev.type not in ("cpu", "cuda"):
@@ -142,23 +208,50 @@ def check_depth(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
 
 
-def apply_box_deltas(boxes: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """Standard R-CNN box regression with PoseCNN's delta stds; boxes and deltas [R, 4]."""
-    stds = deltas.new_tensor(BOX_DELTA_STDS)
-    d = deltas * stds
-    w = boxes[:, 2] - boxes[:, 0] + 1.0
-    h = boxes[:, 3] - boxes[:, 1] + 1.0
-    cx = boxes[:, 0] + 0.5 * w
-    cy = boxes[:, 1] + 0.5 * h
-    pcx = d[:, 0] * w + cx
-    pcy = d[:, 1] * h + cy
-    pw = torch.exp(d[:, 2].clamp(max=math.log(1000.0 / 16))) * w
-    ph = torch.exp(d[:, 3].clamp(max=math.log(1000.0 / 16))) * h
-    return torch.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw - 1.0, pcy + 0.5 * ph - 1.0], dim=1)
+class InputGeometry(NamedTuple):
+    """How a frame reaches the network: resized by ``scale`` (both axes) to ``size`` (h, w) with intrinsics
+    ``K``; the network's depth is multiplied by ``depth_factor`` = f(K) / f_ref (1 when f_ref is unknown)."""
+
+    scale: float
+    size: tuple[int, int]
+    K: np.ndarray
+    depth_factor: float
+
+
+def input_geometry(shape: tuple[int, int], K: np.ndarray, f_ref: float | None, cfg: EstimatorConfig) -> InputGeometry:
+    """The resizing and depth scaling of one frame (see :class:`EstimatorConfig` for the modes)."""
+    h, w = shape
+    scale = 1.0
+    if cfg.depth_mode == "resample" and f_ref is not None:
+        scale = min(f_ref / focal_length(K), float(cfg.max_resample_scale))
+    if cfg.max_input_pixels is not None and h * w * scale * scale > cfg.max_input_pixels:
+        scale = math.sqrt(cfg.max_input_pixels / (h * w))
+    size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+    if size == (h, w):
+        scale, K_net = 1.0, K
+    else:
+        K_net = scale_intrinsics(K, size[1] / w, size[0] / h)
+    factor = 1.0 if f_ref is None else focal_length(K_net) / f_ref
+    return InputGeometry(scale, size, K_net, factor)
+
+
+class _Detections(NamedTuple):
+    """Per voting RoI, on the device: batch-free rows of the box head's verdict."""
+
+    cls: torch.Tensor      # [N] int64
+    score: torch.Tensor    # [N] float32, softmax(fc8)[cls]
+    box: torch.Tensor      # [N, 4] regressed (and clipped) boxes, network-input pixels
+    votes: torch.Tensor    # [N] float32
+    center: torch.Tensor   # [N, 2] voting centres
+    t: torch.Tensor        # [N, 3] voting translations (metres)
 
 
 class PoseEstimator:
-    """Loads a checkpoint and an object set once; `estimate()` turns one image into object poses."""
+    """Loads a checkpoint and an object set once; `estimate()` turns one image into object poses.
+
+    ``config`` may be replaced at any time (``estimator.config = new``): each ``estimate`` call takes one snapshot
+    at its start, so a frame never mixes two settings.
+    """
 
     def __init__(
         self,
@@ -170,6 +263,11 @@ class PoseEstimator:
     ) -> None:
         self.config = config or EstimatorConfig()
         self.device = resolve_device(device)
+        for op in ("hough_voting", "roi_max_pool_forward"):
+            try:
+                resolve_backend(self.config.backend, self.device, op)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(str(exc)) from exc
         try:
             self.object_set = objects if isinstance(objects, ObjectSet) else load_object_set(objects)
         except (OSError, ValueError) as exc:
@@ -179,11 +277,14 @@ class PoseEstimator:
         except (CheckpointError, OSError, ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load checkpoint {checkpoint}: {exc}") from exc
         self._check_match(net, meta, checkpoint)
+        self.meta: CheckpointMeta = meta
         # channels_last roughly halves the VGG trunk's time on CPU (bench/bench_cpu.py) and suits tensor cores on GPU
         self.net: PoseCNN = net.eval().to(memory_format=torch.channels_last)
         self.class_names = list(self.object_set.class_names)
         self._extents = torch.as_tensor(self.object_set.extents, dtype=torch.float32, device=self.device)
         self._means = torch.tensor(PIXEL_MEANS_BGR, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._coder = BoxCoder()
+        self._warned: set[str] = set()
 
     def _check_match(self, net: PoseCNN, meta: object, checkpoint: str | Path) -> None:
         names = list(self.object_set.class_names)
@@ -198,30 +299,57 @@ class PoseEstimator:
                     + (f"; only in checkpoint: {only_ckpt}" if only_ckpt else "")
                     + (f"; only in object set: {only_set}" if only_set else "")
                     + ("" if only_ckpt or only_set else "; same names in a different order")
+                    + "; " + matching_object_sets_hint(len(ckpt_names), ckpt_names)
                 )
         elif net.num_classes != len(names):
             raise ModelError(
                 f"checkpoint {checkpoint} has {net.num_classes} classes (incl. background) but object set "
-                f"{self.object_set.name!r} has {len(names)}"
+                f"{self.object_set.name!r} has {len(names)}; " + matching_object_sets_hint(net.num_classes)
             )
         if net.in_channels not in (3, 6):
             raise ModelError(f"checkpoint {checkpoint} expects {net.in_channels} input channels; 3 (RGB) or 6 (RGB-D)")
 
+    # -- the camera ------------------------------------------------------------------------------------------
+
+    def reference_camera(self, config: EstimatorConfig | None = None) -> tuple[ReferenceCamera | None, str]:
+        """The camera the depth head is relative to, and where it came from. Precedence: the config's override,
+        the checkpoint's meta, the object set's ``reference_camera``, the YCB-Video camera for PT checkpoints
+        (which carry no meta); None (no rescaling) for our checkpoints that predate the field."""
+        cfg = config or self.config
+        if cfg.reference_camera is not None:
+            return cfg.reference_camera, "config"
+        if self.meta is not None and self.meta.reference_camera is not None:
+            return self.meta.reference_camera, "checkpoint"
+        from_set = getattr(self.object_set, "reference_camera", None)
+        if from_set is not None:
+            return from_set, f"object set {self.object_set.name!r}"
+        if self.meta is None or self.meta.format_version == 0:
+            return YCB_VIDEO_CAMERA, "PoseCNN-PyTorch default (YCB-Video camera)"
+        return None, "unknown"
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            LOG.warning(message, *args)
+
     # -- preprocessing -------------------------------------------------------------------------------------
 
     def _network_input(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None) -> torch.Tensor:
-        """Normalised BGR (+ XYZ from depth for RGB-D nets), padded to a multiple of 16: [1, C, H16, W16]."""
+        """Normalised BGR (+ XYZ from depth for RGB-D nets), padded to a multiple of 16: [1, C, H16, W16].
+        As in PT, the padding is 0 in the raw image, i.e. minus the pixel means after normalisation."""
         h, w = rgb.shape[:2]
         img = torch.from_numpy(np.ascontiguousarray(rgb[:, :, ::-1])).to(self.device)
-        img = img.permute(2, 0, 1).unsqueeze(0).float().div_(255.0).sub_(self._means)
+        img = img.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        pad_h, pad_w = (-h) % 16, (-w) % 16
+        if pad_h or pad_w:
+            img = torch.nn.functional.pad(img, (0, pad_w, 0, pad_h))
+        img = img.sub_(self._means)
         if self.net.in_channels == 6:
             if depth is None:
                 raise InputError("this checkpoint is RGB-D (6 input channels): a depth image is required")
             xyz = backproject_depth(torch.from_numpy(depth).to(self.device), K)
-            img = torch.cat([img, xyz.permute(2, 0, 1).unsqueeze(0)], dim=1)
-        pad_h, pad_w = (-h) % 16, (-w) % 16
-        if pad_h or pad_w:
-            img = torch.nn.functional.pad(img, (0, pad_w, 0, pad_h))
+            xyz = torch.nn.functional.pad(xyz.permute(2, 0, 1).unsqueeze(0), (0, pad_w, 0, pad_h))
+            img = torch.cat([img, xyz], dim=1)
         return img.contiguous(memory_format=torch.channels_last)
 
     # -- inference -------------------------------------------------------------------------------------------
@@ -234,35 +362,146 @@ class PoseEstimator:
 
     def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None) -> EstimationResult:
         """Detect the object set's objects in `rgb` (uint8 [H, W, 3], RGB) seen through intrinsics `K`."""
+        cfg = self.config  # one snapshot for the whole frame
         rgb = check_image(rgb)
         K = check_intrinsics(K)
         h, w = rgb.shape[:2]
         if depth is not None:
             depth = check_depth(depth, (h, w))
+        ref, source = self.reference_camera(cfg)
+        if ref is None:
+            self._warn_once("no-ref", "the checkpoint records no reference camera: depths are used as the network "
+                            "gives them (set reference_camera to the camera it was trained with)")
+        geo = input_geometry((h, w), K, None if ref is None else ref.focal, cfg)
+        if geo.scale != 1.0 and cfg.max_input_pixels is not None and h * w > cfg.max_input_pixels:
+            self._warn_once(f"downscale-{h}x{w}", "input %dx%d has more than max_input_pixels=%d pixels: "
+                            "processing it at %dx%d (intrinsics scaled accordingly)",
+                            w, h, cfg.max_input_pixels, geo.size[1], geo.size[0])
         timings: dict[str, float] = {}
         clock = _StageClock(self.device, timings)
         with torch.inference_mode():
-            x = self._network_input(rgb, K, depth)
+            net_rgb = rgb if geo.scale == 1.0 else cv2.resize(rgb, (geo.size[1], geo.size[0]),
+                                                             interpolation=cv2.INTER_AREA if geo.scale < 1
+                                                             else cv2.INTER_LINEAR)
+            net_depth = depth if depth is None or geo.scale == 1.0 else cv2.resize(
+                depth, (geo.size[1], geo.size[0]), interpolation=cv2.INTER_NEAREST)
+            x = self._network_input(net_rgb, geo.K, net_depth)
             clock.lap("preprocess")
-            with torch.autocast(self.device.type, enabled=self.config.amp and self.device.type == "cuda"):
+            hn, wn = geo.size
+            with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
                 scores, vertex, conv4, conv5 = self.net.dense(x)
-            labels = scores.argmax(dim=1)
-            labels[:, h:, :] = 0
-            labels[:, :, w:] = 0
+            labels = scores[:, :, :hn, :wn].argmax(dim=1)
+            vertex = vertex[:, :, :hn, :wn].float()
+            if geo.depth_factor != 1.0:
+                vertex = vertex.clone()
+                vertex[:, 2::3] += math.log(geo.depth_factor)
             clock.lap("network")
-            K_t = torch.as_tensor(K, dtype=torch.float32, device=self.device)
-            votes = hough_voting(labels, vertex.float(), K_t, self._extents, self.config.voting,
-                                 backend=self.config.backend)
+            K_t = torch.as_tensor(geo.K, dtype=torch.float32, device=self.device)
+            votes = hough_voting(labels, vertex, K_t, self._extents, cfg.voting, backend=cfg.backend)
             clock.lap("voting")
-            objects = self._heads(votes, conv4, conv5)
+            objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w))
             clock.lap("rotation")
-        label = labels[0, :h, :w].to(torch.int32).cpu().numpy()
-        if depth is not None and self.config.refine and objects:
-            self._refine(objects, depth, K, label)
+            label = labels[0].to(torch.int32).cpu().numpy()
+        if geo.scale != 1.0:
+            label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+        if depth is not None and cfg.refine and objects:
+            self._refine(objects, depth, K, label, cfg)
             clock.lap("refinement")
-        return EstimationResult(objects=objects, label=label, timings_ms=timings)
+        return EstimationResult(objects=objects, label=label, timings_ms=timings, config=cfg)
 
-    def _refine(self, objects: list[ObjectPose], depth: np.ndarray, K: np.ndarray, label: np.ndarray) -> None:
+    # -- heads -----------------------------------------------------------------------------------------------
+
+    def _detections(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
+                    size: tuple[int, int]) -> _Detections:
+        """Box head on every voting RoI: score of the voting class and PT's decoded box for that class."""
+        rows = votes.rois.float()
+        n = rows.shape[0]
+        cls = rows[:, 1].long()
+        rois = torch.cat([rows[:, :1], rows[:, 2:6]], dim=1)
+        with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
+            class_scores, box_deltas = self.net.box_head(conv4, conv5, rois, backend=cfg.backend)
+        score = torch.softmax(class_scores.float(), dim=1).gather(1, cls[:, None])[:, 0]
+        idx = torch.arange(n, device=rows.device)
+        deltas = box_deltas.float().view(n, -1, 4)[idx, cls]
+        box = self._coder.decode(rows[:, 2:6], deltas)
+        if cfg.clip_boxes:
+            box = clip_boxes(box, *size)
+        return _Detections(cls, score, box, rows[:, 6], votes.centers.float(), votes.translations.float())
+
+    @staticmethod
+    def _select(cls: np.ndarray, score: np.ndarray, box: np.ndarray, cfg: EstimatorConfig) -> np.ndarray:
+        """PT's filtering on the host: score > threshold, then per-class NMS on the regressed boxes by score;
+        indices in order of decreasing score, at most ``max_instances``."""
+        idx = np.arange(score.shape[0])
+        if cfg.score_threshold is not None:
+            idx = idx[score > cfg.score_threshold]
+        if idx.size == 0:
+            return idx
+        keep = nms(torch.from_numpy(box[idx]), torch.from_numpy(score[idx]), cfg.nms_iou,
+                   torch.from_numpy(cls[idx]), plus_one=True).numpy()
+        return idx[keep][: cfg.max_instances]
+
+    def _rotations(self, conv4: torch.Tensor, conv5: torch.Tensor, cls: torch.Tensor, box: torch.Tensor,
+                   cfg: EstimatorConfig) -> torch.Tensor:
+        """Rotation head pooled on the regressed boxes: the class's allocentric quaternion, normalised [M, 4]."""
+        m = cls.shape[0]
+        rois = torch.cat([torch.zeros(m, 1, device=box.device), box], dim=1)
+        with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
+            quats = self.net.rotation_head(conv4, conv5, rois, backend=cfg.backend)
+        q = quats.float().view(m, -1, 4)[torch.arange(m, device=box.device), cls]
+        return torch.nn.functional.normalize(q, dim=1)
+
+    def _heads(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
+               geo: InputGeometry, image_size: tuple[int, int]) -> list[ObjectPose]:
+        """Box head, selection, rotation head and poses, with one device→host copy of the per-RoI results.
+
+        On CUDA the rotation head runs on every voting RoI (as PT does) so that the host sees everything in one
+        copy; on CPU it runs only on the selected ones. Both give the same poses.
+        """
+        if votes.rois.shape[0] == 0:
+            return []
+        det = self._detections(votes, conv4, conv5, cfg, geo.size)
+        on_gpu = self.device.type == "cuda"
+        q_all = self._rotations(conv4, conv5, det.cls, det.box, cfg) if on_gpu else None
+        packed = torch.cat([det.cls[:, None].float(), det.score[:, None], det.box, det.votes[:, None], det.center,
+                            det.t] + ([q_all] if q_all is not None else []), dim=1).cpu().numpy()
+        cls = packed[:, 0].astype(np.int64)
+        keep = self._select(cls, packed[:, 1], packed[:, 2:6], cfg)
+        if keep.size == 0:
+            return []
+        if q_all is None:
+            sel = torch.from_numpy(keep).to(self.device)
+            q = self._rotations(conv4, conv5, det.cls[sel], det.box[sel], cfg).cpu().numpy()
+        else:
+            q = packed[keep, 12:16]
+        return self._records(packed[keep], q, geo, image_size)
+
+    def _records(self, rows: np.ndarray, q_allo: np.ndarray, geo: InputGeometry,
+                 image_size: tuple[int, int]) -> list[ObjectPose]:
+        """ObjectPose records from selected host rows (cls, score, box, votes, centre, t) and quaternions; boxes
+        and centres are mapped back to the input image when the network saw a resized one."""
+        t = rows[:, 9:12].astype(np.float64)
+        q_ego = np.asarray(allo_to_ego(torch.from_numpy(q_allo).double(), torch.from_numpy(t)), dtype=np.float64)
+        R = np.asarray(quat_to_mat(torch.from_numpy(q_ego)), dtype=np.float64)
+        box, center = rows[:, 2:6].astype(np.float64), rows[:, 7:9].astype(np.float64)
+        if geo.scale != 1.0:
+            sx, sy = image_size[1] / geo.size[1], image_size[0] / geo.size[0]
+            box = (box + 0.5) * np.array([sx, sy, sx, sy]) - 0.5
+            center = (center + 0.5) * np.array([sx, sy]) - 0.5
+        out: list[ObjectPose] = []
+        counts: dict[int, int] = {}
+        for i in range(rows.shape[0]):
+            c = int(rows[i, 0])
+            k = counts.get(c, 0)
+            counts[c] = k + 1
+            out.append(ObjectPose(
+                class_id=c, class_name=self.class_names[c], instance=k, score=float(rows[i, 1]),
+                votes=int(round(float(rows[i, 6]))), roi=box[i].astype(np.float32),
+                center=center[i].astype(np.float32), depth=float(t[i, 2]), R=R[i], t=t[i], quaternion=q_ego[i]))
+        return out
+
+    def _refine(self, objects: list[ObjectPose], depth: np.ndarray, K: np.ndarray, label: np.ndarray,
+                cfg: EstimatorConfig) -> None:
         """Depth refinement of every object in place; an object whose refinement declines keeps its pose."""
         h, w = label.shape
         masks = []
@@ -274,7 +513,7 @@ class PoseEstimator:
             masks.append((label == obj.class_id) & box)
         results = refine_poses(
             depth, K, masks, [o.R for o in objects], [o.t for o in objects],
-            [self.object_set.points[o.class_id] for o in objects], self.config.refine_options,
+            [self.object_set.points[o.class_id] for o in objects], cfg.refine_options,
             symmetric=[bool(self.object_set.symmetric[o.class_id]) for o in objects])
         for obj, res in zip(objects, results):
             obj.refine_inlier_fraction = float(res.inlier_fraction) if np.isfinite(res.inlier_fraction) else 0.0
@@ -284,52 +523,6 @@ class PoseEstimator:
                 obj.R = np.asarray(res.R, dtype=np.float64)
                 obj.t = np.asarray(res.t, dtype=np.float64)
                 obj.quaternion = np.asarray(mat_to_quat(obj.R), dtype=np.float64)
-
-    def _heads(self, votes, conv4: torch.Tensor, conv5: torch.Tensor) -> list[ObjectPose]:
-        """Box head (score, box deltas) on the voted RoIs, rotation head on the regressed boxes."""
-        n = votes.rois.shape[0]
-        if n == 0:
-            return []
-        rows = votes.rois.float()
-        cls = rows[:, 1].long()
-        rois = torch.cat([rows[:, :1], rows[:, 2:6]], dim=1)
-        with torch.autocast(self.device.type, enabled=self.config.amp and self.device.type == "cuda"):
-            class_scores, box_deltas = self.net.box_head(conv4, conv5, rois)
-        probs = torch.softmax(class_scores.float(), dim=1).gather(1, cls[:, None])[:, 0]
-        keep = torch.nonzero(probs >= self.config.score_threshold).flatten()
-        if keep.numel() == 0:
-            return []
-        keep = keep[torch.argsort(probs[keep], descending=True, stable=True)][: self.config.max_instances]
-        cls, probs, rows = cls[keep], probs[keep], rows[keep]
-        deltas = box_deltas.float()[keep].view(len(keep), -1, 4)[torch.arange(len(keep)), cls]
-        boxes = apply_box_deltas(rows[:, 2:6], deltas)
-        with torch.autocast(self.device.type, enabled=self.config.amp and self.device.type == "cuda"):
-            quats = self.net.rotation_head(conv4, conv5, torch.cat([rows[:, :1], boxes], dim=1))
-        q = quats.float().view(len(keep), -1, 4)[torch.arange(len(keep)), cls]
-        q = torch.nn.functional.normalize(q, dim=1)
-        t = votes.translations.float()[keep]
-        q_ego = allo_to_ego(q, t)
-        R = quat_to_mat(q_ego)
-        out: list[ObjectPose] = []
-        counts: dict[int, int] = {}
-        for i in range(len(keep)):
-            c = int(cls[i])
-            k = counts.get(c, 0)
-            counts[c] = k + 1
-            out.append(ObjectPose(
-                class_id=c,
-                class_name=self.class_names[c],
-                instance=k,
-                score=float(probs[i]),
-                votes=int(round(float(rows[i, 6]))),
-                roi=rows[i, 2:6].cpu().numpy().astype(np.float32),
-                center=votes.centers[keep[i]].float().cpu().numpy(),
-                depth=float(t[i, 2]),
-                R=R[i].cpu().numpy().astype(np.float64),
-                t=t[i].cpu().numpy().astype(np.float64),
-                quaternion=q_ego[i].cpu().numpy().astype(np.float64),
-            ))
-        return out
 
 
 def backproject_depth(depth: torch.Tensor, K: np.ndarray) -> torch.Tensor:

@@ -204,8 +204,9 @@ class PoseCNN(nn.Module):
         """Same as :meth:`dense`."""
         return self.dense(image)
 
-    def roi_features(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> Tensor:
-        """[R, 5] rois (batch, x1, y1, x2, y2 in input pixels) -> [R, fc_dim] shared RoI features."""
+    def roi_features(self, conv4: Tensor, conv5: Tensor, rois: Tensor, backend: str = "auto") -> Tensor:
+        """[R, 5] rois (batch, x1, y1, x2, y2 in input pixels) -> [R, fc_dim] shared RoI features; ``backend``
+        chooses the RoI pooling implementation (``posecnn_core.ops.backend``)."""
         T = self.trunk_channels
         if conv4.dim() != 4 or conv5.dim() != 4 or conv4.shape[1] != T or conv5.shape[1] != T:
             raise ValueError(f"conv4/conv5 must be [B, {T}, h, w], got {tuple(conv4.shape)} and "
@@ -215,15 +216,15 @@ class PoseCNN(nn.Module):
         if not isinstance(rois, Tensor):
             raise TypeError(f"rois must be a torch.Tensor, got {type(rois).__name__}")
         rois = rois.to(torch.float32)  # PT's kernel reads RoIs as float32 whatever the feature dtype
-        pooled = (roi_max_pool(conv4, rois, POOL_SIZE, 1.0 / 8.0, backend="auto")
-                  + roi_max_pool(conv5, rois, POOL_SIZE, 1.0 / 16.0, backend="auto"))
+        pooled = (roi_max_pool(conv4, rois, POOL_SIZE, 1.0 / 8.0, backend=backend)
+                  + roi_max_pool(conv5, rois, POOL_SIZE, 1.0 / 16.0, backend=backend))
         return self.classifier(pooled.flatten(1))
 
-    def box_head(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+    def box_head(self, conv4: Tensor, conv5: Tensor, rois: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
         """-> (class_scores [R, C] = fc8 output incl. its LeakyReLU, box_deltas [R, 4C] = fc9)."""
-        x = self.roi_features(conv4, conv5, rois)
+        x = self.roi_features(conv4, conv5, rois, backend)
         return self.fc8(x), self.fc9(x)
 
-    def rotation_head(self, conv4: Tensor, conv5: Tensor, rois: Tensor) -> Tensor:
+    def rotation_head(self, conv4: Tensor, conv5: Tensor, rois: Tensor, backend: str = "auto") -> Tensor:
         """-> raw quaternions [R, 4C] (fc10; (w, x, y, z) per class, allocentric, not normalised)."""
-        return self.fc10(self.roi_features(conv4, conv5, rois))
+        return self.fc10(self.roi_features(conv4, conv5, rois, backend))

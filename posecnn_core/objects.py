@@ -1,10 +1,13 @@
-"""Object sets: class names, model points, extents and symmetry flags, read from a YAML file.
+"""Object sets: class names, model points, extents, symmetry flags and reference camera, read from a YAML file.
 
-The file format is documented in docs/object_sets.md; `config/objects/ycb_video.yaml` is the YCB-Video set.
+The file format is documented in docs/object_sets.md. The sets bundled in `config/objects/` (YCB-Video, the
+21-object set of PoseCNN-PyTorch's ycb_object checkpoints, the demo) are listed by `bundled_object_sets`, and
+`matching_object_sets` finds the ones a checkpoint of a given class count (and names) fits.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,13 @@ import numpy as np
 import torch
 import yaml
 
+from .camera import ReferenceCamera
+from .resources import search_roots
+
 BACKGROUND = "__background__"
 UNITS = {"m": 1.0, "mm": 1e-3}
-_TOP_KEYS = {"name", "models_root", "points", "mesh", "units", "classes"}
+_TOP_KEYS = {"name", "models_root", "points", "mesh", "units", "reference_camera", "classes"}
+BUNDLED_DIR = "config/objects"
 _CLASS_KEYS = {"name", "symmetric", "symmetric_training", "points", "mesh", "extents"}
 _POINT_FILE_SUFFIXES = {".xyz", ".txt", ".pts"}
 _SAMPLE_SEED = 0
@@ -35,7 +42,8 @@ class ObjectSet:
 
     points[c]: float32 `[N_c, 3]` (points[0] is empty); extents: float32 `[C, 3]` (row 0 zeros);
     symmetric: bool `[C]` used for evaluation (ADD-S); symmetric_training: bool `[C]` used for the
-    ShapeMatch-Loss (defaults to `symmetric`); mesh_paths[c]: the model's mesh file, if any.
+    ShapeMatch-Loss (defaults to `symmetric`); mesh_paths[c]: the model's mesh file, if any;
+    reference_camera: the camera the set's checkpoints were trained with (None = not stated).
     """
 
     name: str
@@ -45,6 +53,7 @@ class ObjectSet:
     symmetric: np.ndarray
     symmetric_training: np.ndarray | None = None
     mesh_paths: list[Path | None] = field(default_factory=list)
+    reference_camera: ReferenceCamera | None = None
 
     def __post_init__(self) -> None:
         self.class_names = list(self.class_names)
@@ -73,6 +82,9 @@ class ObjectSet:
         if len(self.mesh_paths) != C:
             raise ValueError(f"mesh_paths must hold one entry per class ({C}), got {len(self.mesh_paths)}")
         self.mesh_paths = [None if m is None else Path(m) for m in self.mesh_paths]
+        if self.reference_camera is not None and not isinstance(self.reference_camera, ReferenceCamera):
+            raise TypeError(f"reference_camera must be a ReferenceCamera or None, got "
+                            f"{type(self.reference_camera).__name__}")
 
     def _flags(self, value: Any, name: str) -> np.ndarray:
         flags = np.asarray(value)
@@ -146,6 +158,7 @@ class ObjectSetSpec:
     models_root: Path
     units: str
     classes: tuple[ObjectClassSpec, ...]
+    reference_camera: ReferenceCamera | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -230,6 +243,13 @@ def read_object_set_spec(yaml_path: str | Path, models_root: str | Path | None =
     else:
         root = source.parent
 
+    reference_camera = None
+    if data.get("reference_camera") is not None:
+        try:
+            reference_camera = ReferenceCamera.from_dict(data["reference_camera"])
+        except ValueError as exc:
+            raise _fail(source, "reference_camera", f"is invalid: {exc}") from None
+
     default_points = _pattern(data["points"], source, "points") if data.get("points") is not None else None
     default_mesh = _pattern(data["mesh"], source, "mesh") if data.get("mesh") is not None else None
 
@@ -282,7 +302,8 @@ def read_object_set_spec(yaml_path: str | Path, models_root: str | Path | None =
             points_explicit=points_explicit,
             mesh_path=None if mesh_pat is None else _resolve(mesh_pat, cname, root),
             mesh_explicit=mesh_explicit, extents=extents))
-    return ObjectSetSpec(name=name, source=source, models_root=root, units=units, classes=tuple(classes))
+    return ObjectSetSpec(name=name, source=source, models_root=root, units=units, classes=tuple(classes),
+                         reference_camera=reference_camera)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -393,8 +414,53 @@ def load_object_set(yaml_path: str | Path, models_root: str | Path | None = None
                                   dtype=np.float32))
         meshes.append(mesh)
     return ObjectSet(name=spec.name, class_names=spec.class_names, points=points, extents=np.stack(extents),
-                     symmetric=spec.symmetric, symmetric_training=spec.symmetric_training, mesh_paths=meshes)
+                     symmetric=spec.symmetric, symmetric_training=spec.symmetric_training, mesh_paths=meshes,
+                     reference_camera=spec.reference_camera)
 
 
-__all__ = ["BACKGROUND", "UNITS", "ObjectSet", "ObjectSetError", "ObjectClassSpec", "ObjectSetSpec",
-           "read_object_set_spec", "read_model_points", "load_object_set", "subsample_points"]
+# --------------------------------------------------------------------------------------------------
+# the bundled object sets
+# --------------------------------------------------------------------------------------------------
+
+def bundled_object_sets() -> list[ObjectSetSpec]:
+    """Specs of the object sets shipped in `config/objects/` (sorted by file name), no model file read.
+
+    The folder is taken from the first of `posecnn_core.resources.search_roots()` that has it (the source
+    checkout, then the ament share directory, then `sys.prefix/share`). A malformed bundled file raises
+    ObjectSetError naming it.
+    """
+    for root in search_roots():
+        folder = root / BUNDLED_DIR
+        if folder.is_dir():
+            return [read_object_set_spec(p) for p in sorted(folder.glob("*.yaml"))]
+    return []
+
+
+def matching_object_sets(num_classes: int, class_names: Sequence[str] | None = None,
+                         candidates: Sequence[ObjectSetSpec] | None = None) -> list[ObjectSetSpec]:
+    """The object sets a checkpoint fits: `num_classes` (including the background) equal and, when the
+    checkpoint records `class_names`, the same names in the same order. `candidates` defaults to
+    `bundled_object_sets()`."""
+    specs = bundled_object_sets() if candidates is None else candidates
+    names = None if class_names is None else list(class_names)
+    return [s for s in specs
+            if s.num_classes == num_classes and (names is None or s.class_names == names)]
+
+
+def matching_object_sets_hint(num_classes: int, class_names: Sequence[str] | None = None) -> str:
+    """One sentence for error messages naming the bundled object set(s) a checkpoint fits, e.g.
+    "bundled object set(s) for 21 classes: ycb_object (config/objects/ycb_object.yaml)"."""
+    what = f"these {num_classes} classes" if class_names is not None else f"{num_classes} classes"
+    try:
+        found = matching_object_sets(num_classes, class_names)
+    except (ObjectSetError, OSError) as exc:
+        return f"(the bundled object sets could not be listed: {exc})"
+    if not found:
+        return (f"no bundled object set has {what}; write one for the checkpoint's classes, in its class order "
+                "(docs/object_sets.md)")
+    return f"bundled object set(s) for {what}: " + ", ".join(f"{s.name} ({s.source})" for s in found)
+
+
+__all__ = ["BACKGROUND", "UNITS", "BUNDLED_DIR", "ObjectSet", "ObjectSetError", "ObjectClassSpec", "ObjectSetSpec",
+           "read_object_set_spec", "read_model_points", "load_object_set", "subsample_points",
+           "bundled_object_sets", "matching_object_sets", "matching_object_sets_hint"]

@@ -42,7 +42,6 @@ argmax the forward actually used.
 """
 from __future__ import annotations
 
-import importlib
 import math
 
 import torch
@@ -50,7 +49,7 @@ from torch import Tensor
 
 __all__ = ["roi_bin_bounds", "roi_max_pool_torch", "roi_max_pool", "BACKENDS"]
 
-BACKENDS = ("auto", "torch", "cpp", "cuda")
+from .ops.backend import BACKENDS
 
 # Upper bound on the number of gathered feature elements held at once by the reference.
 _CHUNK_ELEMENTS = 1 << 24
@@ -182,25 +181,6 @@ def roi_max_pool_torch(features: Tensor, rois: Tensor, output_size: int = 7,
     return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0].contiguous()
 
 
-def _extension_has_op(device_type: str) -> bool | None:
-    """``has_op`` of the compiled extension for this device, or None when that module is absent."""
-    try:
-        extension = importlib.import_module("posecnn_core.ops.extension")
-    except ImportError:
-        return None
-    return bool(extension.has_op("roi_max_pool_forward", device_type))
-
-
-def _extension_op():
-    try:
-        module = importlib.import_module("posecnn_core.ops.roi_pool_ext")
-    except ImportError as exc:
-        raise RuntimeError(
-            f"RoI pooling extension is not available (cannot import posecnn_core.ops.roi_pool_ext: {exc}); "
-            "build the extension or use backend='torch'") from exc
-    return module.roi_max_pool_ext
-
-
 def roi_max_pool(features: Tensor, rois: Tensor, output_size: int = 7, spatial_scale: float = 1.0,
                  backend: str = "auto") -> Tensor:
     """RoI max pooling ([B, C, H, W], [R, 5] -> [R, C, P, P]) with PT's semantics (see module docstring).
@@ -209,23 +189,13 @@ def roi_max_pool(features: Tensor, rois: Tensor, output_size: int = 7, spatial_s
     when it is not built or lacks the op); "auto" = the extension when it provides ``roi_max_pool_forward`` for
     ``features.device.type``, else the reference.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
+    from .ops.backend import resolve_backend
+
+    if resolve_backend(backend, features.device, "roi_max_pool_forward") == "torch":
         return roi_max_pool_torch(features, rois, output_size, spatial_scale)
     _check_inputs(features, rois)
     _check_output_size(output_size)
     _check_scale(spatial_scale)
-    device_type = features.device.type
-    if backend == "auto":
-        if _extension_has_op(device_type):
-            return _extension_op()(features, rois, output_size, spatial_scale)
-        return roi_max_pool_torch(features, rois, output_size, spatial_scale)
-    wanted = "cpu" if backend == "cpp" else "cuda"
-    if device_type != wanted:
-        raise ValueError(f"backend={backend!r} needs features on a {wanted} device, got {features.device}")
-    op = _extension_op()
-    if _extension_has_op(device_type) is False:
-        raise RuntimeError(f"the compiled extension has no roi_max_pool_forward for {device_type} tensors; "
-                           "use backend='torch' or 'auto'")
-    return op(features, rois, output_size, spatial_scale)
+    from .ops.roi_pool_ext import roi_max_pool_ext
+
+    return roi_max_pool_ext(features, rois, output_size, spatial_scale)

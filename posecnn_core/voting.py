@@ -1,33 +1,31 @@
 """PoseCNN Hough voting: object centres, depths and boxes from the label and vertex maps.
 
-This module is the PyTorch reference (the oracle); the compiled operators in ``cuda_ops/csrc/hough_voting*``
-implement the same definition (see ``docs/voting.md``) and are checked against it.
+This module is the PyTorch reference (the oracle) of PoseCNN-PyTorch's (PT's) voting kernel, reproduced rule for
+rule; the compiled operators in ``cuda_ops/csrc/hough_voting*`` implement the same definition with the same
+per-element functions (``hough_voting_common.h``) and are tested against it. The definition, with every rule and
+its float32 operation order, is ``docs/voting.md``; in short (inputs: ``labels`` int ``[B,H,W]``, ``vertex``
+``[B,3C,H,W]`` read as float32, ``intrinsics`` ``[3,3]`` or ``[B,3,3]`` and ``extents`` ``[C,3]`` read as float32):
 
-Definition (inputs: ``labels`` int ``[B,H,W]``; ``vertex`` float ``[B,3C,H,W]``, read as float32; ``intrinsics``
-``[3,3]`` or ``[B,3,3]``; ``extents`` ``[C,3]``, row 0 = background):
+1. Voters: for image b and class c >= 1 with more than ``label_threshold`` pixels, every ``skip_pixels``-th pixel
+   of the class in row-major order. Voter (x, y) has direction (u, v) = vertex[3c:3c+2] and depth
+   d = exp(vertex[3c+2]).
+2. Voter p votes for cell (cx, cy) when the cosine between (u, v) and (cx − x, cy − y) exceeds
+   ``inlier_threshold``; with ``check_same_label`` (PT: always) when at least ``same_label_fraction`` of the
+   samples (int(x + i/S·dx), int(y + i/S·dy)), i = 1..S, carry class c; and when |dx| < thr and |dy| < thr
+   (a square window), thr = ``box_factor`` · max(w, h) of the class's 3D box projected at depth d on the optical
+   axis (w = maxX − minX + 1).
+3. Per cell: votes V = number of such voters; depth = their mean d; box half-size = max |dx|, |dy| over the
+   voters that pass 2 with thr recomputed at the mean depth.
+4. Peaks (``vote_threshold`` given): V > vote_threshold, box width and height > 0, no cell of the ``window`` ×
+   ``window`` neighbourhood (clipped to the image) with more votes, in test mode none with equal votes and a larger
+   linear index, V / (box w · box h) >= ``per_threshold``; at most ``max_peaks // B`` per image, first in
+   (class, row-major) order. Single-instance mode (``vote_threshold`` None): the first maximum of each class.
+   No NMS inside voting. Training mode keeps ties and emits each peak with 8 copies shifted by ±5 %.
 
-1. Voters. For image b and class c >= 1 whose pixel count > ``label_threshold``: the class's pixels in row-major
-   order, those whose rank % ``skip_pixels`` == 0. Direction n = (vertex[3c], vertex[3c+1]) at the pixel, depth
-   z = exp(vertex[3c+2]) (float64). A pixel whose n is zero or not finite, or whose z is not finite and > 0, does
-   not vote. Radius r = ((radius_factor * max(fx, fy)) * max(extents[c])) / z. Labels outside [1, C) never vote.
-2. Inlier predicate for voter p = (u, v) and cell (x, y) of the image, in float64: d = (x-u, y-v); inlier iff
-   d != 0, |d|^2 <= r^2 and d.n > (inlier_threshold * |d|) * |n|. With ``check_same_label``, additionally at least
-   ``same_label_fraction * S`` of the samples q_k = floor(p + d*k/(S+1) + 0.5), k = 1..S
-   (S = ``same_label_samples``) lie inside the image and carry label c.
-3. Votes V[b,c,y,x] = number of inlier voters.
-4. Centres. Multi-instance mode (``vote_threshold`` not None): cells with V > vote_threshold and V equal to the
-   maximum of V over the ``window`` x ``window`` neighbourhood clipped to the image. Over each centre's inlier
-   voters: Tz = mean z, bw = max|u-x|, bh = max|v-y|; box = (x-bw, y-bh, x+bw, y+bh); kept if
-   V / max(4*bw*bh, 1) >= per_threshold. Single-instance mode (``vote_threshold`` None): per (b, c) the first
-   row-major argmax cell if its V > 0, same statistics, no per_threshold.
-   Translation = (Tz*(x-px)/fx, Tz*(y-py)/fy, Tz).
-5. NMS per (b, c): order by votes desc, then (y, x) row-major asc; a box whose IoU with a kept box > ``nms_iou`` is
-   suppressed (IoU with areas (x2-x1)*(y2-y1), no +1; a zero-area box has IoU 0). Then at most ``max_instances``
-   per image, by votes desc (stable). Output order: b, then c, then votes desc, then (y, x).
-
-The reference never materialises voters x cells: for a voter the inlier cells of one image row form one contiguous
-interval (cone of half-angle < 90 degrees, disk, line), computed analytically per (voter, row), its ends fixed
-with the exact predicate, and accumulated with a difference array.
+The reference never materialises voters × image: for a voter and a row, the cells it can vote for lie in the
+window and, but for rounding, in an interval bounded by the cone's edge rays; that interval is computed in float64,
+widened by two cells (the whole window row for |dy| <= 2, where the cone edge can run along the row), and every
+cell in it is tested with the exact float32 predicate.
 """
 
 from __future__ import annotations
@@ -40,15 +38,22 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["VotingParams", "VotingOutput", "hough_voting", "vote_counts", "nms", "expand_training_rois"]
+__all__ = ["VotingParams", "VotingOutput", "hough_voting", "vote_counts", "expand_training_rois",
+           "prepare_inputs", "project_threshold"]
 
 BACKENDS = ("auto", "torch", "cpp", "cuda")
-_PAIR_CHUNK = 1 << 18  # (voter, row) pairs or (voter, cell) pairs per vectorised chunk
+_PAIR_CHUNK = 1 << 18   # (voter, cell) or (candidate, voter) pairs per vectorised chunk
+_EXACT_ROWS = 2         # rows with |dy| <= this are scanned over the whole window row
+_MARGIN = 2             # cells added on both sides of the analytic cone interval
 
 
 @dataclass(frozen=True)
 class VotingParams:
-    """Hough voting parameters; defaults are PoseCNN-PyTorch's test values (see the module docstring)."""
+    """Hough voting parameters; defaults are PoseCNN-PyTorch's test values (``docs/voting.md``).
+
+    ``check_same_label=False`` is the occlusion-robust option (votes may cross other labels); ``mode="train"`` is
+    PT's training mode (ties kept, 9 RoIs per peak; PT trains with ``label_threshold=100``).
+    """
 
     label_threshold: int = 200
     skip_pixels: int = 10
@@ -56,12 +61,11 @@ class VotingParams:
     vote_threshold: int | None = 10
     per_threshold: float = 0.01
     window: int = 7
-    max_instances: int = 128
-    nms_iou: float = 0.5
-    check_same_label: bool = False
+    max_peaks: int = 128
+    check_same_label: bool = True
     same_label_samples: int = 10
     same_label_fraction: float = 0.5
-    radius_factor: float = 0.6
+    box_factor: float = 0.6
     mode: str = "test"
 
     def __post_init__(self) -> None:
@@ -87,13 +91,12 @@ class VotingParams:
         integer("window", 1)
         if self.window % 2 != 1:
             raise ValueError(f"VotingParams.window must be odd, got {self.window}")
-        integer("max_instances", 1)
-        real("nms_iou", 0.0, 1.0)
+        integer("max_peaks", 1)
         if not isinstance(self.check_same_label, bool):
             raise ValueError(f"VotingParams.check_same_label must be a bool, got {self.check_same_label!r}")
         integer("same_label_samples", 1)
         real("same_label_fraction", 0.0, 1.0)
-        real("radius_factor", 0.0, math.inf, high_open=True)
+        real("box_factor", 0.0, math.inf, high_open=True)
         if self.mode not in ("test", "train"):
             raise ValueError(f"VotingParams.mode must be 'test' or 'train', got {self.mode!r}")
 
@@ -129,8 +132,8 @@ def prepare_inputs(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch
                    extents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate and normalise the voting inputs.
 
-    Returns ``labels`` int64 [B,H,W], ``vertex`` float32 [B,3C,H,W] (contiguous), ``intrinsics`` float64 [B,3,3]
-    and ``extents`` float64 [C,3], all on the device of ``labels``.
+    Returns ``labels`` int64 [B,H,W], ``vertex`` float32 [B,3C,H,W], ``intrinsics`` float32 [B,3,3] and
+    ``extents`` float32 [C,3] (PT keeps both in float32), all contiguous on the device of ``labels``.
     """
     for name, t in (("labels", labels), ("vertex", vertex), ("intrinsics", intrinsics), ("extents", extents)):
         if not isinstance(t, torch.Tensor):
@@ -155,14 +158,14 @@ def prepare_inputs(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch
         raise ValueError(f"vertex has {vertex.shape[1]} channels but extents has C={C} classes (expected 3C={3 * C})")
     if not extents.is_floating_point():
         raise TypeError(f"extents must be a floating tensor, got {extents.dtype}")
-    ext = extents.detach().to(device=labels.device, dtype=torch.float64)
+    ext = extents.detach().to(device=labels.device, dtype=torch.float32).contiguous()
     if not bool(torch.isfinite(ext).all()) or bool((ext < 0).any()):
         raise ValueError("extents must be finite and >= 0")
     if intrinsics.dim() == 2:
         intrinsics = intrinsics.unsqueeze(0).expand(B, 3, 3)
     if intrinsics.dim() != 3 or intrinsics.shape[1:] != (3, 3) or intrinsics.shape[0] != B:
         raise ValueError(f"intrinsics must be [3,3] or [B,3,3] with B={B}, got shape {tuple(intrinsics.shape)}")
-    K = intrinsics.detach().to(device=labels.device, dtype=torch.float64).contiguous()
+    K = intrinsics.detach().to(device=labels.device, dtype=torch.float32).contiguous()
     f = torch.stack([K[:, 0, 0], K[:, 1, 1]], 1)
     pp = torch.stack([K[:, 0, 2], K[:, 1, 2]], 1)
     if not bool(torch.isfinite(f).all()) or not bool((f > 0).all()) or not bool(torch.isfinite(pp).all()):
@@ -173,20 +176,105 @@ def prepare_inputs(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# voters and the inlier predicate
+# the per-element rules (float32, PT's operation order; hough_voting_common.h has the same functions)
+
+_F32 = torch.float32
+
+
+def _f32(value: float, device: torch.device) -> torch.Tensor:
+    return torch.tensor(value, dtype=_F32, device=device)
+
+
+def project_threshold(extent: torch.Tensor, depth: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
+                      px: torch.Tensor, py: torch.Tensor, factor: float) -> torch.Tensor:
+    """PT's ``project_box``: window half-size thr = factor · max(w, h) in float32.
+
+    ``extent`` [..., 3] and ``depth``, ``fx``.. [...] float32. The 8 corners (±ex/2, ±ey/2, d ± ez/2) are projected
+    with x = fx·(X/Z) + px, y = fy·(Y/Z) + py; w = maxX − minX + 1, h = maxY − minY + 1 (min/max starting at ±1e8
+    and ignoring NaN, like fmin/fmax).
+    """
+    half = extent * 0.5
+    xs, ys = [], []
+    for sz in (1.0, -1.0):
+        z = half[..., 2] * sz + depth  # zHalf + d, then -zHalf + d
+        for sx, sy in ((1.0, 1.0), (-1.0, 1.0), (1.0, -1.0), (-1.0, -1.0)):
+            xs.append(fx * ((half[..., 0] * sx) / z) + px)
+            ys.append(fy * ((half[..., 1] * sy) / z) + py)
+    big = torch.full_like(depth, 1e8)
+    min_x, max_x, min_y, max_y = big, -big, big, -big
+    for x, y in zip(xs, ys):
+        min_x, max_x = torch.fmin(min_x, x), torch.fmax(max_x, x)
+        min_y, max_y = torch.fmin(min_y, y), torch.fmax(max_y, y)
+    w = (max_x - min_x) + 1.0
+    h = (max_y - min_y) + 1.0
+    return torch.fmax(w, h) * _f32(factor, depth.device)
+
+
+def _window_reach(thr: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Largest integer offset k with k < thr (ceil(thr) − 1), −1 when thr is not > 0, capped at max(H, W)."""
+    t = thr.double()
+    k = torch.where(t > 0, torch.ceil(t.clamp(max=float(max(H, W)) + 1.0)) - 1.0, torch.full_like(t, -1.0))
+    return k.long().clamp(max=max(H, W))
 
 
 class _Voters(NamedTuple):
     slot: torch.Tensor  # int64, index of the voter's (b, c) in the participating list
     b: torch.Tensor
     c: torch.Tensor
-    u: torch.Tensor  # int64 column
-    v: torch.Tensor  # int64 row
-    nx: torch.Tensor  # float64 (float32 values)
-    ny: torch.Tensor
-    nn: torch.Tensor  # |n|
-    z: torch.Tensor  # float64 depth
-    r2: torch.Tensor  # float64 squared radius
+    x: torch.Tensor     # int64 column
+    y: torch.Tensor     # int64 row
+    u: torch.Tensor     # float32 direction
+    v: torch.Tensor
+    n1: torch.Tensor    # float32 |(u, v)|
+    d: torch.Tensor     # float32 depth
+    thr: torch.Tensor   # float32 window half-size at d
+    reach: torch.Tensor  # int64 window reach (see _window_reach)
+
+
+def _direction_ok(vt: _Voters, i: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                  inlier: torch.Tensor) -> torch.Tensor:
+    """cos((u, v), (cx − x, cy − y)) > inlier in float32: dot / (|n|·|d|), NaN (same cell, zero n) never passes."""
+    dx = (cx - vt.x[i]).to(_F32)
+    dy = (cy - vt.y[i]).to(_F32)
+    n2 = torch.sqrt(dx * dx + dy * dy)
+    dot = vt.u[i] * dx + vt.v[i] * dy
+    return dot / (vt.n1[i] * n2) > inlier
+
+
+def _same_label_ok(labels: torch.Tensor, vt: _Voters, i: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                   p: VotingParams) -> torch.Tensor:
+    """PT's sampling: q_i = (int(x + i/S·dx), int(y + i/S·dy)), i = 1..S (float32, truncation toward zero);
+    the vote stands unless count/S < same_label_fraction."""
+    _, H, W = labels.shape
+    S = p.same_label_samples
+    dev = labels.device
+    step = torch.arange(1, S + 1, device=dev, dtype=_F32) / _f32(float(S), dev)  # [S]
+    x, y = vt.x[i].unsqueeze(-1), vt.y[i].unsqueeze(-1)
+    dx = (cx.unsqueeze(-1) - x).to(_F32)
+    dy = (cy.unsqueeze(-1) - y).to(_F32)
+    qx = (x.to(_F32) + step * dx).trunc().long()
+    qy = (y.to(_F32) + step * dy).trunc().long()
+    inside = (qx >= 0) & (qx < W) & (qy >= 0) & (qy < H)
+    lab = labels[vt.b[i].unsqueeze(-1), qy.clamp(0, H - 1), qx.clamp(0, W - 1)]
+    count = (inside & (lab == vt.c[i].unsqueeze(-1))).sum(-1)
+    ratio = count.to(_F32) / _f32(float(S), dev)
+    return ~(ratio.double() < p.same_label_fraction)
+
+
+def _in_window(vt: _Voters, i: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+    return ((vt.x[i] - cx).abs().to(_F32) < thr) & ((vt.y[i] - cy).abs().to(_F32) < thr)
+
+
+def _label_and_direction(labels: torch.Tensor, vt: _Voters, i: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                         p: VotingParams) -> torch.Tensor:
+    ok = _direction_ok(vt, i, cx, cy, _f32(p.inlier_threshold, labels.device))
+    if p.check_same_label:
+        ok = ok & _same_label_ok(labels, vt, i, cx, cy, p)
+    return ok
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# voters
 
 
 def _participating(labels: torch.Tensor, C: int, label_threshold: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,6 +290,8 @@ def _participating(labels: torch.Tensor, C: int, label_threshold: int) -> tuple[
 
 def _select_voters(labels: torch.Tensor, vertex: torch.Tensor, K: torch.Tensor, extents: torch.Tensor,
                    p: VotingParams, keys: torch.Tensor, counts: torch.Tensor) -> _Voters:
+    """The voting pixels grouped by slot, row-major within a slot; pixels that can never vote (zero or non-finite
+    direction, a window that is not > 0) are dropped — they would not change any count."""
     B, H, W = labels.shape
     C = extents.shape[0]
     dev = labels.device
@@ -218,119 +308,56 @@ def _select_voters(labels: torch.Tensor, vertex: torch.Tensor, K: torch.Tensor, 
     rem = pix % (H * W)
     c = key % C
     vflat = vertex.reshape(B, 3 * C, H * W)
-    nx = vflat[b, 3 * c, rem].double()
-    ny = vflat[b, 3 * c + 1, rem].double()
-    z = torch.exp(vflat[b, 3 * c + 2, rem].double())
-    ok = torch.isfinite(nx) & torch.isfinite(ny) & ((nx != 0) | (ny != 0)) & torch.isfinite(z) & (z > 0)
-    b, c, rem, key, nx, ny, z = b[ok], c[ok], rem[ok], key[ok], nx[ok], ny[ok], z[ok]
-    nn = torch.sqrt(nx * nx + ny * ny)
-    f = torch.maximum(K[:, 0, 0], K[:, 1, 1])[b]
-    emax = extents.max(dim=1).values[c]
-    r = ((p.radius_factor * f) * emax) / z
+    u = vflat[b, 3 * c, rem]
+    v = vflat[b, 3 * c + 1, rem]
+    d = torch.exp(vflat[b, 3 * c + 2, rem].double()).to(_F32)
+    n1 = torch.sqrt(u * u + v * v)
+    Kb = K[b]
+    thr = project_threshold(extents[c], d, Kb[:, 0, 0], Kb[:, 1, 1], Kb[:, 0, 2], Kb[:, 1, 2], p.box_factor)
+    reach = _window_reach(thr, H, W)
+    ok = torch.isfinite(n1) & (n1 > 0) & (reach >= 0)
     slot = torch.searchsorted(keys, key)
-    return _Voters(slot, b, c, rem % W, rem // W, nx, ny, nn, z, r * r)
-
-
-def _inlier(vt: _Voters, i: torch.Tensor, x: torch.Tensor, y: torch.Tensor, thr: float) -> torch.Tensor:
-    """Exact float64 inlier predicate (without the same-label rule) of voters ``i`` for cells (x, y)."""
-    dx = (x - vt.u[i]).double()
-    dy = (y - vt.v[i]).double()
-    d2 = dx * dx + dy * dy
-    dot = dx * vt.nx[i] + dy * vt.ny[i]
-    return (d2 > 0) & (d2 <= vt.r2[i]) & (dot > (thr * torch.sqrt(d2)) * vt.nn[i])
-
-
-def _same_label(labels: torch.Tensor, vt: _Voters, i: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                p: VotingParams) -> torch.Tensor:
-    """PoseCNN-PyTorch's rule: enough samples on the voter->cell segment carry the voter's label."""
-    _, H, W = labels.shape
-    S = p.same_label_samples
-    k = torch.arange(1, S + 1, device=labels.device, dtype=torch.int64)
-    u, v = vt.u[i].unsqueeze(-1), vt.v[i].unsqueeze(-1)
-    dx, dy = (x.unsqueeze(-1) - u), (y.unsqueeze(-1) - v)
-    qx = torch.floor(u.double() + (dx * k).double() / (S + 1) + 0.5).long()
-    qy = torch.floor(v.double() + (dy * k).double() / (S + 1) + 0.5).long()
-    inside = (qx >= 0) & (qx < W) & (qy >= 0) & (qy < H)
-    lab = labels[vt.b[i].unsqueeze(-1), qy.clamp(0, H - 1), qx.clamp(0, W - 1)]
-    hits = (inside & (lab == vt.c[i].unsqueeze(-1))).sum(-1)
-    return hits.double() >= p.same_label_fraction * S
-
-
-def _full_inlier(labels: torch.Tensor, vt: _Voters, i: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                 p: VotingParams) -> torch.Tensor:
-    ok = _inlier(vt, i, x, y, p.inlier_threshold)
-    if p.check_same_label:
-        ok = ok & _same_label(labels, vt, i, x, y, p)
-    return ok
+    return _Voters(slot[ok], b[ok], c[ok], rem[ok] % W, rem[ok] // W, u[ok], v[ok], n1[ok], d[ok], thr[ok],
+                   reach[ok])
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# vote accumulation: per (voter, row) interval
+# vote accumulation
 
 
-def _cone_edges(vt: _Voters, thr: float) -> tuple[torch.Tensor, ...]:
-    ux, uy = vt.nx / vt.nn, vt.ny / vt.nn
-    ca, sa = thr, math.sqrt(1.0 - thr * thr)
+def _cone_edges(vt: _Voters, inlier: float) -> tuple[torch.Tensor, ...]:
+    """Unit edge rays of the cone (float64): the direction rotated by ± acos(inlier)."""
+    ux, uy = vt.u.double() / vt.n1.double(), vt.v.double() / vt.n1.double()
+    ca, sa = inlier, math.sqrt(1.0 - inlier * inlier)
     return ux * ca - uy * sa, ux * sa + uy * ca, ux * ca + uy * sa, -ux * sa + uy * ca  # e1 (x, y), e2 (x, y)
 
 
-def _row_ranges(vt: _Voters, edges: tuple[torch.Tensor, ...], ra: torch.Tensor, thr: float,
-                H: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows [y0, y1] that the voter's sector (cone within the disk) can reach, padded by one row."""
-    _, e1y, _, e2y = edges
-    zero = torch.zeros_like(ra)
-    uy = vt.ny / vt.nn
-    lo = torch.minimum(torch.minimum(zero, ra * e1y), ra * e2y)
-    hi = torch.maximum(torch.maximum(zero, ra * e1y), ra * e2y)
-    lo = torch.where(-uy >= thr, -ra, lo)
-    hi = torch.where(uy >= thr, ra, hi)
-    y0 = (torch.floor(vt.v.double() + lo).long() - 1).clamp(min=0)
-    y1 = (torch.ceil(vt.v.double() + hi).long() + 1).clamp(max=H - 1)
-    return y0, y1
-
-
-def _intervals(vt: _Voters, edges: tuple[torch.Tensor, ...], ra: torch.Tensor, i: torch.Tensor, y: torch.Tensor,
-               W: int, thr: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Columns [lo, hi] of the inlier cells of voter ``i`` on row ``y`` (empty when lo > hi)."""
+def _candidate_columns(vt: _Voters, edges: tuple[torch.Tensor, ...], i: torch.Tensor, y: torch.Tensor,
+                       W: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns [lo, hi] that may hold cells voter ``i`` votes for on row ``y`` (a superset; empty when lo > hi)."""
+    x, reach = vt.x[i], vt.reach[i]
+    lo = (x - reach).clamp(min=0)
+    hi = (x + reach).clamp(max=W - 1)
+    dy_i = y - vt.y[i]
     e1x, e1y, e2x, e2y = (e[i] for e in edges)
-    u = vt.u[i]
-    dy = (y - vt.v[i]).double()
-    ra_i = ra[i]
-    hw = torch.sqrt(torch.clamp(ra_i * ra_i - dy * dy, min=0.0))
-    L, R = -hw, hw
-    bA = e2x * dy / e2y  # cross(e2, d) > 0  <=>  e2x*dy - e2y*s > 0
+    dy = dy_i.double()
+    big = float(W + 1)
+    L = torch.full_like(dy, -big)
+    R = torch.full_like(dy, big)
+    bA = e2x * dy / torch.where(e2y == 0, torch.ones_like(e2y), e2y)  # cross(e2, d) > 0 <=> e2x·dy − e2y·s > 0
     R = torch.where(e2y > 0, torch.minimum(R, bA), R)
     L = torch.where(e2y < 0, torch.maximum(L, bA), L)
-    bB = dy * e1x / e1y  # cross(d, e1) > 0  <=>  s*e1y - dy*e1x > 0
+    bB = dy * e1x / torch.where(e1y == 0, torch.ones_like(e1y), e1y)  # cross(d, e1) > 0 <=> s·e1y − dy·e1x > 0
     L = torch.where(e1y > 0, torch.maximum(L, bB), L)
     R = torch.where(e1y < 0, torch.minimum(R, bB), R)
-    empty = ((e2y == 0) & ~(e2x * dy > 0)) | ((e1y == 0) & ~(-dy * e1x > 0))
-    ud = u.double()
-    lo = torch.ceil(torch.clamp(ud + L, -1.0, float(W))).long().clamp(min=0)
-    hi = torch.floor(torch.clamp(ud + R, -1.0, float(W))).long().clamp(max=W - 1)
-    lo = torch.where(empty, torch.full_like(lo, W), lo)
-    hi = torch.where(empty, torch.full_like(hi, -1), hi)
-    # fix the ends with the exact predicate: expand while the neighbour is an inlier, shrink while the end is not
-    while True:
-        m = (lo >= 1) & _inlier(vt, i, lo - 1, y, thr)
-        if not bool(m.any()):
-            break
-        lo = lo - m.long()
-    while True:
-        m = (hi <= W - 2) & _inlier(vt, i, hi + 1, y, thr)
-        if not bool(m.any()):
-            break
-        hi = hi + m.long()
-    while True:
-        m = (lo <= hi) & ~_inlier(vt, i, lo, y, thr)
-        if not bool(m.any()):
-            break
-        lo = lo + m.long()
-    while True:
-        m = (hi >= lo) & ~_inlier(vt, i, hi, y, thr)
-        if not bool(m.any()):
-            break
-        hi = hi - m.long()
+    empty = ((e2y == 0) & ~(e2x * dy > 0)) | ((e1y == 0) & ~(-dy * e1x > 0)) | (L > R)
+    xd = x.double()
+    clo = torch.floor(torch.clamp(xd + L, -big, 2 * big)).long() - _MARGIN
+    chi = torch.ceil(torch.clamp(xd + R, -big, 2 * big)).long() + _MARGIN
+    exact_row = dy_i.abs() <= _EXACT_ROWS
+    lo = torch.where(exact_row, lo, torch.maximum(lo, clo))
+    hi = torch.where(exact_row, hi, torch.minimum(hi, chi))
+    hi = torch.where(empty & ~exact_row, lo - 1, hi)
     return lo, hi
 
 
@@ -361,110 +388,97 @@ def _accumulate(labels: torch.Tensor, vt: _Voters, n_slots: int, p: VotingParams
     """Vote counts [n_slots, H, W] int32 for the participating (b, c) slots."""
     _, H, W = labels.shape
     dev = labels.device
-    thr = p.inlier_threshold
-    ra = torch.clamp(torch.sqrt(vt.r2), max=float(H + W))
-    edges = _cone_edges(vt, thr)
-    y0, y1 = _row_ranges(vt, edges, ra, thr, H)
+    inlier = float(np.float32(p.inlier_threshold))
+    edges = _cone_edges(vt, inlier)
+    y0 = (vt.y - vt.reach).clamp(min=0)
+    y1 = (vt.y + vt.reach).clamp(max=H - 1)
     rows = (y1 - y0 + 1).clamp(min=0)
-    if p.check_same_label:
-        votes = torch.zeros(n_slots * H * W, dtype=torch.int32, device=dev)
-    else:
-        diff = torch.zeros(n_slots * H * (W + 1), dtype=torch.int32, device=dev)
+    votes = torch.zeros(n_slots * H * W, dtype=torch.int32, device=dev)
     for a, e in _chunks(rows, _PAIR_CHUNK):
         j, y = _expand(rows[a:e], y0[a:e])
         i = j + a
-        lo, hi = _intervals(vt, edges, ra, i, y, W, thr)
-        keep = lo <= hi
-        i, y, lo, hi = i[keep], y[keep], lo[keep], hi[keep]
-        if not p.check_same_label:
-            base = (vt.slot[i] * H + y) * (W + 1)
-            one = torch.ones_like(base, dtype=torch.int32)
-            diff.index_add_(0, base + lo, one)
-            diff.index_add_(0, base + hi + 1, -one)
-            continue
-        width = hi - lo + 1
-        for a2, e2 in _chunks(width, max(_PAIR_CHUNK // p.same_label_samples, 1)):
+        lo, hi = _candidate_columns(vt, edges, i, y, W)
+        width = (hi - lo + 1).clamp(min=0)
+        per_cell = p.same_label_samples if p.check_same_label else 1
+        for a2, e2 in _chunks(width, max(_PAIR_CHUNK // per_cell, 1)):
             k, x = _expand(width[a2:e2], lo[a2:e2])
             ii, yy = i[a2:e2][k], y[a2:e2][k]
-            ok = _same_label(labels, vt, ii, x, yy, p)
+            ok = _direction_ok(vt, ii, x, yy, _f32(p.inlier_threshold, dev))
+            ok &= _in_window(vt, ii, x, yy, vt.thr[ii])
+            if p.check_same_label:
+                sel = torch.nonzero(ok).squeeze(1)
+                ok[sel] = _same_label_ok(labels, vt, ii[sel], x[sel], yy[sel], p)
             cell = (vt.slot[ii] * H + yy) * W + x
             votes.index_add_(0, cell[ok], torch.ones(int(ok.sum()), dtype=torch.int32, device=dev))
-    if p.check_same_label:
-        return votes.view(n_slots, H, W)
-    return torch.cumsum(diff.view(n_slots, H, W + 1), dim=2, dtype=torch.int32)[:, :, :W].contiguous()
+    return votes.view(n_slots, H, W)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# centres, statistics, NMS
+# peaks and their statistics
 
 
-def _local_maxima(V: torch.Tensor, window: int) -> torch.Tensor:
-    Vf = V.float().unsqueeze(1)  # exact: counts < 2**24
-    mx = torch.nn.functional.max_pool2d(Vf, window, stride=1, padding=window // 2)
-    return (Vf == mx).squeeze(1)
+def _peak_cells(V: torch.Tensor, p: VotingParams) -> torch.Tensor:
+    """Mask [S, H, W] of the cells that pass the vote tests: V > vote_threshold, no larger V in the window, and in
+    test mode no equal V at a larger linear index (the tie goes to the bottom-right)."""
+    S, H, W = V.shape
+    half = p.window // 2
+    big = torch.iinfo(torch.int32).min
+    padded = torch.nn.functional.pad(V, (half, half, half, half), value=big)
+    ok = V > p.vote_threshold
+    for oy in range(-half, half + 1):
+        for ox in range(-half, half + 1):
+            if ox == 0 and oy == 0:
+                continue
+            other = padded[:, half + oy:half + oy + H, half + ox:half + ox + W]
+            ok &= ~(other > V)
+            if p.mode == "test" and (oy > 0 or (oy == 0 and ox > 0)):
+                ok &= ~(other == V)
+    return ok
 
 
-def _centre_stats(labels: torch.Tensor, vt: _Voters, slot_start: torch.Tensor, slot: int, x: torch.Tensor,
-                  y: torch.Tensor, p: VotingParams) -> tuple[torch.Tensor, ...]:
-    """Inlier count, sum of z, max|u-x|, max|v-y| over the inlier voters of ``slot`` for centres (x, y)."""
+class _Stats(NamedTuple):
+    count: torch.Tensor   # int64 votes recounted
+    depth: torch.Tensor   # float32 mean depth
+    bw: torch.Tensor      # float32 box width 2·max|dx| (−2 when no voter is in the box window)
+    bh: torch.Tensor      # float32 box height
+
+
+def _peak_stats(labels: torch.Tensor, vt: _Voters, K: torch.Tensor, extents: torch.Tensor,
+                slot_start: torch.Tensor, slot: int, b: int, c: int, x: torch.Tensor, y: torch.Tensor,
+                p: VotingParams) -> _Stats:
+    """PT's per-cell statistics for cells (x, y) of ``slot``: mean depth of the voters, then the box pass with the
+    window recomputed at that mean depth. Depths are summed in float64 in voter order."""
     a, e = int(slot_start[slot]), int(slot_start[slot + 1])
     nv = e - a
     dev = labels.device
     n = x.numel()
-    cnt = torch.zeros(n, dtype=torch.int64, device=dev)
-    zs = torch.zeros(n, dtype=torch.float64, device=dev)
-    bw = torch.zeros(n, dtype=torch.int64, device=dev)
-    bh = torch.zeros(n, dtype=torch.int64, device=dev)
-    if nv == 0 or n == 0:
-        return cnt, zs, bw, bh
-    step = max(_PAIR_CHUNK // nv, 1)
-    vi = torch.arange(a, e, device=dev)
-    for s in range(0, n, step):
-        xs, ys = x[s:s + step].unsqueeze(1), y[s:s + step].unsqueeze(1)
-        ii = vi.unsqueeze(0).expand(xs.shape[0], nv)
-        ok = _full_inlier(labels, vt, ii, xs, ys, p)
-        cnt[s:s + step] = ok.sum(1)
-        zs[s:s + step] = torch.where(ok, vt.z[ii], 0.0).sum(1)
-        bw[s:s + step] = torch.where(ok, (vt.u[ii] - xs).abs(), 0).amax(1)
-        bh[s:s + step] = torch.where(ok, (vt.v[ii] - ys).abs(), 0).amax(1)
-    return cnt, zs, bw, bh
-
-
-def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes ``a`` [N,4] with ``b`` [N,4] (broadcastable), areas (x2-x1)*(y2-y1); zero-area boxes give 0."""
-    a, b = a.double(), b.double()
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = iw * ih
-    union = area_a + area_b - inter
-    ok = (area_a > 0) & (area_b > 0) & (union > 0)
-    return torch.where(ok, inter / torch.where(ok, union, torch.ones_like(union)), torch.zeros_like(union))
-
-
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS: indices of the kept boxes, by score desc (ties: lower index first).
-
-    A box is suppressed when its IoU with an already kept box is > ``iou_threshold`` (see ``box_iou_pairs``).
-    """
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be [N,4], got shape {tuple(boxes.shape)}")
-    if scores.shape != (boxes.shape[0],):
-        raise ValueError(f"scores must be [N] with N={boxes.shape[0]}, got shape {tuple(scores.shape)}")
-    order = torch.argsort(scores, descending=True, stable=True)
-    bx = boxes.detach()[order].double().cpu()
-    n = bx.shape[0]
-    keep: list[int] = []
-    alive = torch.ones(n, dtype=torch.bool)
-    for k in range(n):
-        if not alive[k]:
-            continue
-        keep.append(k)
-        if k + 1 < n:
-            iou = box_iou_pairs(bx[k].unsqueeze(0), bx[k + 1:])
-            alive[k + 1:] &= ~(iou > iou_threshold)
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+    count = torch.zeros(n, dtype=torch.int64, device=dev)
+    zsum = torch.zeros(n, dtype=torch.float64, device=dev)
+    bw = torch.full((n,), -1.0, dtype=_F32, device=dev)
+    bh = torch.full((n,), -1.0, dtype=_F32, device=dev)
+    if nv and n:
+        step = max(_PAIR_CHUNK // (nv * (p.same_label_samples if p.check_same_label else 1)), 1)
+        vi = torch.arange(a, e, device=dev)
+        kb = K[b]
+        for s in range(0, n, step):
+            xs, ys = x[s:s + step].unsqueeze(1), y[s:s + step].unsqueeze(1)
+            ii = vi.unsqueeze(0).expand(xs.shape[0], nv)
+            base = _label_and_direction(labels, vt, ii, xs, ys, p)
+            ok = base & _in_window(vt, ii, xs, ys, vt.thr[ii])
+            count[s:s + step] = ok.sum(1)
+            zsum[s:s + step] = torch.cumsum(torch.where(ok, vt.d[ii].double(), 0.0), dim=1)[:, -1]
+            cnt = count[s:s + step].clamp(min=1).double()
+            mean = (zsum[s:s + step] / cnt).to(_F32)
+            thr_c = project_threshold(extents[c].expand(mean.shape[0], 3), mean, kb[0, 0], kb[1, 1], kb[0, 2],
+                                      kb[1, 2], p.box_factor)
+            box = base & _in_window(vt, ii, xs, ys, thr_c.unsqueeze(1))
+            adx = (vt.x[ii] - xs).abs().to(_F32)
+            ady = (vt.y[ii] - ys).abs().to(_F32)
+            neg = torch.full_like(adx, -1.0)
+            bw[s:s + step] = torch.where(box, adx, neg).amax(1)
+            bh[s:s + step] = torch.where(box, ady, neg).amax(1)
+    mean = torch.where(count > 0, (zsum / count.clamp(min=1).double()).to(_F32), torch.zeros_like(bw))
+    return _Stats(count, mean, bw * 2.0, bh * 2.0)
 
 
 def _reference(labels: torch.Tensor, vertex: torch.Tensor, K: torch.Tensor, extents: torch.Tensor,
@@ -478,71 +492,54 @@ def _reference(labels: torch.Tensor, vertex: torch.Tensor, K: torch.Tensor, exte
     V = _accumulate(labels, vt, n_slots, p)
     slot_start = torch.cumsum(torch.bincount(vt.slot, minlength=n_slots), 0)
     slot_start = torch.cat([slot_start.new_zeros(1), slot_start]).cpu()
-    rows = []
+    multi = p.vote_threshold is not None
+    peaks = _peak_cells(V, p) if multi and n_slots else None
+    cap = max(p.max_peaks // B, 1)
+    taken = [0] * B
+    rows: list[torch.Tensor] = []
     for s in range(n_slots):
-        if p.vote_threshold is None:
-            flat = V[s].reshape(-1)
-            arg = int(torch.argmax(flat))
-            if int(flat[arg]) <= 0:
-                continue
-            cells = torch.tensor([arg], device=dev)
-        else:
-            mask = (V[s] > p.vote_threshold) & _local_maxima(V[s:s + 1], p.window)[0]
-            cells = torch.nonzero(mask.reshape(-1)).squeeze(1)  # row-major
-            if cells.numel() == 0:
-                continue
-        x, y = cells % W, cells // W
-        votes = V[s].reshape(-1)[cells].long()
-        cnt, zs, bw, bh = _centre_stats(labels, vt, slot_start, s, x, y, p)
-        if p.vote_threshold is not None:
-            density = votes.double() / torch.clamp(4 * bw * bh, min=1).double()
-            ok = density >= p.per_threshold
-            x, y, votes, cnt, zs, bw, bh = x[ok], y[ok], votes[ok], cnt[ok], zs[ok], bw[ok], bh[ok]
-        if x.numel() == 0:
-            continue
-        boxes = torch.stack([x - bw, y - bh, x + bw, y + bh], 1)
-        kept = nms(boxes, votes, p.nms_iou)
         key = int(keys[s])
         b, c = key // C, key % C
-        x, y, votes, cnt, zs, boxes = x[kept], y[kept], votes[kept], cnt[kept], zs[kept], boxes[kept]
-        tz = zs / cnt.double()
-        fx, fy, px, py = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
-        trans = torch.stack([tz * (x.double() - px) / fx, tz * (y.double() - py) / fy, tz], 1)
-        bc = torch.tensor([b, c], dtype=torch.float64, device=dev).expand(x.numel(), 2)
-        rows.append((b, torch.cat([bc, boxes.double(), votes.double().unsqueeze(1)], 1),
-                     torch.stack([x, y], 1).double(), trans))
+        if multi:
+            cells = torch.nonzero(peaks[s].reshape(-1)).squeeze(1)  # row-major
+        else:
+            flat = V[s].reshape(-1)
+            arg = int(torch.argmax(flat))  # the first maximum
+            cells = torch.tensor([arg], device=dev) if int(flat[arg]) > 0 else flat.new_zeros(0, dtype=torch.long)
+        if cells.numel() == 0:
+            continue
+        x, y = cells % W, cells // W
+        votes = V[s].reshape(-1)[cells]
+        st = _peak_stats(labels, vt, K, extents, slot_start, s, b, c, x, y, p)
+        if multi:
+            vf = votes.to(_F32)
+            keep = (st.bw > 0) & (st.bh > 0) & ~(vf / (st.bh * st.bw) < _f32(p.per_threshold, dev))
+            idx = torch.nonzero(keep).squeeze(1)[: cap - taken[b]]
+        else:
+            idx = torch.arange(cells.numel(), device=dev)
+        if idx.numel() == 0:
+            continue
+        taken[b] += idx.numel()
+        x, y, votes = x[idx], y[idx], votes[idx]
+        tz, bw, bh = st.depth[idx], st.bw[idx], st.bh[idx]
+        xf, yf = x.to(_F32), y.to(_F32)
+        kb = K[b]
+        rx = (xf - kb[0, 2]) / kb[0, 0]
+        ry = (yf - kb[1, 2]) / kb[1, 1]
+        n = idx.numel()
+        rows.append(torch.stack([
+            torch.full((n,), float(b), dtype=_F32, device=dev), torch.full((n,), float(c), dtype=_F32, device=dev),
+            xf - bw * 0.5, yf - bh * 0.5, xf + bw * 0.5, yf + bh * 0.5, votes.to(_F32),
+            xf, yf, rx * tz, ry * tz, tz], dim=1))
     if not rows:
         return VotingOutput(torch.zeros(0, 7, device=dev), torch.zeros(0, 2, device=dev),
                             torch.zeros(0, 3, device=dev))
-    img = torch.cat([torch.full((r[1].shape[0],), r[0], device=dev) for r in rows])
-    rois = torch.cat([r[1] for r in rows])
-    centers = torch.cat([r[2] for r in rows])
-    trans = torch.cat([r[3] for r in rows])
-    keep = torch.zeros(rois.shape[0], dtype=torch.bool, device=dev)
-    for b in torch.unique(img).tolist():
-        idx = torch.nonzero(img == b).squeeze(1)
-        order = torch.argsort(rois[idx, 6], descending=True, stable=True)
-        keep[idx[order[:p.max_instances]]] = True
-    return VotingOutput(rois[keep].float(), centers[keep].float(), trans[keep].float())
+    out = torch.cat(rows)
+    return VotingOutput(out[:, :7].contiguous(), out[:, 7:9].contiguous(), out[:, 9:12].contiguous())
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# public face
-
-
-def _resolve_backend(backend: str, device: torch.device, op: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        from posecnn_core.ops.extension import has_op
-
-        return "ext" if has_op(op, device.type) else "torch"
-    if backend == "cpp" and device.type != "cpu":
-        raise ValueError(f"backend='cpp' needs CPU tensors, got {device}")
-    if backend == "cuda" and device.type != "cuda":
-        raise ValueError(f"backend='cuda' needs CUDA tensors, got {device}")
-    return "torch" if backend == "torch" else "ext"
-
+# training mode
 
 # PT's order of the 8 shifted copies of a training RoI: (x, y) shift signs in units of 5 % of the box size.
 _TRAIN_SHIFTS = ((-1, -1), (1, -1), (-1, 1), (1, 1), (0, -1), (-1, 0), (0, 1), (1, 0))
@@ -574,6 +571,16 @@ def expand_training_rois(out: VotingOutput) -> VotingOutput:
                         out.translations.repeat_interleave(9, dim=0))
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# public face
+
+
+def _resolve_backend(backend: str, device: torch.device, op: str) -> str:
+    from posecnn_core.ops.backend import resolve_backend
+
+    return resolve_backend(backend, device, op)
+
+
 @torch.no_grad()
 def hough_voting(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch.Tensor, extents: torch.Tensor,
                  params: VotingParams | None = None, backend: str = "auto", **overrides) -> VotingOutput:
@@ -581,13 +588,14 @@ def hough_voting(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch.T
 
     ``overrides`` are ``VotingParams`` fields replacing those of ``params``. ``backend``: "torch" (this reference),
     "cpp"/"cuda" (compiled operators), "auto" (compiled when available for the device, else the reference).
+    Output order: image, class, then row-major (y, x); in training mode each peak is followed by its 8 copies.
     """
     p = _params(params, overrides)
     lab, vtx, K, ext = prepare_inputs(labels, vertex, intrinsics, extents)
     if _resolve_backend(backend, lab.device, "hough_voting") == "ext":
         from posecnn_core.ops.voting_ext import hough_voting_ext
 
-        out = hough_voting_ext(lab, vtx, K, ext, p)
+        out = VotingOutput(*hough_voting_ext(lab, vtx, K, ext, p))
     else:
         out = _reference(lab, vtx, K, ext, p)
     return expand_training_rois(out) if p.mode == "train" else out

@@ -41,7 +41,7 @@ def _comment(spec: ParamSpec) -> str:
 
 def yaml_text() -> str:
     """config/posecnn.yaml: every parameter with its default and a comment (description, allowed values);
-    dotted names are nested (voting.nms_iou -> voting: nms_iou:), each group where its first member is."""
+    dotted names are nested (voting.skip_pixels -> voting: skip_pixels:), each group where its first member is."""
     groups: dict[str, list[ParamSpec]] = {}
     for spec in SPECS:
         groups.setdefault(spec.name.split(".")[0] if "." in spec.name else spec.name, []).append(spec)

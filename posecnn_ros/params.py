@@ -2,7 +2,7 @@
 
 A `ParamSpec` holds a parameter's name, default (whose type is the parameter's type), description, range or
 choices, read-only flag and where it applies: `config` names the `EstimatorConfig` field it sets (a dotted path
-such as "voting.nms_iou"); a spec without one is a setting of the node itself. From the table derive
+such as "voting.label_threshold"); a spec without one is a setting of the node itself. From the table derive
 
 - the ROS declaration (`declare`): a ParameterDescriptor with description, read-only flag and range per
   parameter; floating-point parameters also accept integers (`score_threshold:=1`) and store them as floats;
@@ -144,9 +144,13 @@ SPECS: tuple[ParamSpec, ...] = (
                read_only=True),
     node_param("device", "auto", "Where the model runs: auto (cuda when available), cuda, cuda:N or cpu",
                check=_device_reason, constraint="auto | cuda | cuda:N | cpu", read_only=True),
-    estimator_param("backend", "Hough voting implementation: auto (the compiled operator when available), torch "
-                    "(PyTorch reference), cpp or cuda", choices=("auto", "torch", "cpp", "cuda"), read_only=True),
-    estimator_param("score_threshold", "Minimum box-class score of a published object", low=0.0, high=1.0),
+    estimator_param("backend", "Implementation of Hough voting and RoI pooling: auto (the compiled operators when "
+                    "available), torch (PyTorch reference), cpp or cuda", choices=("auto", "torch", "cpp", "cuda"),
+                    read_only=True),
+    estimator_param("score_threshold", "A detection is published when its box-class score is above this "
+                    "(PoseCNN-PyTorch demo: 0.1)", low=0.0, high=1.0),
+    estimator_param("nms_iou", "Per-class NMS on the regressed boxes: IoU above which the lower-scored box is "
+                    "suppressed (PoseCNN-PyTorch demo: 0.2)", low=0.0, high=1.0),
     estimator_param("max_instances", "Most objects published per frame (highest scores first)", low=1, high=1000),
     estimator_param("voting.label_threshold", "Minimum pixel count of a class before it votes",
                     low=0, high=10_000_000),
@@ -154,10 +158,8 @@ SPECS: tuple[ParamSpec, ...] = (
                     low=0.0, high=1.0, high_open=True),
     estimator_param("voting.vote_threshold", "Minimum votes of an object centre", low=0, high=10_000_000),
     estimator_param("voting.skip_pixels", "Every n-th pixel of a class votes", low=1, high=10_000),
-    estimator_param("voting.nms_iou", "IoU above which a lower-scored box of the same class is suppressed",
-                    low=0.0, high=1.0),
     estimator_param("voting.check_same_label", "Reject votes whose path to the centre leaves the class's label "
-                    "(PoseCNN-PyTorch behaviour; hurts under occlusion)"),
+                    "(PoseCNN-PyTorch behaviour; false = the occlusion-robust option)"),
     *(node_param(f"publish.{name}", True, f"Publish ~/{name}" if name != "tf" else "Broadcast a TF frame per "
                  "object on /tf") for name in PUBLISH_OUTPUTS),
     node_param("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k>",
@@ -197,7 +199,7 @@ def check_value(name: str, value: Any) -> str | None:
 
 
 class NodeSettings(Mapping[str, Any]):
-    """Validated values of every parameter, by parameter name (settings["voting.nms_iou"]); immutable."""
+    """Validated values of every parameter, by parameter name (settings["voting.label_threshold"]); immutable."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = dict(values)

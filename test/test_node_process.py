@@ -255,7 +255,7 @@ def test_fatal_start_up_errors_exit_non_zero(model, tmp_path) -> None:
 
 
 def test_start_up_integer_for_float_and_unknown_parameter(model) -> None:
-    ok = _start(model, score_threshold=1, **{"voting.nms_iou": 0})  # integers for floating-point parameters
+    ok = _start(model, score_threshold=1, nms_iou=0)  # integers for floating-point parameters
     typo = _start(model, score_treshold=0.5)
     try:
         assert ok.wait_for_output("ready on cpu", 30), ok.output
@@ -313,7 +313,7 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
 def test_params_file_is_read(model, tmp_path) -> None:
     """config/posecnn.yaml (with a changed threshold and prefix) is accepted; -p overrides it."""
     text = (helpers.ROOT / "config" / "posecnn.yaml").read_text()
-    text = text.replace("score_threshold: 0.2", "score_threshold: 0.7").replace('tf_prefix: ""', 'tf_prefix: "cfg/"')
+    text = text.replace("score_threshold: 0.1", "score_threshold: 0.7").replace('tf_prefix: ""', 'tf_prefix: "cfg/"')
     params = tmp_path / "params.yaml"
     params.write_text(text)
     ckpt, objs = model
@@ -352,3 +352,23 @@ def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
     finally:
         if proc.proc.poll() is None:
             proc.proc.kill()
+
+def test_object_set_mismatch_names_the_bundled_set_that_fits(tmp_path) -> None:
+    """The real estimator's mismatch error reaches the fatal start-up log: a 21-class PoseCNN-PyTorch state_dict
+    with a 2-class object set names the bundled ycb_object set."""
+    import torch
+
+    from posecnn_core.network import PoseCNN
+
+    torch.save(PoseCNN(21, fc_dim=16, trunk_width=0.125).state_dict(), tmp_path / "pt21.pth")
+    for name in ("a", "b"):
+        np.savetxt(tmp_path / f"{name}.xyz", np.array([[0.02, 0.0, 0.0], [-0.02, 0.01, 0.03]]))
+    objs = tmp_path / "two.yaml"
+    objs.write_text("points: '{name}.xyz'\nclasses: [a, b]\n")
+    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": str(tmp_path / "pt21.pth"), "objects": str(objs)},
+                               fake=False)  # python -m posecnn_ros.node: the real estimator
+    code = proc.wait(90)
+    out = proc.output
+    assert code != 0 and "cannot start" in out, out
+    assert "has 21 classes (incl. background) but object set 'two' has 3" in out, out
+    assert "bundled object set(s) for 21 classes: ycb_object (" in out and "ycb_object.yaml" in out, out

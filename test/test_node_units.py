@@ -217,7 +217,8 @@ def _other_valid_value(spec):
 
 def test_every_estimator_parameter_reaches_its_config_field() -> None:
     specs = [spec for spec in SPECS if spec.config]
-    assert {"backend", "score_threshold", "voting.nms_iou", "refine.rotation_search"} <= {s.name for s in specs}
+    assert {"backend", "score_threshold", "nms_iou", "voting.label_threshold", "refine.rotation_search"} <= \
+        {s.name for s in specs}
     values = {spec.name: _other_valid_value(spec) for spec in specs}
     cfg = NodeSettings.from_values(values).estimator_config(EstimatorConfig())
     for spec in specs:
@@ -278,12 +279,12 @@ def test_declare_accepts_integers_for_floats_and_rejects_unknown_overrides() -> 
     nodes = []
     try:
         node = ros.create_node("params_test", context=context, parameter_overrides=[
-            Parameter("score_threshold", value=1), Parameter("voting.nms_iou", value=0),
+            Parameter("score_threshold", value=1), Parameter("voting.inlier_threshold", value=0),
             Parameter("max_instances", value=3)])
         nodes.append(node)
         settings = declare(node)
         assert settings["score_threshold"] == 1.0 and type(settings["score_threshold"]) is float
-        assert type(settings["voting.nms_iou"]) is float and settings["max_instances"] == 3
+        assert type(settings["voting.inlier_threshold"]) is float and settings["max_instances"] == 3
         assert node.get_parameter("score_threshold").type_ == Parameter.Type.DOUBLE
         assert node.set_parameters([Parameter("depth_scale", value=1)])[0].successful
         value = node.get_parameter("depth_scale").value

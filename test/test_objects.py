@@ -1,4 +1,4 @@
-"""Tests for posecnn_core.objects and config/objects/ycb_video.yaml."""
+"""Tests for posecnn_core.objects and the bundled object sets in config/objects/."""
 import re
 from pathlib import Path
 
@@ -7,11 +7,14 @@ import pytest
 import torch
 import trimesh
 
-from posecnn_core.objects import (BACKGROUND, ObjectSet, ObjectSetError, load_object_set, read_model_points,
+from posecnn_core.camera import YCB_OBJECT_CAMERA, YCB_VIDEO_CAMERA, ReferenceCamera
+from posecnn_core.objects import (BACKGROUND, ObjectSet, ObjectSetError, bundled_object_sets, load_object_set,
+                                  matching_object_sets, matching_object_sets_hint, read_model_points,
                                   read_object_set_spec)
 
 REPO = Path(__file__).resolve().parents[1]
 YCB_YAML = REPO / "config" / "objects" / "ycb_video.yaml"
+YCB_OBJECT_YAML = REPO / "config" / "objects" / "ycb_object.yaml"
 YCB_NAMES = ["002_master_chef_can", "003_cracker_box", "004_sugar_box", "005_tomato_soup_can",
              "006_mustard_bottle", "007_tuna_fish_can", "008_pudding_box", "009_gelatin_box",
              "010_potted_meat_can", "011_banana", "019_pitcher_base", "021_bleach_cleanser", "024_bowl",
@@ -147,6 +150,10 @@ def test_unreadable_model_file_names_class_and_path(tmp_path, models):
     ("points: '{cls}/p.xyz'\nclasses: [a]\n", "points"),
     ("points: x\nclass: [a]\n", "class"),
     ("points: x\nclasses:\n  - 3\n", "classes[0]"),
+    ("points: x\nreference_camera: {fx: 500}\nclasses: [a]\n", "reference_camera"),
+    ("points: x\nreference_camera: {fx: 500, fy: 500, f: 3}\nclasses: [a]\n", "reference_camera"),
+    ("points: x\nreference_camera: {fx: -5, fy: 500}\nclasses: [a]\n", "reference_camera"),
+    ("points: x\nreference_camera: [500, 500]\nclasses: [a]\n", "reference_camera"),
 ])
 def test_bad_yaml_names_the_field(tmp_path, text, field):
     yml = _write(tmp_path / "bad.yaml", text)
@@ -190,3 +197,73 @@ def test_shipped_ycb_video_yaml_parses_without_models(tmp_path):
     # without the models the error names the first class and where it looked
     with pytest.raises(FileNotFoundError, match=r"002_master_chef_can.*points\.xyz"):
         load_object_set(YCB_YAML, models_root=tmp_path / "nowhere")
+
+
+def test_reference_camera_is_parsed_into_spec_and_object_set(tmp_path, models):
+    yml = _write(tmp_path / "cam.yaml", BASIC + "reference_camera: {fx: 600.5, fy: 601, width: 640, height: 480}\n")
+    cam = ReferenceCamera(fx=600.5, fy=601.0, width=640, height=480)
+    assert read_object_set_spec(yml).reference_camera == cam
+    assert load_object_set(yml).reference_camera == cam
+    assert load_object_set(_write(tmp_path / "nocam.yaml", BASIC)).reference_camera is None
+    with pytest.raises(TypeError, match="reference_camera"):
+        ObjectSet(name="t", class_names=[BACKGROUND, "a"], points=[np.zeros((0, 3)), np.ones((2, 3))],
+                  extents=np.zeros((2, 3)), symmetric=[False, False], reference_camera={"fx": 1, "fy": 1})
+
+
+def test_shipped_ycb_video_yaml_reference_camera():
+    assert read_object_set_spec(YCB_YAML).reference_camera == YCB_VIDEO_CAMERA
+
+
+def test_shipped_ycb_object_yaml_is_ycb_video_without_the_large_clamp(tmp_path):
+    """PoseCNN-PyTorch's ycb_object checkpoints: TRAIN.CLASSES (0..18, 20, 21) of the YCB-Video list, training
+    symmetry (wood block, foam brick), evaluation symmetry of the toolbox, the rendering camera."""
+    spec = read_object_set_spec(YCB_OBJECT_YAML)
+    video = read_object_set_spec(YCB_YAML)
+    assert spec.name == "ycb_object" and spec.num_classes == 21
+    pt_classes = [0, *range(1, 19), 20, 21]
+    assert spec.class_names == [video.class_names[i] for i in pt_classes]
+    assert "051_large_clamp" not in spec.class_names
+    np.testing.assert_array_equal(spec.symmetric, video.symmetric[pt_classes])
+    np.testing.assert_array_equal(spec.symmetric_training, video.symmetric_training[pt_classes])
+    # PT's TRAIN.SYMMETRY for these 21 classes, position by position
+    assert spec.symmetric_training.astype(int).tolist() == [0] * 16 + [1, 0, 0, 0, 1]
+    assert spec.reference_camera == YCB_OBJECT_CAMERA
+    assert spec.models_root.resolve() == (REPO / "data" / "YCB_Object" / "models").resolve()
+    assert spec.classes[0].points_path == spec.models_root / "002_master_chef_can" / "points.xyz"
+    assert spec.classes[-1].mesh_path == spec.models_root / "061_foam_brick" / "textured_simple.obj"
+    # with the models in PT's download layout (points.xyz per object) the set loads
+    root = tmp_path / "models"
+    for i, name in enumerate(spec.class_names[1:]):
+        (root / name).mkdir(parents=True)
+        np.savetxt(root / name / "points.xyz", np.array([[0.01 * (i + 1), 0.02, -0.03], [-0.01, 0.0, 0.03]]))
+    objs = load_object_set(YCB_OBJECT_YAML, models_root=root)
+    assert objs.num_classes == 21 and objs.reference_camera == YCB_OBJECT_CAMERA
+    np.testing.assert_allclose(objs.extents[20], [0.4, 0.04, 0.06], rtol=1e-6)  # 2·max|x| of class 20
+    assert objs.mesh_paths[1] is None  # no textured_simple.obj here: markers fall back to boxes
+
+
+def test_bundled_object_sets_and_matching():
+    specs = {s.name: s for s in bundled_object_sets()}
+    assert set(specs) == {"demo", "ycb_object", "ycb_video"}
+    assert all(s.source.parent == REPO / "config" / "objects" for s in specs.values())
+    assert [s.name for s in matching_object_sets(22)] == ["ycb_video"]
+    assert [s.name for s in matching_object_sets(21)] == ["ycb_object"]
+    assert [s.name for s in matching_object_sets(7)] == ["demo"]
+    assert matching_object_sets(5) == []
+    names = specs["ycb_object"].class_names
+    assert [s.name for s in matching_object_sets(21, names)] == ["ycb_object"]
+    assert matching_object_sets(21, names[:1] + names[2:] + names[1:2]) == []  # order matters
+    assert matching_object_sets(21, candidates=[specs["demo"]]) == []
+    hint = matching_object_sets_hint(21)
+    assert "ycb_object" in hint and str(YCB_OBJECT_YAML) in hint and "ycb_video" not in hint
+    assert "no bundled object set has 5 classes" in matching_object_sets_hint(5)
+
+
+def test_shipped_demo_yaml_reference_camera_is_the_training_camera():
+    """The demo model was trained on synthetic 320x240 frames with the default intrinsics of posecnn_core.synth."""
+    from posecnn_core.synth.scene import default_intrinsics
+
+    cam = read_object_set_spec(REPO / "config" / "objects" / "demo.yaml").reference_camera
+    K = default_intrinsics(320, 240)
+    assert (cam.width, cam.height) == (320, 240)
+    np.testing.assert_allclose([cam.fx, cam.fy, cam.cx, cam.cy], [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], rtol=1e-9)

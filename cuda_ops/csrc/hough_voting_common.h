@@ -1,8 +1,9 @@
-// Per-element logic of PoseCNN's Hough voting, shared by hough_voting_cpu.cpp and hough_voting_cuda.cu.
+// Per-element rules of PoseCNN-PyTorch's Hough voting, shared by hough_voting_cpu.cpp and hough_voting_cuda.cu.
 //
 // The definition is docs/voting.md; posecnn_core/voting.py is the reference these functions reproduce. Every
-// quantity that decides a vote is computed in float64 with the operation order of the reference; products that feed
-// an addition are exact (integer offsets times float32 values), so FMA contraction cannot change a decision.
+// decision is taken in float32 with PT's operation order. Products and sums go through mul_rn / add_rn so that a
+// compiler can never fuse them into an FMA (nvcc contracts a * b + c by default); division and square root are
+// the correctly rounded IEEE operations on both sides.
 #pragma once
 
 #include <cmath>
@@ -17,57 +18,130 @@
 namespace posecnn {
 namespace hv {
 
+constexpr int64_t kExactRows = 2;  // rows with |dy| <= this are scanned over the whole window row
+constexpr int64_t kMargin = 2;     // cells added on both sides of the analytic cone interval
+
+HV_HOST_DEVICE float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+HV_HOST_DEVICE float add_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+HV_HOST_DEVICE float sub_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+HV_HOST_DEVICE float div_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+HV_HOST_DEVICE float sqrt_rn(float a) {
+#ifdef __CUDA_ARCH__
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+// fmin/fmax: the non-NaN operand when one is NaN (C99 fmin, torch.fmin)
+HV_HOST_DEVICE float fmin_f(float a, float b) { return fminf(a, b); }
+HV_HOST_DEVICE float fmax_f(float a, float b) { return fmaxf(a, b); }
+HV_HOST_DEVICE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+HV_HOST_DEVICE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+HV_HOST_DEVICE int64_t iabs(int64_t a) { return a < 0 ? -a : a; }
+HV_HOST_DEVICE bool finite_f(float a) { return (a - a) == 0.0f; }
+
+// PT's project_box: window half-size thr = factor * max(w, h) of the class's 3D box (half extents e/2) placed at
+// depth d on the optical axis: corners (+-ex/2, +-ey/2, d +- ez/2), x = fx * (X / Z) + px, w = maxX - minX + 1.
+HV_HOST_DEVICE float project_threshold(float ex, float ey, float ez, float d, float fx, float fy, float px, float py,
+                                       float factor) {
+  const float xh = mul_rn(ex, 0.5f), yh = mul_rn(ey, 0.5f), zh = mul_rn(ez, 0.5f);
+  float min_x = 1e8f, max_x = -1e8f, min_y = 1e8f, max_y = -1e8f;
+  for (int k = 0; k < 8; ++k) {
+    const float X = (k & 1) ? -xh : xh;
+    const float Y = (k & 2) ? -yh : yh;
+    const float Z = add_rn((k & 4) ? -zh : zh, d);
+    const float x = add_rn(mul_rn(fx, div_rn(X, Z)), px);
+    const float y = add_rn(mul_rn(fy, div_rn(Y, Z)), py);
+    min_x = fmin_f(min_x, x);
+    max_x = fmax_f(max_x, x);
+    min_y = fmin_f(min_y, y);
+    max_y = fmax_f(max_y, y);
+  }
+  const float w = add_rn(sub_rn(max_x, min_x), 1.0f);
+  const float h = add_rn(sub_rn(max_y, min_y), 1.0f);
+  return mul_rn(fmax_f(w, h), factor);
+}
+
+// Largest integer offset k with k < thr (= ceil(thr) - 1), -1 when thr is not > 0; capped at max(H, W).
+HV_HOST_DEVICE int64_t window_reach(float thr, int64_t H, int64_t W) {
+  const int64_t cap = H > W ? H : W;
+  if (!(thr > 0.0f)) return -1;
+  double t = static_cast<double>(thr);
+  if (t > static_cast<double>(cap) + 1.0) t = static_cast<double>(cap) + 1.0;
+  const int64_t k = static_cast<int64_t>(ceil(t)) - 1;
+  return k < cap ? k : cap;
+}
+
 // One voting pixel. key = b * C + c.
 struct Voter {
   int64_t key;
-  int64_t u, v;          // column, row
-  double nx, ny, nn;     // direction (float32 values) and its length
-  double z, r2;          // depth exp(log z) and squared vote radius
-  double ra;             // radius clamped to H + W (for the analytic interval only)
-  double e1x, e1y, e2x, e2y;  // unit edge rays of the cone (n rotated by +/- acos(inlier_threshold))
+  int64_t x, y;                // column, row
+  int64_t safe;                // every pixel closer than this (Chebyshev) carries the voter's class; 0 = unknown
+  float u, v, n1;              // direction and its length (float32)
+  float d, thr;                // depth and window half-size at that depth
+  int64_t reach;               // window_reach(thr)
+  double e1x, e1y, e2x, e2y;   // cone edge rays (float64, candidate intervals only)
 };
 
-// A centre candidate and the statistics of its inlier voters.
-struct Candidate {
+// A peak and its statistics.
+struct Peak {
   int64_t key;
   int64_t x, y;
-  int64_t votes, count, bw, bh;
-  double zsum;
+  int64_t votes;
+  float depth;     // mean depth of the voters (float64 sum in voter order, then float32)
+  float bw, bh;    // 2 * max |dx|, 2 * max |dy| of the box pass (-2 when no voter is in the box window)
 };
 
-HV_HOST_DEVICE bool is_finite(double a) { return (a - a) == 0.0; }
-HV_HOST_DEVICE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-HV_HOST_DEVICE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-HV_HOST_DEVICE double dclamp(double a, double lo, double hi) { return a < lo ? lo : (a > hi ? hi : a); }
+// Depth of a voter: exp of the float32 log depth, evaluated in float64 and rounded to float32.
+HV_HOST_DEVICE float voter_depth(float logz) { return static_cast<float>(exp(static_cast<double>(logz))); }
 
-// Vote radius r = ((radius_factor * max(fx, fy)) * max extent) / z.
-HV_HOST_DEVICE double radius(double radius_factor, double fx, double fy, double emax, double z) {
-  const double f = fx > fy ? fx : fy;
-  return ((radius_factor * f) * emax) / z;
-}
-
-// Build a voter from the vertex values at (u, v); false when the pixel does not vote (zero/non-finite direction,
-// non-finite or zero depth). cos_t = inlier_threshold, sin_t = sqrt(1 - cos_t^2).
-HV_HOST_DEVICE bool make_voter(int64_t key, int64_t u, int64_t v, float nxf, float nyf, float logzf, double fx,
-                               double fy, double emax, double radius_factor, double cos_t, double sin_t, int64_t H,
-                               int64_t W, Voter& o) {
-  const double nx = nxf, ny = nyf;
-  if (!is_finite(nx) || !is_finite(ny) || (nx == 0.0 && ny == 0.0)) return false;
-  const double z = exp(static_cast<double>(logzf));
-  if (!is_finite(z) || !(z > 0.0)) return false;
+// Build a voter; false when it can never vote (zero or non-finite direction, window not > 0).
+// ext: the class's 3 extents; k: the image's 3x3 intrinsics (row-major); inlier: the float32 threshold.
+HV_HOST_DEVICE bool make_voter(int64_t key, int64_t x, int64_t y, float u, float v, float logz, const float* ext,
+                               const float* k, float factor, float inlier, int64_t H, int64_t W, Voter& o) {
+  const float n1 = sqrt_rn(add_rn(mul_rn(u, u), mul_rn(v, v)));
+  if (!finite_f(n1) || !(n1 > 0.0f)) return false;
+  const float d = voter_depth(logz);
+  const float thr = project_threshold(ext[0], ext[1], ext[2], d, k[0], k[4], k[2], k[5], factor);
+  const int64_t reach = window_reach(thr, H, W);
+  if (reach < 0) return false;
   o.key = key;
+  o.x = x;
+  o.y = y;
+  o.safe = 0;
   o.u = u;
   o.v = v;
-  o.nx = nx;
-  o.ny = ny;
-  o.nn = sqrt(nx * nx + ny * ny);
-  o.z = z;
-  const double r = radius(radius_factor, fx, fy, emax, z);
-  o.r2 = r * r;
-  const double rr = sqrt(o.r2);
-  const double cap = static_cast<double>(H + W);
-  o.ra = rr < cap ? rr : cap;
-  const double ux = nx / o.nn, uy = ny / o.nn;
+  o.n1 = n1;
+  o.d = d;
+  o.thr = thr;
+  o.reach = reach;
+  const double cos_t = static_cast<double>(inlier), sin_t = sqrt(1.0 - cos_t * cos_t);
+  const double ux = static_cast<double>(u) / static_cast<double>(n1);
+  const double uy = static_cast<double>(v) / static_cast<double>(n1);
   o.e1x = ux * cos_t - uy * sin_t;
   o.e1y = ux * sin_t + uy * cos_t;
   o.e2x = ux * cos_t + uy * sin_t;
@@ -75,166 +149,202 @@ HV_HOST_DEVICE bool make_voter(int64_t key, int64_t u, int64_t v, float nxf, flo
   return true;
 }
 
-// The exact inlier predicate (without the same-label rule) of voter p for cell (x, y).
-HV_HOST_DEVICE bool inlier(const Voter& p, int64_t x, int64_t y, double thr) {
-  const double dx = static_cast<double>(x - p.u);
-  const double dy = static_cast<double>(y - p.v);
-  const double d2 = dx * dx + dy * dy;
-  if (!(d2 > 0.0) || !(d2 <= p.r2)) return false;
-  const double dot = dx * p.nx + dy * p.ny;
-  return dot > (thr * sqrt(d2)) * p.nn;
+// cos((u, v), (cx - x, cy - y)) > inlier: dot / (n1 * n2); NaN (the voter's own cell) never passes.
+HV_HOST_DEVICE bool direction_ok(const Voter& p, int64_t cx, int64_t cy, float inlier) {
+  const float dx = static_cast<float>(cx - p.x), dy = static_cast<float>(cy - p.y);
+  const float n2 = sqrt_rn(add_rn(mul_rn(dx, dx), mul_rn(dy, dy)));
+  const float dot = add_rn(mul_rn(p.u, dx), mul_rn(p.v, dy));
+  return div_rn(dot, mul_rn(p.n1, n2)) > inlier;
 }
 
-// PoseCNN-PyTorch's rule: at least frac * S of the samples floor(p + d * k / (S + 1) + 0.5), k = 1..S, lie in the
-// image and carry label c. lab points at image b's labels (H * W, row-major).
-HV_HOST_DEVICE bool same_label(const int64_t* lab, int64_t H, int64_t W, int64_t c, int64_t u, int64_t v, int64_t x,
-                               int64_t y, int64_t S, double frac) {
-  const int64_t dx = x - u, dy = y - v;
-  int64_t hits = 0;
-  for (int64_t k = 1; k <= S; ++k) {
-    const double qx = floor(static_cast<double>(u) + static_cast<double>(dx * k) / static_cast<double>(S + 1) + 0.5);
-    const double qy = floor(static_cast<double>(v) + static_cast<double>(dy * k) / static_cast<double>(S + 1) + 0.5);
-    if (qx >= 0.0 && qx <= static_cast<double>(W - 1) && qy >= 0.0 && qy <= static_cast<double>(H - 1) &&
-        lab[static_cast<int64_t>(qy) * W + static_cast<int64_t>(qx)] == c) {
-      ++hits;
+// Smallest count of same-label samples for which the vote stands: the first k in 0..S with !(k / S < frac)
+// (float32 ratio, as PT compares it); S + 1 when none.
+HV_HOST_DEVICE int64_t same_label_needed(int64_t S, double frac) {
+  const float fs = static_cast<float>(S);
+  for (int64_t k = 0; k <= S; ++k) {
+    if (!(static_cast<double>(div_rn(static_cast<float>(k), fs)) < frac)) return k;
+  }
+  return S + 1;
+}
+
+// Label tests for the same-label rule: is pixel i (row-major index in image b) of the voter's class?
+struct LabelIs {  // from the label map
+  const int64_t* lab;
+  int64_t c;
+  HV_HOST_DEVICE bool operator()(int64_t i) const { return lab[i] == c; }
+};
+struct MaskIs {  // from a precomputed 0/1 mask of the class (faster on the CPU)
+  const uint8_t* mask;
+  HV_HOST_DEVICE bool operator()(int64_t i) const { return mask[i] != 0; }
+};
+
+// PT's same-label sampling: q_i = (int(x + i/S * dx), int(y + i/S * dy)), i = 1..S, float32, truncation toward
+// zero; the vote stands when at least `needed` samples (same_label_needed) lie in the image and carry the class.
+// `steps` (optional) holds the float32 i/S for i = 0..S. Exact shortcuts that do not change the decision: when
+// every pixel within Chebyshev distance `safe` of the voter carries the class and the cell is closer than
+// safe - 2, every sample does (|q_i - voter| <= max(|dx|, |dy|) + 1); the samples are counted from the cell back
+// to the voter and the count stops as soon as the decision is known.
+template <class IsC>
+HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int64_t y, int64_t cx, int64_t cy,
+                                  int64_t S, const float* steps, int64_t needed, int64_t safe) {
+  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
+  if ((adx > ady ? adx : ady) + 2 < safe) return needed <= S;
+  const float dx = static_cast<float>(cx - x), dy = static_cast<float>(cy - y);
+  const float fs = static_cast<float>(S), fx = static_cast<float>(x), fy = static_cast<float>(y);
+  int64_t count = 0;
+  for (int64_t i = S; i >= 1; --i) {
+    if (count >= needed) return true;
+    if (count + i < needed) return false;  // i samples are left
+    const float step = steps ? steps[i] : div_rn(static_cast<float>(i), fs);
+    const int64_t qx = static_cast<int64_t>(add_rn(fx, mul_rn(step, dx)));
+    const int64_t qy = static_cast<int64_t>(add_rn(fy, mul_rn(step, dy)));
+    if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qy * W + qx)) ++count;
+  }
+  return count >= needed;
+}
+
+// The same-label settings of one call: S samples, `needed` of them must carry the class, optional i/S table.
+struct SameLabel {
+  bool check;
+  int64_t S, needed;
+  const float* steps;
+};
+
+// The square window |dx| < thr and |dy| < thr.
+HV_HOST_DEVICE bool in_window(const Voter& p, int64_t cx, int64_t cy, float thr) {
+  return static_cast<float>(iabs(p.x - cx)) < thr && static_cast<float>(iabs(p.y - cy)) < thr;
+}
+
+// Everything but the window: direction, then (when sl.check) the same-label samples.
+template <class IsC>
+HV_HOST_DEVICE bool label_and_direction(const Voter& p, int64_t cx, int64_t cy, float inlier, const SameLabel& sl,
+                                        IsC is_c, int64_t H, int64_t W) {
+  if (!direction_ok(p, cx, cy, inlier)) return false;
+  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe);
+}
+
+// Voter p votes for (cx, cy): direction, window at the voter's own depth, same-label samples.
+template <class IsC>
+HV_HOST_DEVICE bool votes_for(const Voter& p, int64_t cx, int64_t cy, float inlier, const SameLabel& sl, IsC is_c,
+                              int64_t H, int64_t W) {
+  if (!direction_ok(p, cx, cy, inlier) || !in_window(p, cx, cy, p.thr)) return false;
+  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe);
+}
+
+// Columns [lo, hi] that may hold cells voter p votes for on row y: the window row, narrowed to the cone's
+// analytic interval (float64) widened by kMargin cells unless |dy| <= kExactRows. A superset; false when empty.
+HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t& lo_out, int64_t& hi_out) {
+  const int64_t dyi = y - p.y;
+  if (iabs(dyi) > p.reach) return false;
+  int64_t lo = imax(p.x - p.reach, 0), hi = imin(p.x + p.reach, W - 1);
+  if (iabs(dyi) > kExactRows) {
+    const double dy = static_cast<double>(dyi), big = static_cast<double>(W + 1);
+    double L = -big, R = big;
+    bool empty = false;
+    if (p.e2y > 0.0) {  // cross(e2, d) > 0  <=>  e2x * dy - e2y * s > 0
+      const double bnd = p.e2x * dy / p.e2y;
+      R = bnd < R ? bnd : R;
+    } else if (p.e2y < 0.0) {
+      const double bnd = p.e2x * dy / p.e2y;
+      L = bnd > L ? bnd : L;
+    } else if (!(p.e2x * dy > 0.0)) {
+      empty = true;
     }
+    if (p.e1y > 0.0) {  // cross(d, e1) > 0  <=>  s * e1y - dy * e1x > 0
+      const double bnd = dy * p.e1x / p.e1y;
+      L = bnd > L ? bnd : L;
+    } else if (p.e1y < 0.0) {
+      const double bnd = dy * p.e1x / p.e1y;
+      R = bnd < R ? bnd : R;
+    } else if (!(-dy * p.e1x > 0.0)) {
+      empty = true;
+    }
+    if (empty || L > R) return false;
+    const double x = static_cast<double>(p.x);
+    double a = x + L, b = x + R;
+    a = a < -big ? -big : (a > 2 * big ? 2 * big : a);
+    b = b < -big ? -big : (b > 2 * big ? 2 * big : b);
+    lo = imax(lo, static_cast<int64_t>(floor(a)) - kMargin);
+    hi = imin(hi, static_cast<int64_t>(ceil(b)) + kMargin);
   }
-  return static_cast<double>(hits) >= frac * static_cast<double>(S);
-}
-
-// The full predicate of step 2 (with the same-label rule when `check` is set).
-HV_HOST_DEVICE bool full_inlier(const Voter& p, int64_t x, int64_t y, double thr, bool check, const int64_t* lab,
-                                int64_t H, int64_t W, int64_t c, int64_t S, double frac) {
-  if (!inlier(p, x, y, thr)) return false;
-  return !check || same_label(lab, H, W, c, p.u, p.v, x, y, S, frac);
-}
-
-// Rows [y0, y1] that the voter's sector (cone within the disk) can reach, padded by one row; empty when y0 > y1.
-HV_HOST_DEVICE void row_range(const Voter& p, double thr, int64_t H, int64_t& y0, int64_t& y1) {
-  const double uy = p.ny / p.nn;
-  const double a = p.ra * p.e1y, b = p.ra * p.e2y;
-  double lo = a < b ? a : b, hi = a > b ? a : b;
-  lo = lo < 0.0 ? lo : 0.0;
-  hi = hi > 0.0 ? hi : 0.0;
-  if (-uy >= thr) lo = -p.ra;
-  if (uy >= thr) hi = p.ra;
-  const double v = static_cast<double>(p.v);
-  y0 = imax(static_cast<int64_t>(floor(v + lo)) - 1, 0);
-  y1 = imin(static_cast<int64_t>(ceil(v + hi)) + 1, H - 1);
-}
-
-// Columns [lo, hi] of the inlier cells (predicate without the same-label rule) of voter p on row y; false when none.
-// The interval is computed analytically, then its ends are moved with the exact predicate.
-HV_HOST_DEVICE bool row_interval(const Voter& p, int64_t y, int64_t W, double thr, int64_t& lo_out, int64_t& hi_out) {
-  const double dy = static_cast<double>(y - p.v);
-  const double h2 = p.ra * p.ra - dy * dy;
-  const double hw = sqrt(h2 > 0.0 ? h2 : 0.0);
-  double L = -hw, R = hw;
-  bool empty = false;
-  // cross(e2, d) > 0  <=>  e2x * dy - e2y * s > 0
-  if (p.e2y > 0.0) {
-    const double bnd = p.e2x * dy / p.e2y;
-    R = bnd < R ? bnd : R;
-  } else if (p.e2y < 0.0) {
-    const double bnd = p.e2x * dy / p.e2y;
-    L = bnd > L ? bnd : L;
-  } else if (!(p.e2x * dy > 0.0)) {
-    empty = true;
-  }
-  // cross(d, e1) > 0  <=>  s * e1y - dy * e1x > 0
-  if (p.e1y > 0.0) {
-    const double bnd = dy * p.e1x / p.e1y;
-    L = bnd > L ? bnd : L;
-  } else if (p.e1y < 0.0) {
-    const double bnd = dy * p.e1x / p.e1y;
-    R = bnd < R ? bnd : R;
-  } else if (!(-dy * p.e1x > 0.0)) {
-    empty = true;
-  }
-  int64_t lo, hi;
-  if (empty) {
-    lo = W;
-    hi = -1;
-  } else {
-    const double u = static_cast<double>(p.u), fw = static_cast<double>(W);
-    lo = imax(static_cast<int64_t>(ceil(dclamp(u + L, -1.0, fw))), 0);
-    hi = imin(static_cast<int64_t>(floor(dclamp(u + R, -1.0, fw))), W - 1);
-  }
-  while (lo >= 1 && inlier(p, lo - 1, y, thr)) --lo;
-  while (hi <= W - 2 && inlier(p, hi + 1, y, thr)) ++hi;
-  while (lo <= hi && !inlier(p, lo, y, thr)) ++lo;
-  while (hi >= lo && !inlier(p, hi, y, thr)) --hi;
   lo_out = lo;
   hi_out = hi;
   return lo <= hi;
 }
 
-// Statistics of the inlier voters voters[a, e) (all of one class) for the centre (x, y), summed in voter order.
-HV_HOST_DEVICE void centre_stats(const Voter* voters, int64_t a, int64_t e, int64_t x, int64_t y, double thr,
-                                 bool check, const int64_t* lab, int64_t H, int64_t W, int64_t c, int64_t S,
-                                 double frac, Candidate& out) {
-  int64_t cnt = 0, bw = 0, bh = 0;
+// Vote tests of a cell: V > vote_threshold, no larger V in the window (clipped to the image) and, when
+// `break_ties` (test mode), no equal V at a larger linear index. V: one class's H * W vote map.
+HV_HOST_DEVICE bool is_peak(const int* V, int64_t H, int64_t W, int64_t x, int64_t y, int64_t half,
+                            bool break_ties, int64_t vote_threshold) {
+  const int val = V[y * W + x];
+  if (!(static_cast<int64_t>(val) > vote_threshold)) return false;
+  const int64_t me = y * W + x;
+  for (int64_t yy = imax(y - half, 0); yy <= imin(y + half, H - 1); ++yy) {
+    for (int64_t xx = imax(x - half, 0); xx <= imin(x + half, W - 1); ++xx) {
+      const int other = V[yy * W + xx];
+      if (other > val) return false;
+      if (break_ties && other == val && yy * W + xx > me) return false;
+    }
+  }
+  return true;
+}
+
+// PT's per-cell statistics over the class's voters voters[a, e): mean depth of the voters that vote for the cell,
+// then the box pass with the window recomputed at that mean depth (bw, bh = 2 * max offset, -2 when none).
+template <class IsC>
+HV_HOST_DEVICE void peak_stats(const Voter* voters, int64_t a, int64_t e, int64_t x, int64_t y, float inlier,
+                               const SameLabel& sl, IsC is_c, int64_t H, int64_t W, const float* ext, const float* k,
+                               float factor, Peak& out) {
+  int64_t count = 0;
   double zsum = 0.0;
   for (int64_t i = a; i < e; ++i) {
+    if (!votes_for(voters[i], x, y, inlier, sl, is_c, H, W)) continue;
+    ++count;
+    zsum += static_cast<double>(voters[i].d);
+  }
+  const float depth = count > 0 ? static_cast<float>(zsum / static_cast<double>(count)) : 0.0f;
+  const float thr = project_threshold(ext[0], ext[1], ext[2], depth, k[0], k[4], k[2], k[5], factor);
+  float bw = -1.0f, bh = -1.0f;
+  for (int64_t i = a; i < e; ++i) {
     const Voter& p = voters[i];
-    if (!full_inlier(p, x, y, thr, check, lab, H, W, c, S, frac)) continue;
-    ++cnt;
-    zsum += p.z;
-    const int64_t ax = p.u > x ? p.u - x : x - p.u;
-    const int64_t ay = p.v > y ? p.v - y : y - p.v;
-    bw = ax > bw ? ax : bw;
-    bh = ay > bh ? ay : bh;
+    if (!in_window(p, x, y, thr)) continue;
+    if (!label_and_direction(p, x, y, inlier, sl, is_c, H, W)) continue;
+    const float adx = static_cast<float>(iabs(p.x - x)), ady = static_cast<float>(iabs(p.y - y));
+    bw = adx > bw ? adx : bw;
+    bh = ady > bh ? ady : bh;
   }
   out.x = x;
   out.y = y;
-  out.count = cnt;
-  out.zsum = zsum;
-  out.bw = bw;
-  out.bh = bh;
+  out.depth = depth;
+  out.bw = mul_rn(bw, 2.0f);
+  out.bh = mul_rn(bh, 2.0f);
 }
 
-// Multi-instance filter: votes / max(4 * bw * bh, 1) >= per_threshold.
-HV_HOST_DEVICE bool dense_enough(const Candidate& cand, double per_threshold) {
-  const int64_t area = imax(4 * cand.bw * cand.bh, 1);
-  return static_cast<double>(cand.votes) / static_cast<double>(area) >= per_threshold;
+// Box tests of a peak: box width and height > 0 and votes / (bh * bw) not below per_threshold.
+HV_HOST_DEVICE bool box_tests(const Peak& pk, float per_threshold) {
+  if (!(pk.bw > 0.0f) || !(pk.bh > 0.0f)) return false;
+  return !(div_rn(static_cast<float>(pk.votes), mul_rn(pk.bh, pk.bw)) < per_threshold);
 }
 
-// IoU of the candidates' boxes (x -+ bw, y -+ bh); areas without +1; a zero-area box gives 0.
-HV_HOST_DEVICE double box_iou(const Candidate& a, const Candidate& b) {
-  const double ax1 = static_cast<double>(a.x - a.bw), ay1 = static_cast<double>(a.y - a.bh);
-  const double ax2 = static_cast<double>(a.x + a.bw), ay2 = static_cast<double>(a.y + a.bh);
-  const double bx1 = static_cast<double>(b.x - b.bw), by1 = static_cast<double>(b.y - b.bh);
-  const double bx2 = static_cast<double>(b.x + b.bw), by2 = static_cast<double>(b.y + b.bh);
-  const double area_a = (ax2 - ax1) * (ay2 - ay1), area_b = (bx2 - bx1) * (by2 - by1);
-  double iw = (ax2 < bx2 ? ax2 : bx2) - (ax1 > bx1 ? ax1 : bx1);
-  double ih = (ay2 < by2 ? ay2 : by2) - (ay1 > by1 ? ay1 : by1);
-  iw = iw > 0.0 ? iw : 0.0;
-  ih = ih > 0.0 ? ih : 0.0;
-  const double inter = iw * ih;
-  const double uni = area_a + area_b - inter;
-  if (!(area_a > 0.0) || !(area_b > 0.0) || !(uni > 0.0)) return 0.0;
-  return inter / uni;
-}
-
-// Output row of a kept candidate: rois (b, c, x1, y1, x2, y2, votes), centre (x, y), translation.
-HV_HOST_DEVICE void write_row(const Candidate& cand, int64_t C, const double* K /* [B,3,3] */, float* roi,
-                              float* centre, float* trans) {
-  const int64_t b = cand.key / C, c = cand.key % C;
-  const double* k = K + b * 9;
-  const double fx = k[0], px = k[2], fy = k[4], py = k[5];
-  const double tz = cand.zsum / static_cast<double>(cand.count);
+// Output row of a peak: rois (b, c, x -+ bw/2, y -+ bh/2, votes), centre (x, y), translation (rx Tz, ry Tz, Tz)
+// with rx = (x - px) / fx in float32. k: the image's intrinsics.
+HV_HOST_DEVICE void write_row(const Peak& pk, int64_t C, const float* k, float* roi, float* centre, float* trans) {
+  const int64_t b = pk.key / C, c = pk.key % C;
+  const float x = static_cast<float>(pk.x), y = static_cast<float>(pk.y);
   roi[0] = static_cast<float>(b);
   roi[1] = static_cast<float>(c);
-  roi[2] = static_cast<float>(cand.x - cand.bw);
-  roi[3] = static_cast<float>(cand.y - cand.bh);
-  roi[4] = static_cast<float>(cand.x + cand.bw);
-  roi[5] = static_cast<float>(cand.y + cand.bh);
-  roi[6] = static_cast<float>(cand.votes);
-  centre[0] = static_cast<float>(cand.x);
-  centre[1] = static_cast<float>(cand.y);
-  trans[0] = static_cast<float>(tz * (static_cast<double>(cand.x) - px) / fx);
-  trans[1] = static_cast<float>(tz * (static_cast<double>(cand.y) - py) / fy);
-  trans[2] = static_cast<float>(tz);
+  roi[2] = sub_rn(x, mul_rn(pk.bw, 0.5f));
+  roi[3] = sub_rn(y, mul_rn(pk.bh, 0.5f));
+  roi[4] = add_rn(x, mul_rn(pk.bw, 0.5f));
+  roi[5] = add_rn(y, mul_rn(pk.bh, 0.5f));
+  roi[6] = static_cast<float>(pk.votes);
+  centre[0] = x;
+  centre[1] = y;
+  const float rx = div_rn(sub_rn(x, k[2]), k[0]);
+  const float ry = div_rn(sub_rn(y, k[5]), k[4]);
+  trans[0] = mul_rn(rx, pk.depth);
+  trans[1] = mul_rn(ry, pk.depth);
+  trans[2] = pk.depth;
 }
 
 }  // namespace hv

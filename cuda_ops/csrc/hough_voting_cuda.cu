@@ -1,14 +1,16 @@
 // PoseCNN Hough voting on the GPU (definition: docs/voting.md; reference: posecnn_core/voting.py).
 //
 // Pipeline, all on the current stream without host round trips; one synchronisation at the end reads the number of
-// output rows (and the candidate count, to redo the candidate stage in the rare case its buffer overflowed):
+// output rows (and the peak count, to redo the peak stage in the rare case its buffer overflowed):
 //   1. per (image, class) pixel counts; stable sort of the pixels by key b * C + c (row-major within a key);
-//   2. voter flags (rank % skip == 0, valid direction/depth), prefix sum, voter array grouped by key;
-//   3. one thread per (voter, row): the row's inlier interval (common header) -> atomicAdd into a difference array
-//      (or, with the same-label rule, per-cell atomicAdd); a prefix sum over each row gives the vote map;
-//   4. centres (window maxima or per-class argmax) with their statistics, appended to a fixed-capacity buffer;
-//   5. sort candidates by (key, votes desc, y, x); greedy NMS with one block per (image, class);
-//   6. max_instances per image via a second sort; compaction into the output buffers.
+//   2. voter flags (rank % skip == 0, can vote), prefix sum, voter array grouped by key;
+//   3. one thread per (voter, row): the row's candidate columns (common header), every cell tested with the
+//      exact rule and counted with atomicAdd into the vote map;
+//   4. peaks (vote tests, statistics, box tests; or the per-class first maximum) appended to a buffer;
+//   5. peaks sorted by (key, y, x); the first max_peaks / B per image kept; compaction into the output.
+// Every decision uses the float32 functions of hough_voting_common.h (no FMA contraction), so the result equals
+// the CPU operator's. The same-label shortcut (Voter::safe) is not used here: voters keep safe = 0, which only
+// means every cell is sampled.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -40,12 +42,6 @@ inline unsigned int grid_for(int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
-__device__ inline double class_extent(const double* ext, int64_t c) {
-  const double a = ext[c * 3], b = ext[c * 3 + 1], d = ext[c * 3 + 2];
-  const double m = a > b ? a : b;
-  return m > d ? m : d;
-}
-
 // 1. counts per key and the sort key of every pixel (kNoKey for labels outside [1, C)).
 __global__ void count_kernel(const int64_t* lab, int64_t N, int64_t HW, int64_t C, int* counts, int64_t* keys) {
   HV_LOOP(i, N) {
@@ -61,15 +57,15 @@ __global__ void count_kernel(const int64_t* lab, int64_t N, int64_t HW, int64_t 
 }
 
 struct VoterArgs {
-  const int64_t* skeys;  // sorted pixel keys
-  const int64_t* spix;   // flat pixel index (b * HW + y * W + x) in sorted order
+  const int64_t* skeys;   // sorted pixel keys
+  const int64_t* spix;    // flat pixel index (b * HW + y * W + x) in sorted order
   const int* counts;
   const int64_t* starts;  // first sorted position of each key
   const float* vertex;
-  const double* K;
-  const double* ext;
+  const float* K;
+  const float* ext;
   int64_t C, H, W, label_threshold, skip;
-  double radius_factor, cos_t, sin_t;
+  float factor, inlier;
 };
 
 __device__ inline bool voter_at(const VoterArgs& a, int64_t i, Voter& out) {
@@ -79,9 +75,8 @@ __device__ inline bool voter_at(const VoterArgs& a, int64_t i, Voter& out) {
   const int64_t HW = a.H * a.W, C = a.C;
   const int64_t pix = a.spix[i], b = pix / HW, cell = pix % HW, c = key % C;
   const float* base = a.vertex + (b * 3 * C + 3 * c) * HW + cell;
-  const double* k = a.K + b * 9;
-  return make_voter(key, cell % a.W, cell / a.W, base[0], base[HW], base[2 * HW], k[0], k[4], class_extent(a.ext, c),
-                    a.radius_factor, a.cos_t, a.sin_t, a.H, a.W, out);
+  return make_voter(key, cell % a.W, cell / a.W, base[0], base[HW], base[2 * HW], a.ext + 3 * c, a.K + 9 * b,
+                    a.factor, a.inlier, a.H, a.W, out);
 }
 
 // 2. voter flags, then the voters written at their prefix-sum position.
@@ -110,93 +105,77 @@ __global__ void voter_range_kernel(const int* counts, const int64_t* starts, con
   }
 }
 
-// 3. one thread per (voter, row).
+// 3. one thread per (voter, row of its window).
 struct VoteArgs {
   const Voter* voters;
   const int* total;  // number of voters (device)
   const int64_t* lab;
-  int64_t C, H, W, S;
-  double thr, frac;
+  int64_t C, H, W, S, needed;
+  float inlier;
   bool check;
 };
 
-__global__ void vote_kernel(VoteArgs a, int64_t n, int* out) {
+__global__ void vote_kernel(VoteArgs a, int64_t n, int* V) {
   const int64_t total = *a.total;
   HV_LOOP(t, n) {
     const int64_t j = t / a.H;
     if (j >= total) return;
     const Voter& p = a.voters[j];
-    int64_t y0, y1;
-    row_range(p, a.thr, a.H, y0, y1);
-    const int64_t y = y0 + t % a.H;
-    if (y > y1) continue;
+    const int64_t y = imax(p.y - p.reach, 0) + t % a.H;
+    if (y > imin(p.y + p.reach, a.H - 1)) continue;
     int64_t lo, hi;
-    if (!row_interval(p, y, a.W, a.thr, lo, hi)) continue;
-    if (!a.check) {
-      int* row = out + (p.key * a.H + y) * (a.W + 1);
-      atomicAdd(row + lo, 1);
-      atomicAdd(row + hi + 1, -1);
-      continue;
-    }
-    const int64_t b = p.key / a.C, c = p.key % a.C;
-    const int64_t* lab_b = a.lab + b * a.H * a.W;
-    int* row = out + (p.key * a.H + y) * a.W;
+    if (!row_candidates(p, y, a.W, lo, hi)) continue;
+    const LabelIs is_c{a.lab + (p.key / a.C) * a.H * a.W, p.key % a.C};
+    const SameLabel sl{a.check, a.S, a.needed, nullptr};
+    int* row = V + (p.key * a.H + y) * a.W;
     for (int64_t x = lo; x <= hi; ++x) {
-      if (same_label(lab_b, a.H, a.W, c, p.u, p.v, x, y, a.S, a.frac)) atomicAdd(row + x, 1);
+      if (votes_for(p, x, y, a.inlier, sl, is_c, a.H, a.W)) atomicAdd(row + x, 1);
     }
   }
 }
 
-// 4. centres and their statistics.
-struct CandArgs {
+// 4. peaks with their statistics.
+struct PeakArgs {
   const int* V;  // [BC, H, W]
   const Voter* voters;
   const int64_t* vstart;
   const int64_t* vend;
   const int* counts;
   const int64_t* lab;
-  int64_t C, H, W, label_threshold, S, half, vote_threshold;
-  double thr, frac, per_threshold;
-  bool check;
+  const float* K;
+  const float* ext;
+  int64_t C, H, W, label_threshold, S, needed, half, vote_threshold;
+  float inlier, per_threshold, factor;
+  bool check, break_ties;
 };
 
-__device__ inline void stats_for(const CandArgs& a, int64_t key, int64_t x, int64_t y, int64_t votes, Candidate& cand) {
+__device__ inline void stats_for(const PeakArgs& a, int64_t key, int64_t x, int64_t y, int64_t votes, Peak& pk) {
   const int64_t b = key / a.C, c = key % a.C;
-  cand.key = key;
-  cand.votes = votes;
-  centre_stats(a.voters, a.vstart[key], a.vend[key], x, y, a.thr, a.check, a.lab + b * a.H * a.W, a.H, a.W, c, a.S,
-               a.frac, cand);
+  pk.key = key;
+  pk.votes = votes;
+  const LabelIs is_c{a.lab + b * a.H * a.W, c};
+  const SameLabel sl{a.check, a.S, a.needed, nullptr};
+  peak_stats(a.voters, a.vstart[key], a.vend[key], x, y, a.inlier, sl, is_c, a.H, a.W, a.ext + 3 * c, a.K + 9 * b,
+             a.factor, pk);
 }
 
-__global__ void multi_candidate_kernel(CandArgs a, int64_t n, Candidate* cands, int* ncand, int64_t cap) {
+__global__ void multi_peak_kernel(PeakArgs a, int64_t n, Peak* peaks, int* npeak, int64_t cap) {
   const int64_t HW = a.H * a.W;
   HV_LOOP(t, n) {
     const int64_t key = t / HW, cell = t % HW;
     if (key % a.C == 0 || a.counts[key] <= a.label_threshold) continue;
-    const int* Vk = a.V + key * HW;
-    const int val = Vk[cell];
-    if (val <= a.vote_threshold) continue;
     const int64_t x = cell % a.W, y = cell / a.W;
-    bool is_max = true;
-    for (int64_t yy = imax(y - a.half, 0); yy <= imin(y + a.half, a.H - 1) && is_max; ++yy) {
-      for (int64_t xx = imax(x - a.half, 0); xx <= imin(x + a.half, a.W - 1); ++xx) {
-        if (Vk[yy * a.W + xx] > val) {
-          is_max = false;
-          break;
-        }
-      }
-    }
-    if (!is_max) continue;
-    Candidate cand;
-    stats_for(a, key, x, y, val, cand);
-    if (!dense_enough(cand, a.per_threshold)) continue;
-    const int slot = atomicAdd(ncand, 1);
-    if (slot < cap) cands[slot] = cand;
+    if (!is_peak(a.V + key * HW, a.H, a.W, x, y, a.half, a.break_ties, a.vote_threshold)) continue;
+    Peak pk;
+    stats_for(a, key, x, y, a.V[key * HW + cell], pk);
+    if (!box_tests(pk, a.per_threshold)) continue;
+    const int slot = atomicAdd(npeak, 1);
+    if (slot < cap) peaks[slot] = pk;
   }
 }
 
-// Single-instance mode: one block per key, first row-major argmax.
-__global__ void single_candidate_kernel(CandArgs a, Candidate* cands, int* ncand) {
+// Single-instance mode: one block per key, the first row-major maximum (kept when it has votes).
+__global__ void single_peak_kernel(PeakArgs a, Peak* peaks, int* npeak) {
   __shared__ int best_val[kThreads];
   __shared__ int64_t best_idx[kThreads];
   const int64_t key = blockIdx.x, HW = a.H * a.W;
@@ -226,24 +205,17 @@ __global__ void single_candidate_kernel(CandArgs a, Candidate* cands, int* ncand
     __syncthreads();
   }
   if (threadIdx.x == 0 && best_idx[0] >= 0 && best_val[0] > 0) {
-    Candidate cand;
-    stats_for(a, key, best_idx[0] % a.W, best_idx[0] / a.W, best_val[0], cand);
-    cands[atomicAdd(ncand, 1)] = cand;
+    Peak pk;
+    stats_for(a, key, best_idx[0] % a.W, best_idx[0] / a.W, best_val[0], pk);
+    peaks[atomicAdd(npeak, 1)] = pk;
   }
 }
 
-// 5. sort keys (key, votes desc, y, x); unused slots sort last.
-__global__ void sort_key_kernel(const Candidate* cands, const int* ncand, int64_t cap, int64_t HW, int64_t W,
+// 5. sort key (key, y, x) = key * HW + cell; unused slots sort last.
+__global__ void sort_key_kernel(const Peak* peaks, const int* npeak, int64_t cap, int64_t HW, int64_t W,
                                 int64_t* out) {
-  const int64_t n = *ncand;
-  HV_LOOP(i, cap) {
-    if (i >= n) {
-      out[i] = kNoKey;
-    } else {
-      const Candidate& c = cands[i];
-      out[i] = (c.key * (HW + 1) + (HW - c.votes)) * HW + (c.y * W + c.x);
-    }
-  }
+  const int64_t n = *npeak;
+  HV_LOOP(i, cap) { out[i] = i < n ? peaks[i].key * HW + peaks[i].y * W + peaks[i].x : kNoKey; }
 }
 
 __device__ inline int64_t lower_bound(const int64_t* a, int64_t n, int64_t value) {
@@ -259,68 +231,41 @@ __device__ inline int64_t lower_bound(const int64_t* a, int64_t n, int64_t value
   return lo;
 }
 
-// Greedy NMS per key: one block per key over its sorted segment; alive[] is indexed by sorted position.
-__global__ void nms_kernel(const int64_t* skeys, const int64_t* order, const Candidate* cands, int64_t cap,
-                           int64_t span, double iou, unsigned char* alive) {
-  __shared__ int64_t seg[2];
-  const int64_t key = blockIdx.x;
-  if (threadIdx.x == 0) {
-    seg[0] = lower_bound(skeys, cap, key * span);
-    seg[1] = lower_bound(skeys, cap, (key + 1) * span);
-  }
-  __syncthreads();
-  const int64_t s = seg[0], e = seg[1];
-  for (int64_t i = s; i < e; ++i) {
-    __syncthreads();
-    if (!alive[i]) continue;
-    const Candidate& ci = cands[order[i]];
-    for (int64_t j = i + 1 + threadIdx.x; j < e; j += blockDim.x) {
-      if (alive[j] && box_iou(ci, cands[order[j]]) > iou) alive[j] = 0;
-    }
-  }
-}
-
-// 6. per-image ranking key: (b, votes desc, sorted position).
-__global__ void image_key_kernel(const int64_t* skeys, const int64_t* order, const Candidate* cands,
-                                 const unsigned char* alive, int64_t cap, int64_t C, int64_t HW, int64_t* out) {
-  HV_LOOP(p, cap) {
-    if (skeys[p] == kNoKey || !alive[p]) {
-      out[p] = kNoKey;
-    } else {
-      const Candidate& c = cands[order[p]];
-      out[p] = ((c.key / C) * (HW + 1) + (HW - c.votes)) * cap + p;
-    }
-  }
-}
-
-__global__ void image_keep_kernel(const int64_t* skeys2, const int64_t* order2, int64_t cap, int64_t HW,
-                                  int64_t max_instances, int* keep) {
+// Keep the first `per_image` peaks of every image in sorted order (all of them when per_image < 0).
+__global__ void keep_kernel(const int64_t* skeys, int64_t cap, int64_t C, int64_t HW, int64_t per_image, int* keep) {
   HV_LOOP(q, cap) {
-    if (skeys2[q] == kNoKey) continue;
-    const int64_t span = (HW + 1) * cap;
-    const int64_t b = skeys2[q] / span;
-    const int64_t first = lower_bound(skeys2, cap, b * span);
-    keep[order2[q]] = (q - first < max_instances) ? 1 : 0;
+    if (skeys[q] == kNoKey) {
+      keep[q] = 0;
+      continue;
+    }
+    if (per_image < 0) {
+      keep[q] = 1;
+      continue;
+    }
+    const int64_t b = skeys[q] / (C * HW);
+    const int64_t first = lower_bound(skeys, cap, b * C * HW);
+    keep[q] = (q - first < per_image) ? 1 : 0;
   }
 }
 
-__global__ void write_kernel(const int* keep, const int* opos, const int64_t* order, const Candidate* cands,
-                             int64_t cap, int64_t C, const double* K, float* rois, float* centres, float* trans) {
-  HV_LOOP(p, cap) {
-    if (!keep[p]) continue;
-    const int64_t o = opos[p] - 1;
-    write_row(cands[order[p]], C, K, rois + o * 7, centres + o * 2, trans + o * 3);
+__global__ void write_kernel(const int* keep, const int* opos, const int64_t* order, const Peak* peaks, int64_t cap,
+                             int64_t C, const float* K, float* rois, float* centres, float* trans) {
+  HV_LOOP(q, cap) {
+    if (!keep[q]) continue;
+    const int64_t o = opos[q] - 1;
+    const Peak& pk = peaks[order[q]];
+    write_row(pk, C, K + 9 * (pk.key / C), rois + o * 7, centres + o * 2, trans + o * 3);
   }
 }
 
-__global__ void info_kernel(const int* ncand, const int* opos, int64_t cap, int64_t* info) {
-  info[0] = *ncand;
+__global__ void info_kernel(const int* npeak, const int* opos, int64_t cap, int64_t* info) {
+  info[0] = *npeak;
   info[1] = cap > 0 ? opos[cap - 1] : 0;
 }
 
 struct Votes {
-  at::Tensor V;        // [BC, H, W] int32
-  at::Tensor voters;   // bytes
+  at::Tensor V;       // [BC, H, W] int32
+  at::Tensor voters;  // bytes
   at::Tensor vstart, vend, counts;
 };
 
@@ -341,8 +286,8 @@ Votes compute_votes(const at::Tensor& labels, const at::Tensor& vertex, const at
   at::Tensor counts64 = counts.to(at::kLong);
   at::Tensor starts = (at::cumsum(counts64, 0) - counts64).contiguous();
   VoterArgs va{skeys.data_ptr<int64_t>(), spix.data_ptr<int64_t>(), counts.data_ptr<int>(), starts.data_ptr<int64_t>(),
-               vertex.data_ptr<float>(), K.data_ptr<double>(), extents.data_ptr<double>(), C, H, W,
-               p.label_threshold, p.skip_pixels, p.radius_factor, p.cos_t(), p.sin_t()};
+               vertex.data_ptr<float>(), K.data_ptr<float>(), extents.data_ptr<float>(), C, H, W,
+               p.label_threshold, p.skip_pixels, p.box_factor, p.inlier_threshold};
   at::Tensor flags = at::empty({N}, i32);
   voter_flag_kernel<<<grid_for(N), kThreads, 0, stream>>>(va, N, flags.data_ptr<int>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -359,32 +304,23 @@ Votes compute_votes(const at::Tensor& labels, const at::Tensor& vertex, const at
                                                             vend.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   VoteArgs a{vptr, vpos.data_ptr<int>() + (N - 1), labels.data_ptr<int64_t>(), C, H, W, p.same_label_samples,
-             p.inlier_threshold, p.same_label_fraction, p.check_same_label};
+             p.same_label_needed, p.inlier_threshold, p.check_same_label};
+  at::Tensor V = at::zeros({BC, H, W}, i32);
   const int64_t n = cap_v * H;
-  at::Tensor V;
-  if (p.check_same_label) {
-    V = at::zeros({BC, H, W}, i32);
-    vote_kernel<<<grid_for(n), kThreads, 0, stream>>>(a, n, V.data_ptr<int>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  } else {
-    at::Tensor diff = at::zeros({BC, H, W + 1}, i32);
-    vote_kernel<<<grid_for(n), kThreads, 0, stream>>>(a, n, diff.data_ptr<int>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    V = at::cumsum(diff, 2, at::kInt).narrow(2, 0, W).contiguous();
-  }
+  vote_kernel<<<grid_for(n), kThreads, 0, stream>>>(a, n, V.data_ptr<int>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return Votes{V, voters, vstart, vend, counts};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> hough_voting_cuda(
     const at::Tensor& labels_in, const at::Tensor& vertex_in, const at::Tensor& intrinsics_in,
     const at::Tensor& extents_in, int64_t label_threshold, int64_t skip_pixels, double inlier_threshold,
-    std::optional<int64_t> vote_threshold, double per_threshold, int64_t window, int64_t max_instances,
-    double nms_iou, bool check_same_label, int64_t same_label_samples, double same_label_fraction,
-    double radius_factor) {
+    std::optional<int64_t> vote_threshold, double per_threshold, int64_t window, int64_t max_peaks, bool break_ties,
+    bool check_same_label, int64_t same_label_samples, double same_label_fraction, double box_factor) {
   check_inputs(labels_in, vertex_in, intrinsics_in, extents_in, at::kCUDA);
   const Params p = make_params(label_threshold, skip_pixels, inlier_threshold, vote_threshold, per_threshold, window,
-                               max_instances, nms_iou, check_same_label, same_label_samples, same_label_fraction,
-                               radius_factor);
+                               max_peaks, break_ties, check_same_label, same_label_samples, same_label_fraction,
+                               box_factor);
   c10::cuda::CUDAGuard guard(labels_in.device());
   const at::Tensor labels = labels_in.contiguous(), vertex = vertex_in.contiguous();
   const at::Tensor K = intrinsics_in.contiguous(), extents = extents_in.contiguous();
@@ -394,66 +330,52 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hough_voting_cuda(
   if (B * HW == 0) {
     return {at::zeros({0, 7}, f32), at::zeros({0, 2}, f32), at::zeros({0, 3}, f32)};
   }
+  TORCH_CHECK(static_cast<double>(BC + 1) * static_cast<double>(HW) < 9.0e18,
+              "hough_voting: batch x classes x image too large");
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const auto i32 = labels.options().dtype(at::kInt);
   const Votes votes = compute_votes(labels, vertex, K, extents, p);
-  CandArgs ca{votes.V.data_ptr<int>(), reinterpret_cast<const Voter*>(votes.voters.data_ptr<uint8_t>()),
+  PeakArgs pa{votes.V.data_ptr<int>(), reinterpret_cast<const Voter*>(votes.voters.data_ptr<uint8_t>()),
               votes.vstart.data_ptr<int64_t>(), votes.vend.data_ptr<int64_t>(), votes.counts.data_ptr<int>(),
-              labels.data_ptr<int64_t>(), C, H, W, p.label_threshold, p.same_label_samples, p.window / 2,
-              p.vote_threshold, p.inlier_threshold, p.same_label_fraction, p.per_threshold, p.check_same_label};
-  int64_t cap = p.multi ? std::min<int64_t>(BC * HW, 1 << 16) : BC;
-  const double span_f = static_cast<double>(HW + 1) * static_cast<double>(HW);
-  TORCH_CHECK(static_cast<double>(BC + 1) * span_f < 9.0e18, "hough_voting: batch x classes x image too large");
+              labels.data_ptr<int64_t>(), K.data_ptr<float>(), extents.data_ptr<float>(), C, H, W,
+              p.label_threshold, p.same_label_samples, p.same_label_needed, p.window / 2, p.vote_threshold,
+              p.inlier_threshold, p.per_threshold, p.box_factor, p.check_same_label, p.break_ties};
+  const int64_t per_image = p.multi ? std::max<int64_t>(p.max_peaks / B, 1) : -1;
+  int64_t cap = p.multi ? std::min<int64_t>(BC * HW, 1 << 12) : BC;
   for (int round = 0;; ++round) {
-    TORCH_CHECK(static_cast<double>(B + 1) * static_cast<double>(HW + 1) * static_cast<double>(cap) < 9.0e18,
-                "hough_voting: too many centre candidates");
-    at::Tensor cand_buf = at::empty({cap * static_cast<int64_t>(sizeof(Candidate))}, labels.options().dtype(at::kByte));
-    Candidate* cands = reinterpret_cast<Candidate*>(cand_buf.data_ptr<uint8_t>());
-    at::Tensor ncand = at::zeros({1}, i32);
+    at::Tensor buf = at::empty({cap * static_cast<int64_t>(sizeof(Peak))}, labels.options().dtype(at::kByte));
+    Peak* peaks = reinterpret_cast<Peak*>(buf.data_ptr<uint8_t>());
+    at::Tensor npeak = at::zeros({1}, i32);
     if (p.multi) {
-      multi_candidate_kernel<<<grid_for(BC * HW), kThreads, 0, stream>>>(ca, BC * HW, cands, ncand.data_ptr<int>(),
-                                                                          cap);
+      multi_peak_kernel<<<grid_for(BC * HW), kThreads, 0, stream>>>(pa, BC * HW, peaks, npeak.data_ptr<int>(), cap);
     } else {
-      single_candidate_kernel<<<static_cast<unsigned int>(BC), kThreads, 0, stream>>>(ca, cands,
-                                                                                     ncand.data_ptr<int>());
+      single_peak_kernel<<<static_cast<unsigned int>(BC), kThreads, 0, stream>>>(pa, peaks, npeak.data_ptr<int>());
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    at::Tensor key1 = at::empty({cap}, labels.options());
-    sort_key_kernel<<<grid_for(cap), kThreads, 0, stream>>>(cands, ncand.data_ptr<int>(), cap, HW, W,
-                                                            key1.data_ptr<int64_t>());
+    at::Tensor key = at::empty({cap}, labels.options());
+    sort_key_kernel<<<grid_for(cap), kThreads, 0, stream>>>(peaks, npeak.data_ptr<int>(), cap, HW, W,
+                                                            key.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    auto s1 = at::sort(key1, /*stable=*/false, 0, false);
-    at::Tensor skeys = std::get<0>(s1).contiguous(), order = std::get<1>(s1).contiguous();
-    at::Tensor alive = at::ones({cap}, labels.options().dtype(at::kByte));
-    nms_kernel<<<static_cast<unsigned int>(BC), kThreads, 0, stream>>>(
-        skeys.data_ptr<int64_t>(), order.data_ptr<int64_t>(), cands, cap, (HW + 1) * HW, p.nms_iou,
-        alive.data_ptr<uint8_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    at::Tensor key2 = at::empty({cap}, labels.options());
-    image_key_kernel<<<grid_for(cap), kThreads, 0, stream>>>(skeys.data_ptr<int64_t>(), order.data_ptr<int64_t>(),
-                                                             cands, alive.data_ptr<uint8_t>(), cap, C, HW,
-                                                             key2.data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    auto s2 = at::sort(key2, /*stable=*/false, 0, false);
-    at::Tensor skeys2 = std::get<0>(s2).contiguous(), order2 = std::get<1>(s2).contiguous();
-    at::Tensor keep = at::zeros({cap}, i32);
-    image_keep_kernel<<<grid_for(cap), kThreads, 0, stream>>>(skeys2.data_ptr<int64_t>(), order2.data_ptr<int64_t>(),
-                                                              cap, HW, p.max_instances, keep.data_ptr<int>());
+    auto s = at::sort(key, /*stable=*/false, 0, false);
+    at::Tensor skeys = std::get<0>(s).contiguous(), order = std::get<1>(s).contiguous();
+    at::Tensor keep = at::empty({cap}, i32);
+    keep_kernel<<<grid_for(cap), kThreads, 0, stream>>>(skeys.data_ptr<int64_t>(), cap, C, HW, per_image,
+                                                        keep.data_ptr<int>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     at::Tensor opos = at::cumsum(keep, 0, at::kInt).contiguous();
     at::Tensor rois = at::empty({cap, 7}, f32), centres = at::empty({cap, 2}, f32), trans = at::empty({cap, 3}, f32);
     write_kernel<<<grid_for(cap), kThreads, 0, stream>>>(keep.data_ptr<int>(), opos.data_ptr<int>(),
-                                                         order.data_ptr<int64_t>(), cands, cap, C, K.data_ptr<double>(),
+                                                         order.data_ptr<int64_t>(), peaks, cap, C, K.data_ptr<float>(),
                                                          rois.data_ptr<float>(), centres.data_ptr<float>(),
                                                          trans.data_ptr<float>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     at::Tensor info = at::empty({2}, labels.options());
-    info_kernel<<<1, 1, 0, stream>>>(ncand.data_ptr<int>(), opos.data_ptr<int>(), cap, info.data_ptr<int64_t>());
+    info_kernel<<<1, 1, 0, stream>>>(npeak.data_ptr<int>(), opos.data_ptr<int>(), cap, info.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const at::Tensor host = info.cpu();  // the one synchronisation
     const int64_t found = host.data_ptr<int64_t>()[0], n_out = host.data_ptr<int64_t>()[1];
-    if (found > cap) {  // candidate buffer overflowed: redo this stage with room for all of them
-      TORCH_CHECK(round == 0, "hough_voting: candidate count changed between rounds");
+    if (found > cap) {  // peak buffer overflowed: redo this stage with room for all of them
+      TORCH_CHECK(round == 0, "hough_voting: peak count changed between rounds");
       cap = found;
       continue;
     }
@@ -466,10 +388,10 @@ at::Tensor hough_vote_counts_cuda(const at::Tensor& labels_in, const at::Tensor&
                                   const at::Tensor& intrinsics_in, const at::Tensor& extents_in,
                                   int64_t label_threshold, int64_t skip_pixels, double inlier_threshold,
                                   bool check_same_label, int64_t same_label_samples, double same_label_fraction,
-                                  double radius_factor) {
+                                  double box_factor) {
   check_inputs(labels_in, vertex_in, intrinsics_in, extents_in, at::kCUDA);
-  const Params p = make_params(label_threshold, skip_pixels, inlier_threshold, std::nullopt, 0.0, 1, 1, 0.5,
-                               check_same_label, same_label_samples, same_label_fraction, radius_factor);
+  const Params p = make_params(label_threshold, skip_pixels, inlier_threshold, std::nullopt, 0.0, 1, 1, true,
+                               check_same_label, same_label_samples, same_label_fraction, box_factor);
   c10::cuda::CUDAGuard guard(labels_in.device());
   const at::Tensor labels = labels_in.contiguous(), vertex = vertex_in.contiguous();
   const at::Tensor K = intrinsics_in.contiguous(), extents = extents_in.contiguous();

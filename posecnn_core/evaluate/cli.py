@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="model checkpoint to run (through PoseEstimator)")
     src.add_argument("--results", help="saved estimates (.json or .npz) instead of running a model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (with --checkpoint)")
-    p.add_argument("--score-threshold", type=float, default=None, help="estimator score threshold")
+    p.add_argument("--preset", default="pt_ycb_eval", choices=("pt_ycb_eval", "pt_demo"),
+                   help="estimator post-processing: PoseCNN-PyTorch's YCB-Video keyframe evaluation (no score "
+                        "threshold, NMS IoU 0.5; default) or its image demo (score > 0.1, NMS IoU 0.2)")
+    p.add_argument("--score-threshold", type=float, default=None, help="override the preset's score threshold")
+    p.add_argument("--depth-mode", choices=("scale", "resample"), default=None,
+                   help="focal-length-aware depth: scale the network's depth (default) or resample the image")
     p.add_argument("--depth", action="store_true",
                    help="pass depth images to the estimator: depth refinement (and RGB-D models); the report is "
                         "then written with and without refinement (OUT and OUT/without_refinement)")
@@ -62,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from ..estimator import EstimatorConfig, PoseEstimator
 
-            cfg = EstimatorConfig() if args.score_threshold is None else \
-                EstimatorConfig(score_threshold=args.score_threshold)
+            cfg = EstimatorConfig.preset(args.preset)
+            if args.score_threshold is not None:
+                cfg = dataclasses.replace(cfg, score_threshold=args.score_threshold)
+            if args.depth_mode is not None:
+                cfg = dataclasses.replace(cfg, depth_mode=args.depth_mode)
             if args.rotation_search is not None:
                 if args.rotation_search < 0:
                     raise ValueError(f"--rotation-search must be >= 0, got {args.rotation_search}")

@@ -1,16 +1,21 @@
 """Python face of the compiled Hough voting operators (``torch.ops.posecnn.hough_voting`` / ``hough_vote_counts``).
 
 Inputs are expected as ``posecnn_core.voting.prepare_inputs`` returns them (labels int64, vertex float32,
-intrinsics float64 [B,3,3], extents float64 [C,3], one device); ``posecnn_core.voting.hough_voting`` with
-``backend="cpp"``/``"cuda"`` calls these.
+intrinsics float32 [B,3,3], extents float32 [C,3], one device); ``posecnn_core.voting.hough_voting`` with
+``backend="cpp"``/``"cuda"`` calls these. Parameters are read from a ``VotingParams``; results are returned as plain
+tensors, so this module does not import ``posecnn_core.voting`` (no import cycle).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from posecnn_core.ops.extension import load_error, load_ops
-from posecnn_core.voting import VotingOutput, VotingParams
+
+if TYPE_CHECKING:
+    from posecnn_core.voting import VotingParams
 
 
 def _ops():
@@ -20,14 +25,13 @@ def _ops():
 
 
 def hough_voting_ext(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch.Tensor, extents: torch.Tensor,
-                     params: VotingParams) -> VotingOutput:
-    """Hough voting with the compiled operator of the tensors' device (see docs/voting.md)."""
+                     params: VotingParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rois [N,7], centers [N,2], translations [N,3]) from the compiled operator of the tensors' device."""
     p = params
-    rois, centers, translations = _ops().hough_voting(
+    return _ops().hough_voting(
         labels, vertex, intrinsics, extents, p.label_threshold, p.skip_pixels, p.inlier_threshold,
-        p.vote_threshold, p.per_threshold, p.window, p.max_instances, p.nms_iou, p.check_same_label,
-        p.same_label_samples, p.same_label_fraction, p.radius_factor)
-    return VotingOutput(rois, centers, translations)
+        p.vote_threshold, p.per_threshold, p.window, p.max_peaks, p.mode == "test", p.check_same_label,
+        p.same_label_samples, p.same_label_fraction, p.box_factor)
 
 
 def hough_vote_counts_ext(labels: torch.Tensor, vertex: torch.Tensor, intrinsics: torch.Tensor,
@@ -36,4 +40,4 @@ def hough_vote_counts_ext(labels: torch.Tensor, vertex: torch.Tensor, intrinsics
     p = params
     return _ops().hough_vote_counts(
         labels, vertex, intrinsics, extents, p.label_threshold, p.skip_pixels, p.inlier_threshold,
-        p.check_same_label, p.same_label_samples, p.same_label_fraction, p.radius_factor)
+        p.check_same_label, p.same_label_samples, p.same_label_fraction, p.box_factor)
