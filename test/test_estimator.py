@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from posecnn_core.camera import ReferenceCamera
 from posecnn_core.checkpoint import CheckpointMeta, save_checkpoint
 from posecnn_core.estimator import EstimatorConfig, InputError, ModelError, PoseEstimator
 from posecnn_core.geometry import quat_to_mat
@@ -78,7 +79,9 @@ def test_random_weights_end_to_end(checkpoint, objects, size):
 
 def test_known_dense_output_gives_known_translation(checkpoint, objects):
     """Replace the dense head by an analytic field of two instances; the estimator must return their poses."""
-    est = PoseEstimator(checkpoint, objects, device="cpu", config=EstimatorConfig(score_threshold=0.0))
+    # the analytic "network" below gives metric depths for this frame's camera (fx = fy = 300)
+    est = PoseEstimator(checkpoint, objects, device="cpu",
+                        config=EstimatorConfig(score_threshold=0.0, reference_camera=ReferenceCamera(300.0, 300.0)))
     H, W, C = 240, 320, objects.num_classes
     K = np.array([[300.0, 0, 160.0], [0, 300.0, 120.0], [0, 0, 1]])
     truth = {1: (100.0, 90.0, 0.6), 4: (220.0, 150.0, 0.8)}  # bottle, cereal: class -> (u, v, Tz)
@@ -188,7 +191,8 @@ def test_depth_refinement_corrects_a_wrong_voted_depth(checkpoint, objects):
     from _depth_render import render_depth
     from posecnn_core.geometry import ego_to_allo, mat_to_quat
 
-    est = PoseEstimator(checkpoint, objects, device="cpu", config=EstimatorConfig(score_threshold=0.0))
+    est = PoseEstimator(checkpoint, objects, device="cpu",
+                        config=EstimatorConfig(score_threshold=0.0, reference_camera=ReferenceCamera(300.0, 300.0)))
     H, W, C, c = 240, 320, objects.num_classes, 4  # cereal box
     K = np.array([[300.0, 0, 160.0], [0, 300.0, 120.0], [0, 0, 1]])
     cu, cv, z = 170.0, 110.0, 0.7
