@@ -17,26 +17,17 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 
+from ..boxes import box_iou
 from ..metrics import accuracy_curve, add, adds, vocap_auc
 from ..objects import ObjectSet
 from .results import Detection, FrameResults, GroundTruth
 
 __all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "frame_instances", "build_report",
-           "evaluate_results", "box_iou", "MAX_DISTANCE"]
+           "evaluate_results", "MAX_DISTANCE"]
 
 MAX_DISTANCE = 0.1  # metres, the toolbox's AUC range
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (x1, y1, x2, y2) boxes in pixel-inclusive convention (width = x2 − x1 + 1)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | None]:
@@ -44,10 +35,14 @@ def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | 
     match: list[int | None] = [None] * gt.classes.size
     used: set[int] = set()
     pairs = []
+    if len(detections) and gt.classes.size:
+        iou = box_iou(torch.as_tensor(np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)),
+                      torch.as_tensor(np.stack([np.asarray(d.roi, dtype=np.float64) for d in detections])),
+                      plus_one=True).numpy()
     for g, c in enumerate(gt.classes):
         for d, det in enumerate(detections):
             if det.class_id == int(c):
-                pairs.append((-box_iou(gt.boxes[g], det.roi), -det.score, g, d))
+                pairs.append((-float(iou[g, d]), -det.score, g, d))
     for _, _, g, d in sorted(pairs):
         if match[g] is None and d not in used:
             match[g] = d
