@@ -20,8 +20,9 @@ import torch
 import trimesh
 from scipy.spatial.transform import Rotation
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from posecnn_core.depth_render import render_scene  # noqa: E402
+_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path[:0] = [_ROOT, os.path.join(_ROOT, "test")]  # the depth rasteriser is a test helper
+from _depth_render import render_scene  # noqa: E402
 from posecnn_core.refine import refine_poses  # noqa: E402
 
 K_YCB = np.array([[1066.778, 0.0, 312.9869], [0.0, 1067.487, 241.3109], [0.0, 0.0, 1.0]])

@@ -111,9 +111,8 @@ def overhead(args: argparse.Namespace) -> None:
 def _peer_and_node(args: argparse.Namespace, width: int, height: int):
     ckpt, objs, fake = _model(args)
     domain = helpers.session_domain_id(60)
-    extra = {} if fake else {"POSECNN_TEST_ESTIMATOR": ""}
     proc = helpers.NodeProcess(domain, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
-                                        "device": "cpu"}, extra_env=extra)
+                                        "device": "cpu"}, fake=fake)
     peer = helpers.Peer(domain)
     if not (proc.wait_for_output("ready on", 120) and peer.wait_for_node(60)):
         raise RuntimeError(f"node did not start:\n{proc.output}")

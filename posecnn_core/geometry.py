@@ -228,11 +228,26 @@ def ego_to_allo(q_ego: Array, t: Array, convention: str = "pt") -> Array:
 # points and cameras
 # --------------------------------------------------------------------------------------------------
 
+def _intrinsics(k: torch.Tensor, extra_dims: int) -> tuple[torch.Tensor, ...]:
+    """(fx, skew, px, fy, py) of K `[..., 3, 3]`, each with `extra_dims` trailing singleton dims for broadcasting."""
+    def entry(r: int, c: int) -> torch.Tensor:
+        e = k[..., r, c]
+        return e.reshape(e.shape + (1,) * extra_dims)
+    return entry(0, 0), entry(0, 1), entry(0, 2), entry(1, 1), entry(1, 2)
+
+
+def _project(p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    fx, s, px, fy, py = _intrinsics(k, 1)
+    x, y, z = p.unbind(-1)
+    return torch.stack(((fx * x + s * y) / z + px, fy * y / z + py), dim=-1)
+
+
 def project_points(points: Array, K: Array) -> Array:
     """Pixel coordinates (u, v) `[..., N, 2]` of camera-frame `points` `[..., N, 3]`.
 
-    `K` is `[3, 3]` or `[..., 3, 3]` with leading dims broadcastable against those of `points`.
-    u = (K00·X + K01·Y)/Z + K02, v = K11·Y/Z + K12; points with Z = 0 give inf/nan.
+    `K` is `[3, 3]` or `[..., 3, 3]` with leading dims broadcastable against those of `points`; its last row is
+    taken to be (0, 0, 1). u = (K00·X + K01·Y)/Z + K02, v = K11·Y/Z + K12 (with K01 = 0 exactly the
+    fx·X/Z + px of docs/conventions.md); points with Z = 0 give inf/nan.
     """
     p = _to_tensor(points, "points")
     k = _to_tensor(K, "K", like=p)
@@ -240,8 +255,7 @@ def project_points(points: Array, K: Array) -> Array:
     _check_last(k, (3, 3), "K")
     if p.dim() < 2:
         raise ValueError(f"points must have shape [..., N, 3], got {tuple(p.shape)}")
-    h = p @ k.transpose(-1, -2)
-    return _out(h[..., :2] / h[..., 2:3], _returns_numpy(points))
+    return _out(_project(p, k), _returns_numpy(points))
 
 
 def transform_points(points: Array, R: Array, t: Array) -> Array:
@@ -257,11 +271,34 @@ def transform_points(points: Array, R: Array, t: Array) -> Array:
     return _out(p @ r.transpose(-1, -2) + tt.unsqueeze(-2), _returns_numpy(points))
 
 
+def _backproject(u: torch.Tensor, v: torch.Tensor, z: torch.Tensor, fx: torch.Tensor, s: torch.Tensor,
+                 px: torch.Tensor, fy: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    yn = (v - py) / fy
+    xn = (u - px - s * yn) / fx
+    return torch.stack(torch.broadcast_tensors(xn * z, yn * z, z), dim=-1)
+
+
+def backproject_pixels(u: Array, v: Array, z: Array, K: Array) -> Array:
+    """Camera-frame points `[..., N, 3]` of pixel coordinates `u`, `v` (column, row) with depths `z` `[..., N]`.
+
+    The inverse of `project_points`: X = (u - px - K01·y)·Z/fx with y = (v - py)/fy, Y = y·Z. `K` is `[3, 3]`
+    or `[..., 3, 3]` matching the leading dims of `u`; `u` and `v` may be integer pixel indices.
+    """
+    zt = _to_tensor(z, "z")
+    ut = _to_tensor(u, "u", like=zt)
+    vt = _to_tensor(v, "v", like=zt)
+    k = _to_tensor(K, "K", like=zt)
+    _check_last(k, (3, 3), "K")
+    if zt.dim() < 1:
+        raise ValueError(f"z must have shape [..., N], got {tuple(zt.shape)}")
+    return _out(_backproject(ut, vt, zt, *_intrinsics(k, 1)), _returns_numpy(z))
+
+
 def backproject(depth: Array, K: Array) -> Array:
     """Camera-frame points `[..., H, W, 3]` of a metric `depth` map `[..., H, W]`; depth 0 gives (0, 0, 0).
 
-    Pixel (row r, column c) is at (u, v) = (c, r); X = (u - px - K01·y)·Z/fx with y = (v - py)/fy,
-    Y = y·Z. `K` is `[3, 3]` or `[..., 3, 3]` matching the depth's leading dims.
+    Pixel (row r, column c) is at (u, v) = (c, r); see `backproject_pixels`. `K` is `[3, 3]` or `[..., 3, 3]`
+    matching the depth's leading dims.
     """
     d = _to_tensor(depth, "depth")
     k = _to_tensor(K, "K", like=d)
@@ -271,12 +308,7 @@ def backproject(depth: Array, K: Array) -> Array:
     H, W = d.shape[-2:]
     v, u = torch.meshgrid(torch.arange(H, dtype=d.dtype, device=d.device),
                           torch.arange(W, dtype=d.dtype, device=d.device), indexing="ij")
-    fx, s, px = (k[..., 0, i][..., None, None] for i in range(3))
-    fy, py = k[..., 1, 1][..., None, None], k[..., 1, 2][..., None, None]
-    yn = (v - py) / fy
-    xn = (u - px - s * yn) / fx
-    pts = torch.stack(torch.broadcast_tensors(xn * d, yn * d, d), dim=-1)
-    return _out(pts, _returns_numpy(depth))
+    return _out(_backproject(u, v, d, *_intrinsics(k, 2)), _returns_numpy(depth))
 
 
 def box_extents(points: Array) -> Array:
@@ -295,5 +327,5 @@ def box_extents(points: Array) -> Array:
 __all__ = [
     "ALLOCENTRIC_CONVENTIONS", "quat_to_mat", "mat_to_quat", "quat_multiply", "quat_conjugate",
     "rotation_angle_deg", "allo_to_ego", "ego_to_allo", "project_points", "transform_points",
-    "backproject", "box_extents",
+    "backproject", "backproject_pixels", "box_extents",
 ]

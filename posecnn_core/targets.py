@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .geometry import project_points
+
 __all__ = ["FrameTargets", "compute_targets", "targets_from_frame", "boxes_from_mask", "boxes_from_points"]
 
 
@@ -72,8 +74,7 @@ def boxes_from_points(points_by_class: Mapping[int, np.ndarray] | Sequence[np.nd
         X = np.asarray(pts, dtype=np.float64) @ poses[k, :, :3].T + poses[k, :, 3]
         if np.any(X[:, 2] <= 0):
             raise ValueError(f"instance {k}: model points behind the camera")
-        uv = X @ K.T
-        uv = uv[:, :2] / uv[:, 2:3]
+        uv = project_points(X, K)
         boxes[k] = (*uv.min(0), *uv.max(0))
     return boxes
 
@@ -113,7 +114,7 @@ def compute_targets(label: np.ndarray, instance: np.ndarray, classes: Sequence[i
     t = P[:, :, 3]
     if n and np.any(t[:, 2] <= 0):
         raise ValueError("every object must have positive depth t_z")
-    centers = (t @ K.T)[:, :2] / t[:, 2:3] if n else np.zeros((0, 2))
+    centers = project_points(t, K) if n else np.zeros((0, 2))
 
     h, w = label.shape
     vt = np.zeros((3 * num_classes, h, w), dtype=np.float32)

@@ -3,16 +3,12 @@
 Subscribes `image`, `camera_info` (and `depth` when use_depth is set); publishes `~/detections`,
 `~/detections_2d`, `~/estimates`, `~/label`, `~/label_info` (transient local), `~/markers`, `~/overlay` and one
 TF frame per object on /tf. Inference runs on a worker thread fed by a one-slot mailbox (the newest frame
-replaces a pending one), so callbacks never block and nothing queues up.
-
-Test-only hook: the environment variable POSECNN_TEST_ESTIMATOR=module:callable replaces the estimator
-factory (used by the test suite to run the node with a deterministic stand-in). Do not set it otherwise.
+replaces a pending one), so callbacks never block and nothing queues up. Parameters: posecnn_ros/params.py
+(docs/node.md lists them).
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 import threading
 import time
@@ -33,41 +29,31 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
+from posecnn_core.estimator import EstimatorConfig
 from posecnn_core.resources import DEMO_CHECKPOINT, DEMO_OBJECTS, resource_path
-from posecnn_ros import messages
+from posecnn_ros import messages, params
 from posecnn_ros.image_conversion import (ImageError, camera_matrix, check_image_matches, depth_to_metres,
                                           image_to_rgb, rgb_to_image)
 from posecnn_ros.latest_frame import LatestFrameWorker
 from posecnn_ros.msg import ObjectEstimateArray
 from posecnn_ros.overlay import draw_overlay
-from posecnn_ros.params import SPECS, NodeSettings, ParameterError, apply_to_config, check_value, descriptor
+from posecnn_ros.params import SPEC_BY_NAME, NodeSettings
 from posecnn_ros.tf_publisher import TfPublisher
 from posecnn_ros.throttled_log import ThrottledLog
 
 NODE_NAME = "posecnn"
-TEST_ESTIMATOR_ENV = "POSECNN_TEST_ESTIMATOR"
 EXIT_FATAL = 2
 
-# (checkpoint path, object set path, device) -> an estimator with PoseEstimator's API (docs/estimator_api.md)
-EstimatorFactory = Callable[[str, str, str], Any]
+# (checkpoint path, object set path, device, EstimatorConfig) -> an estimator with PoseEstimator's API
+# (docs/estimator_api.md)
+EstimatorFactory = Callable[[str, str, str, EstimatorConfig], Any]
 
 
-def default_estimator_factory(checkpoint: str, objects: str, device: str) -> Any:
+def default_estimator_factory(checkpoint: str, objects: str, device: str, config: EstimatorConfig) -> Any:
     """The real PoseCNN estimator."""
     from posecnn_core.estimator import PoseEstimator
 
-    return PoseEstimator(checkpoint, objects, device=device)
-
-
-def factory_from_env() -> EstimatorFactory | None:
-    """The factory named by POSECNN_TEST_ESTIMATOR ("module:callable"), or None when unset. Test-only."""
-    spec = os.environ.get(TEST_ESTIMATOR_ENV, "")
-    if not spec:
-        return None
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise ValueError(f"{TEST_ESTIMATOR_ENV} must look like 'module:callable', got {spec!r}")
-    return getattr(importlib.import_module(module), attr)
+    return PoseEstimator(checkpoint, objects, device=device, config=config)
 
 
 def resolve_file(value: str, bundled: str, what: str) -> Path:
@@ -91,7 +77,7 @@ def _stamp_seconds(header: Header) -> float:
 
 
 class PoseCnnNode(Node):
-    """The PoseCNN node. `estimator_factory` defaults to the real PoseEstimator.
+    """The PoseCNN node. `estimator_factory` defaults to the real PoseEstimator (tests pass a stand-in).
 
     Raises ParameterError / FileNotFoundError / the estimator's ModelError (ValueErrors) at construction for
     bad parameters, missing files or a checkpoint the object set does not match.
@@ -100,20 +86,14 @@ class PoseCnnNode(Node):
     def __init__(self, estimator_factory: EstimatorFactory | None = None, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self._log = ThrottledLog(self.get_logger(), period_s=5.0)
-        values: dict[str, Any] = {}
-        for spec in SPECS:
-            try:
-                param = self.declare_parameter(spec.name, spec.default, descriptor(spec))
-            except Exception as exc:  # rclpy's InvalidParameterValue/Type exceptions
-                raise ParameterError(f"parameter {spec.name}: {exc}") from exc
-            values[spec.name] = param.value
-        self.settings = NodeSettings.from_values(values)
-        checkpoint = resolve_file(self.settings.checkpoint, DEMO_CHECKPOINT, "checkpoint")
-        objects = resolve_file(self.settings.objects, DEMO_OBJECTS, "object set")
-        self.get_logger().info(f"loading checkpoint {checkpoint} with object set {objects} on {self.settings.device}")
+        self.settings: NodeSettings = params.declare(self)
+        checkpoint = resolve_file(self.settings["checkpoint"], DEMO_CHECKPOINT, "checkpoint")
+        objects = resolve_file(self.settings["objects"], DEMO_OBJECTS, "object set")
+        device = self.settings["device"]
+        self.get_logger().info(f"loading checkpoint {checkpoint} with object set {objects} on {device}")
         factory = estimator_factory or default_estimator_factory
-        self.estimator = factory(str(checkpoint), str(objects), self.settings.device)
-        self.estimator.config = apply_to_config(self.estimator.config, self.settings)
+        config = self.settings.estimator_config(EstimatorConfig())
+        self.estimator = factory(str(checkpoint), str(objects), device, config)
         objset = self.estimator.object_set
         self._class_names: list[str] = list(objset.class_names)
         self._extents = np.asarray(objset.extents, np.float64)
@@ -145,11 +125,11 @@ class PoseCnnNode(Node):
 
         self._worker: LatestFrameWorker[tuple[Image, CameraInfo | None, float]] = LatestFrameWorker(
             self._process, self._on_worker_error, before_first=self._warmup, name="posecnn-inference")
-        image_qos = qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else reliable
+        image_qos = qos_profile_sensor_data if self.settings["image_qos"] == "sensor_data" else reliable
         self._sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos)
         self._sub_image = self.create_subscription(Image, "image", self._on_image, image_qos)
         self._sub_depth = (self.create_subscription(Image, "depth", self._on_depth, image_qos)
-                           if self.settings.use_depth else None)
+                           if self.settings["use_depth"] else None)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"ready on {self.device}: {len(self._class_names) - 1} classes, image {self._sub_image.topic_name}, "
@@ -171,32 +151,28 @@ class PoseCnnNode(Node):
             self._log.warning("dropped", f"dropped {self._worker.dropped} frame(s) so far: inference is slower "
                                          f"than the image rate (only the newest frame is processed)")
 
-    def _on_set_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
+    def _on_set_parameters(self, changes: Sequence[Parameter]) -> SetParametersResult:
+        # rclpy has checked types, ranges and read-only flags; names not in SPECS are rclpy's own (use_sim_time)
+        values = {p.name: p.value for p in changes if p.name in SPEC_BY_NAME}
         with self._settings_lock:
-            values = {spec.name: self.get_parameter(spec.name).value for spec in SPECS}
-            for param in params:
-                reason = check_value(param.name, param.value)
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
-                values[param.name] = param.value
             try:
-                settings = NodeSettings.from_values(values)
-                config = apply_to_config(self.estimator.config, settings)
+                settings = self.settings.updated(values)
+                config = settings.estimator_config(self.estimator.config)
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
             self.settings = settings
             self.estimator.config = config
-            if any(p.name == "score_threshold" for p in params):
+            if "score_threshold" in values:
                 self._publish_label_info()
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- worker thread
     def _warmup(self) -> None:
-        if not (self.settings.warmup and self.device.startswith("cuda")):
+        if not (self.settings["warmup"] and self.device.startswith("cuda")):
             return
         start = time.perf_counter()
         try:
-            self.estimator.warmup(self.settings.warmup_height, self.settings.warmup_width)
+            self.estimator.warmup(self.settings["warmup_height"], self.settings["warmup_width"])
         except Exception as exc:  # noqa: BLE001 - the first real frame will show whether the model works
             self.get_logger().warning(f"GPU warm-up failed: {type(exc).__name__}: {exc}")
             return
@@ -214,23 +190,23 @@ class PoseCnnNode(Node):
     def _pair_depth(self, image: Image, settings: NodeSettings) -> np.ndarray | None:
         """The depth image (metres) closest in stamp to `image` within the tolerance, waiting briefly for it."""
         target = _stamp_seconds(image.header)
+        tolerance = settings["sync_tolerance"]
 
         def best() -> Image | None:
-            found = [d for d in self._depth_buffer
-                     if abs(_stamp_seconds(d.header) - target) <= settings.sync_tolerance]
+            found = [d for d in self._depth_buffer if abs(_stamp_seconds(d.header) - target) <= tolerance]
             return min(found, key=lambda d: abs(_stamp_seconds(d.header) - target)) if found else None
 
         with self._depth_lock:
-            self._depth_lock.wait_for(lambda: best() is not None, timeout=max(0.1, settings.sync_tolerance))
+            self._depth_lock.wait_for(lambda: best() is not None, timeout=max(0.1, tolerance))
             match = best()
         if match is None:
-            self._log.warning("no_depth", f"no depth image within {settings.sync_tolerance} s of the image stamp "
+            self._log.warning("no_depth", f"no depth image within {tolerance} s of the image stamp "
                                           f"{target:.6f}; estimating from RGB only")
             return None
         if (match.width, match.height) != (image.width, image.height):
             raise ImageError("depth_mismatch", f"depth image is {match.width}x{match.height} but the image is "
                                                f"{image.width}x{image.height}")
-        return depth_to_metres(match, settings.depth_scale)
+        return depth_to_metres(match, settings["depth_scale"])
 
     def _process(self, item: tuple[Image, CameraInfo | None, float]) -> None:
         image, info, received = item
@@ -244,7 +220,7 @@ class PoseCnnNode(Node):
             K = camera_matrix(info)
             rgb = image_to_rgb(image)
             check_image_matches(image, info)
-            depth = self._pair_depth(image, settings) if settings.use_depth else None
+            depth = self._pair_depth(image, settings) if settings["use_depth"] else None
         except ImageError as exc:
             self._reject(exc.cause, str(exc))
             return
@@ -260,7 +236,7 @@ class PoseCnnNode(Node):
         self.frames_processed += 1
         stages = [("decode", 1e3 * (decoded - start)), *((str(k), float(v)) for k, v in result.timings_ms.items()),
                   ("publish", 1e3 * (published - estimated))]
-        if settings.publish["estimates"]:
+        if settings["publish.estimates"]:
             self._pub_est.publish(messages.estimates(
                 result.objects, image.header, stages, 1e3 * (published - received), self.device,
                 self.frames_processed, self._worker.dropped, self.frames_rejected))
@@ -268,23 +244,22 @@ class PoseCnnNode(Node):
     def _publish(self, result: Any, header: Header, rgb: np.ndarray, K: np.ndarray, settings: NodeSettings) -> None:
         objects = result.objects
         self._pub_det3d.publish(messages.detections_3d(objects, header, self._extents))
-        publish = settings.publish
-        if publish["tf"]:
-            self._tf.send(messages.transforms(objects, header, settings.tf_prefix))
-        if publish["detections_2d"]:
+        if settings["publish.tf"]:
+            self._tf.send(messages.transforms(objects, header, settings["tf_prefix"]))
+        if settings["publish.detections_2d"]:
             self._pub_det2d.publish(messages.detections_2d(objects, header))
-        if publish["markers"] and self._pub_markers.get_subscription_count():
+        if settings["publish.markers"] and self._pub_markers.get_subscription_count():
             self._pub_markers.publish(messages.markers(objects, header, self._extents, self._mesh_uris,
                                                        len(self._class_names)))
-        if publish["label"] and self._pub_label.get_subscription_count():
+        if settings["publish.label"] and self._pub_label.get_subscription_count():
             self._pub_label.publish(messages.label_image(result.label, header, len(self._class_names)))
-        if publish["overlay"] and self._pub_overlay.get_subscription_count():
+        if settings["publish.overlay"] and self._pub_overlay.get_subscription_count():
             drawn = draw_overlay(rgb, objects, K, self._points, self._extents)
             self._pub_overlay.publish(rgb_to_image(Image(), drawn, header))
 
     def _publish_label_info(self) -> None:
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._pub_label_info.publish(messages.label_info(self._class_names, header, self.settings.score_threshold))
+        self._pub_label_info.publish(messages.label_info(self._class_names, header, self.settings["score_threshold"]))
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -292,12 +267,13 @@ class PoseCnnNode(Node):
         self._worker.stop()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Run the node until SIGINT/SIGTERM (exit 0); bad parameters or model files exit with EXIT_FATAL."""
+def main(args: list[str] | None = None, estimator_factory: EstimatorFactory | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM (exit 0); bad parameters or model files exit with EXIT_FATAL.
+    `estimator_factory`: see PoseCnnNode (the `posecnn_node` executable uses the real estimator)."""
     rclpy.init(args=args if args is not None else sys.argv)
     logger = rclpy.logging.get_logger(NODE_NAME)
     try:
-        node = PoseCnnNode(factory_from_env())
+        node = PoseCnnNode(estimator_factory)
     except (ValueError, OSError, ImportError) as exc:
         logger.fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()

@@ -9,6 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from posecnn_core.geometry import project_points
+
 
 def class_colour(class_id: int, num_classes: int) -> tuple[float, float, float]:
     """Deterministic, well separated RGB colour in [0, 1] for a class index (golden-ratio hue steps)."""
@@ -22,12 +24,9 @@ def class_colour(class_id: int, num_classes: int) -> tuple[float, float, float]:
 def project(points: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project object-frame points [N, 3] with pose (R, t) and intrinsics K -> (uv [N, 2], in_front mask [N])."""
     cam = points @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
-    z = cam[:, 2]
-    front = z > 1e-6
-    zs = np.where(front, z, 1.0)
-    u = K[0, 0] * cam[:, 0] / zs + K[0, 2]
-    v = K[1, 1] * cam[:, 1] / zs + K[1, 2]
-    return np.stack([u, v], axis=1), front
+    front = cam[:, 2] > 1e-6
+    cam[~front] = (0.0, 0.0, 1.0)  # projected harmlessly; callers skip them
+    return project_points(cam, np.asarray(K, np.float64)), front
 
 
 def draw_overlay(rgb: np.ndarray, objects: Sequence[Any], K: np.ndarray, points: Sequence[np.ndarray],

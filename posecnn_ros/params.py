@@ -1,18 +1,34 @@
-"""The node's parameters: one table of specs (default, description, range or choices, read-only), declaration with
-descriptors, validation with a reason, and the typed `NodeSettings` the node works from.
+"""The node's parameters, each declared once in `SPECS`, and everything derived from that table.
 
-Every parameter can be set from config/posecnn.yaml. Read-only ones are fixed at start-up (rclpy rejects runtime
-changes); the others are validated by the node's set-parameters callback and take effect on the next frame.
+A `ParamSpec` holds a parameter's name, default (whose type is the parameter's type), description, range or
+choices, read-only flag and where it applies: `config` names the `EstimatorConfig` field it sets (a dotted path
+such as "voting.label_threshold"); a spec without one is a setting of the node itself. From the table derive
+
+- the ROS declaration (`declare`): a ParameterDescriptor with description, read-only flag and range per
+  parameter; floating-point parameters also accept integers (`score_threshold:=1`) and store them as floats;
+- validation at start-up and on every set (`NodeSettings.from_values`, with a reason naming the parameter);
+  an unknown name is an error everywhere, also in a parameters file (rclpy would ignore it);
+- the estimator's configuration (`NodeSettings.estimator_config`);
+- config/posecnn.yaml and the table in docs/node.md (`posecnn_ros.param_docs`, tools/gen_param_docs.py).
+
+Read-only parameters are fixed at start-up (rclpy rejects runtime changes); the others are validated by the
+node's set-parameters callback and take effect on the next frame. Estimator parameters declared without a
+default take the default of their EstimatorConfig field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from posecnn_core.estimator import EstimatorConfig
+
+C = TypeVar("C")
 
 
 class ParameterError(ValueError):
@@ -21,162 +37,286 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter: name, default (its type is the parameter's type), description and constraints."""
+    """One node parameter. Build it with `node_param` or `estimator_param`.
+
+    default: the value when not set; its type (bool, int, float or str) is the parameter's type.
+    low, high: inclusive range of a number (`high_open`: the value must be < high).
+    choices: the allowed strings. check: a further test, value -> reason or None. constraint: how the allowed
+    values are described (derived from range/choices when empty).
+    config: dotted path of the EstimatorConfig field the parameter sets; None = a node setting.
+    to_config: turns the parameter's value into the field's (e.g. lambda v: v or None for an optional field whose
+    parameter uses "" for none); None = the value as it is.
+    """
 
     name: str
-    default: Any
+    default: bool | int | float | str
     description: str
     low: float | None = None
     high: float | None = None
+    high_open: bool = False
     choices: tuple[str, ...] = ()
+    check: Callable[[Any], str | None] | None = None
+    constraint: str = ""
     read_only: bool = False
-    high_open: bool = False  # the value must be < high (ranges in the descriptor are always closed)
+    config: str | None = None
+    to_config: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.default) not in (bool, int, float, str):
+            raise TypeError(f"parameter {self.name}: default must be bool, int, float or str, got "
+                            f"{type(self.default).__name__} {self.default!r}")
+        if (self.low is None) != (self.high is None):
+            raise TypeError(f"parameter {self.name}: give both low and high, or neither")
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def allowed(self) -> str:
+        """The allowed values in words: "[0, 1]", "[0, 1)", "a | b", or the spec's own `constraint`."""
+        if self.constraint:
+            return self.constraint
+        if self.low is not None:
+            fmt = "d" if self.kind is int else "g"
+            return f"[{self.low:{fmt}}, {self.high:{fmt}}{')' if self.high_open else ']'}"
+        return " | ".join(self.choices)
+
+    def validate(self, value: Any) -> Any:
+        """`value` in the parameter's type (an integer for a float parameter becomes a float), or ParameterError
+        naming the parameter and the reason."""
+        kind = self.kind
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind:
+            raise ParameterError(f"{self.name} must be a {kind.__name__}, got {type(value).__name__} {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ParameterError(f"{self.name} must be finite, got {value!r}")
+        if self.low is not None and self.high is not None:
+            too_high = value >= self.high if self.high_open else value > self.high
+            if value < self.low or too_high:
+                raise ParameterError(f"{self.name} must be in {self.allowed()}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ParameterError(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+        reason = self.check(value) if self.check else None
+        if reason:
+            raise ParameterError(f"{self.name} {reason}, got {value!r}")
+        return value
+
+
+def node_param(name: str, default: bool | int | float | str, description: str, **constraints: Any) -> ParamSpec:
+    """A setting of the node itself (see ParamSpec for the keyword arguments)."""
+    return ParamSpec(name, default, description, **constraints)
+
+
+def _config_field(path: str) -> Any:
+    value: Any = EstimatorConfig()
+    for part in path.split("."):
+        if not dataclasses.is_dataclass(value) or part not in {f.name for f in dataclasses.fields(value)}:
+            raise TypeError(f"EstimatorConfig has no field {path!r} ({part!r} is missing)")
+        value = getattr(value, part)
+    return value
+
+
+def estimator_param(name: str, description: str, field: str | None = None, default: Any = None,
+                    **constraints: Any) -> ParamSpec:
+    """A parameter that sets the EstimatorConfig field `field` (dotted path; default: the parameter's name); its
+    default is the field's default unless given."""
+    field = field or name
+    return ParamSpec(name, _config_field(field) if default is None else default, description, config=field,
+                     **constraints)
+
+
+def _device_reason(value: str) -> str | None:
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return None
+    return "must be auto, cpu, cuda or cuda:N"
+
+
+def _no_whitespace(value: str) -> str | None:
+    return "must not contain whitespace" if any(c.isspace() for c in value) else None
 
 
 PUBLISH_OUTPUTS = ("detections_2d", "estimates", "label", "markers", "overlay", "tf")
 
 SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", "", "Model checkpoint (.pt); empty = the bundled demo checkpoint", read_only=True),
-    ParamSpec("objects", "", "Object set YAML matching the checkpoint; empty = the bundled demo object set",
-              read_only=True),
-    ParamSpec("device", "auto", "Where the model runs: auto (cuda when available), cuda, cuda:N or cpu",
-              choices=("auto", "cuda", "cpu"), read_only=True),
-    ParamSpec("score_threshold", 0.1, "A detection is published when its box-class score is above this "
-              "(PoseCNN-PyTorch demo: 0.1)", 0.0, 1.0),
-    ParamSpec("nms_iou", 0.2, "Per-class NMS on the regressed boxes: IoU above which the lower-scored box is "
-              "suppressed (PoseCNN-PyTorch demo: 0.2)", 0.0, 1.0),
-    ParamSpec("max_instances", 128, "Most objects published per frame (highest scores first)", 1, 1000),
-    ParamSpec("voting.label_threshold", 200, "Minimum pixel count of a class before it votes", 0, 10_000_000),
-    ParamSpec("voting.inlier_threshold", 0.9, "Cosine a pixel's direction must exceed to vote for a centre",
-              0.0, 1.0, high_open=True),
-    ParamSpec("voting.vote_threshold", 10, "Minimum votes of an object centre", 0, 10_000_000),
-    ParamSpec("voting.skip_pixels", 10, "Every n-th pixel of a class votes", 1, 10_000),
-    ParamSpec("voting.check_same_label", True, "Reject votes whose path to the centre leaves the class's "
-              "label (PoseCNN-PyTorch behaviour; false = the occlusion-robust option)"),
-    *(ParamSpec(f"publish.{name}", True, f"Publish ~/{name}" if name != "tf" else "Broadcast a TF frame per "
-                "object on /tf") for name in PUBLISH_OUTPUTS),
-    ParamSpec("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k>"),
-    ParamSpec("image_qos", "sensor_data", "QoS of the image/camera_info/depth subscriptions",
-              choices=("sensor_data", "reliable"), read_only=True),
-    ParamSpec("use_depth", False, "Subscribe to `depth` and pass the frame paired by stamp to the estimator",
-              read_only=True),
-    ParamSpec("depth_scale", 0.001, "Metres per unit of 16UC1 depth images (32FC1 is metres)", 1e-9, 1.0),
-    ParamSpec("sync_tolerance", 0.02, "Largest |image stamp - depth stamp| (s) of a depth/image pair", 0.0, 10.0),
-    ParamSpec("refine.rotation_search", 72, "Depth refinement: start rotations searched over all of SO(3) when "
-              "the network's rotation may be far off; 0 = local ICP only", 0, 1000),
-    ParamSpec("refine.min_inlier_fraction", 0.3, "Depth refinement: fewest depth pixels of the object (fraction) "
-              "that must fit the refined pose for it to be used", 0.0, 1.0),
-    ParamSpec("warmup", True, "Run one dummy frame at start-up when the model is on a GPU", read_only=True),
-    ParamSpec("warmup_width", 640, "Width of the warm-up frame", 16, 8192, read_only=True),
-    ParamSpec("warmup_height", 480, "Height of the warm-up frame", 16, 8192, read_only=True),
+    node_param("checkpoint", "", "Model checkpoint (.pt); empty = the bundled demo checkpoint", read_only=True),
+    node_param("objects", "", "Object set YAML matching the checkpoint; empty = the bundled demo object set",
+               read_only=True),
+    node_param("device", "auto", "Where the model runs: auto (cuda when available), cuda, cuda:N or cpu",
+               check=_device_reason, constraint="auto | cuda | cuda:N | cpu", read_only=True),
+    estimator_param("backend", "Implementation of Hough voting and RoI pooling: auto (the compiled operators when "
+                    "available), torch (PyTorch reference), cpp or cuda", choices=("auto", "torch", "cpp", "cuda"),
+                    read_only=True),
+    estimator_param("score_threshold", "A detection is published when its box-class score is above this "
+                    "(PoseCNN-PyTorch demo: 0.1)", low=0.0, high=1.0),
+    estimator_param("nms_iou", "Per-class NMS on the regressed boxes: IoU above which the lower-scored box is "
+                    "suppressed (PoseCNN-PyTorch demo: 0.2)", low=0.0, high=1.0),
+    estimator_param("max_instances", "Most objects published per frame (highest scores first)", low=1, high=1000),
+    estimator_param("voting.label_threshold", "Minimum pixel count of a class before it votes",
+                    low=0, high=10_000_000),
+    estimator_param("voting.inlier_threshold", "Cosine a pixel's direction must exceed to vote for a centre",
+                    low=0.0, high=1.0, high_open=True),
+    estimator_param("voting.vote_threshold", "Minimum votes of an object centre", low=0, high=10_000_000),
+    estimator_param("voting.skip_pixels", "Every n-th pixel of a class votes", low=1, high=10_000),
+    estimator_param("voting.check_same_label", "Reject votes whose path to the centre leaves the class's label "
+                    "(PoseCNN-PyTorch behaviour; false = the occlusion-robust option)"),
+    *(node_param(f"publish.{name}", True, f"Publish ~/{name}" if name != "tf" else "Broadcast a TF frame per "
+                 "object on /tf") for name in PUBLISH_OUTPUTS),
+    node_param("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k>",
+               check=_no_whitespace, constraint="no whitespace"),
+    node_param("image_qos", "sensor_data", "QoS of the image/camera_info/depth subscriptions",
+               choices=("sensor_data", "reliable"), read_only=True),
+    node_param("use_depth", False, "Subscribe to `depth` and pass the frame paired by stamp to the estimator",
+               read_only=True),
+    node_param("depth_scale", 0.001, "Metres per unit of 16UC1 depth images (32FC1 is metres)", low=1e-9, high=1.0),
+    node_param("sync_tolerance", 0.02, "Largest |image stamp - depth stamp| (s) of a depth/image pair",
+               low=0.0, high=10.0),
+    estimator_param("refine.rotation_search", "Depth refinement: start rotations searched over all of SO(3) "
+                    "when the network's rotation may be far off; 0 = local ICP only",
+                    field="refine_options.rotation_search", low=0, high=1000),
+    estimator_param("refine.min_inlier_fraction", "Depth refinement: fewest depth pixels of the object "
+                    "(fraction) that must fit the refined pose for it to be used",
+                    field="refine_options.min_inlier_fraction", low=0.0, high=1.0),
+    node_param("warmup", True, "Run one dummy frame at start-up when the model is on a GPU", read_only=True),
+    node_param("warmup_width", 640, "Width of the warm-up frame", low=16, high=8192, read_only=True),
+    node_param("warmup_height", 480, "Height of the warm-up frame", low=16, high=8192, read_only=True),
 )
 SPEC_BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in SPECS}
-
-
-def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """A ParameterDescriptor with description, read-only flag, numeric range or the allowed choices."""
-    desc = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only)
-    if spec.choices:
-        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
-    if spec.low is not None and spec.high is not None:
-        if isinstance(spec.default, bool):
-            pass
-        elif isinstance(spec.default, int):
-            desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
-        else:
-            desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
-                                                            step=0.0)]
-            if spec.high_open:
-                desc.additional_constraints = f"must be < {spec.high}"
-    return desc
+if len(SPEC_BY_NAME) != len(SPECS):
+    raise TypeError("SPECS declares a parameter twice")
 
 
 def check_value(name: str, value: Any) -> str | None:
-    """Why `value` is invalid for parameter `name`, or None when it is fine."""
+    """Why `value` is invalid for parameter `name` (also when `name` is not a parameter), or None."""
     spec = SPEC_BY_NAME.get(name)
     if spec is None:
-        return None  # not ours (e.g. use_sim_time)
-    kind = type(spec.default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        return f"{name} must be a {kind.__name__}, got {type(value).__name__} {value!r}"
-    if kind is float and not math.isfinite(value):
-        return f"{name} must be finite, got {value!r}"
-    if spec.low is not None and spec.high is not None and kind in (int, float):
-        too_high = value >= spec.high if spec.high_open else value > spec.high
-        if value < spec.low or too_high:
-            bracket = ")" if spec.high_open else "]"
-            return f"{name} must be in [{spec.low}, {spec.high}{bracket}, got {value!r}"
-    if name == "device":
-        if not (value in spec.choices or (value.startswith("cuda:") and value[5:].isdigit())):
-            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
-    elif spec.choices and value not in spec.choices:
-        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
-    if name == "tf_prefix" and any(c.isspace() for c in value):
-        return f"tf_prefix must not contain whitespace, got {value!r}"
+        return f"unknown parameter {name!r}"
+    try:
+        spec.validate(value)
+    except ParameterError as exc:
+        return str(exc)
     return None
 
 
-@dataclass(frozen=True)
-class NodeSettings:
-    """Typed values of all parameters."""
+class NodeSettings(Mapping[str, Any]):
+    """Validated values of every parameter, by parameter name (settings["voting.label_threshold"]); immutable."""
 
-    checkpoint: str
-    objects: str
-    device: str
-    score_threshold: float
-    nms_iou: float
-    max_instances: int
-    label_threshold: int
-    inlier_threshold: float
-    vote_threshold: int
-    skip_pixels: int
-    check_same_label: bool
-    publish: dict[str, bool]
-    tf_prefix: str
-    image_qos: str
-    use_depth: bool
-    depth_scale: float
-    sync_tolerance: float
-    rotation_search: int
-    min_inlier_fraction: float
-    warmup: bool
-    warmup_width: int
-    warmup_height: int
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> NodeSettings:
-        """Validate every value (ParameterError naming the first bad one) and build the settings."""
-        merged = {spec.name: spec.default for spec in SPECS} | dict(values)
-        for name, value in merged.items():
-            reason = check_value(name, value)
-            if reason:
-                raise ParameterError(reason)
-        kwargs: dict[str, Any] = {}
-        for name, value in merged.items():
-            if name.startswith("publish."):
-                kwargs.setdefault("publish", {})[name.split(".", 1)[1]] = bool(value)
-            elif name in SPEC_BY_NAME:
-                field = name.split(".", 1)[-1]
-                kwargs[field] = float(value) if isinstance(SPEC_BY_NAME[name].default, float) else value
-        return cls(**kwargs)
+    def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
+        """Defaults updated with `values`, each validated: ParameterError names an unknown or bad parameter."""
+        unknown = sorted(set(values) - SPEC_BY_NAME.keys())
+        if unknown:
+            raise ParameterError(f"unknown parameter(s): {', '.join(unknown)}")
+        return cls({spec.name: spec.validate(values.get(spec.name, spec.default)) for spec in SPECS})
+
+    def updated(self, values: Mapping[str, Any]) -> NodeSettings:
+        """These settings with `values` changed (validated like from_values)."""
+        return NodeSettings.from_values({**self._values, **values})
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(f"unknown parameter {name!r}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"NodeSettings({self._values!r})"
+
+    def estimator_config(self, base: C) -> C:
+        """A copy of `base` (a frozen EstimatorConfig) with the value of every estimator parameter in its field.
+
+        ParameterError when `base` lacks a field (nothing is dropped) or rejects a value."""
+        updates: dict[str, Any] = {}
+        for spec in SPECS:
+            if spec.config is None:
+                continue
+            value = self._values[spec.name]
+            node = updates
+            *parents, leaf = spec.config.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = spec.to_config(value) if spec.to_config else value
+        return _replace(base, updates, "")
 
 
-def apply_to_config(config: Any, settings: NodeSettings) -> Any:
-    """A copy of the estimator's frozen config (EstimatorConfig with a VotingParams `voting` and RefineOptions
-    `refine_options`) with the settings' thresholds; fields the config does not have are left alone."""
-    voting_fields = {"label_threshold": settings.label_threshold, "inlier_threshold": settings.inlier_threshold,
-                     "vote_threshold": settings.vote_threshold, "skip_pixels": settings.skip_pixels,
-                     "check_same_label": settings.check_same_label}
-    voting = config.voting
-    names = {f.name for f in dataclasses.fields(voting)}
-    voting = dataclasses.replace(voting, **{k: v for k, v in voting_fields.items() if k in names})
-    top = {"voting": voting, "score_threshold": settings.score_threshold, "nms_iou": settings.nms_iou,
-           "max_instances": settings.max_instances}
-    refine = getattr(config, "refine_options", None)
-    if refine is not None:
-        top["refine_options"] = dataclasses.replace(refine, rotation_search=settings.rotation_search,
-                                                    min_inlier_fraction=settings.min_inlier_fraction)
-    names = {f.name for f in dataclasses.fields(config)}
-    return dataclasses.replace(config, **{k: v for k, v in top.items() if k in names})
+def _replace(obj: Any, updates: dict[str, Any], where: str) -> Any:
+    if not dataclasses.is_dataclass(obj):
+        raise ParameterError(f"{where.rstrip('.') or 'config'} is a {type(obj).__name__}, not a dataclass")
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in updates.items():
+        if key not in names:
+            raise ParameterError(f"{type(obj).__name__} has no field {where}{key}")
+        changes[key] = _replace(getattr(obj, key), value, f"{where}{key}.") if isinstance(value, dict) else value
+    try:
+        return dataclasses.replace(obj, **changes)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{type(obj).__name__}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------------ ROS side
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The spec's ParameterDescriptor: description, read-only flag, range and allowed values. Floating-point
+    parameters are dynamically typed so that an integer value is not a type error (see `coerce_integers`)."""
+    desc = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only,
+                               additional_constraints=spec.allowed())
+    if spec.kind is float:
+        desc.dynamic_typing = True
+        if spec.low is not None:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                            step=0.0)]
+    elif spec.kind is int and spec.low is not None:
+        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    return desc
+
+
+def coerce_integers(params: Sequence[Any]) -> list[Any]:
+    """A pre-set-parameters callback: integer values of floating-point parameters become floats."""
+    from rclpy.parameter import Parameter
+
+    out = []
+    for p in params:
+        spec = SPEC_BY_NAME.get(p.name)
+        if spec is not None and spec.kind is float and p.type_ == Parameter.Type.INTEGER:
+            p = Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+        out.append(p)
+    return out
+
+
+def declare(node: Any) -> NodeSettings:
+    """Declare every parameter on `node` (an rclpy Node) and return the validated start-up settings.
+
+    ParameterError for a bad value or a parameter override (command line, parameters file) that names no
+    parameter of the node. Registers `coerce_integers` as pre-set callback; validating later changes is the
+    node's set-parameters callback (NodeSettings.updated)."""
+    from rclpy.exceptions import ParameterException
+    from rclpy.parameter import Parameter
+
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        try:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+        except ParameterException as exc:  # e.g. out of range, wrong type
+            raise ParameterError(f"parameter {spec.name}: {exc}") from exc
+    settings = NodeSettings.from_values(values)
+    # rclpy keeps overrides of undeclared names without a word; the node's own (use_sim_time, ...) are declared
+    # by now, so any other one is a typo or a parameter of another node.
+    unknown = sorted(name for name in getattr(node, "_parameter_overrides", {}) if not node.has_parameter(name))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(unknown)}; the node's parameters are listed in "
+                             f"docs/node.md")
+    as_float = [Parameter(n, Parameter.Type.DOUBLE, settings[n]) for n, v in values.items() if type(v) is int
+                and SPEC_BY_NAME[n].kind is float]
+    if as_float:
+        node.set_parameters(as_float)
+    node.add_pre_set_parameters_callback(coerce_integers)
+    return settings

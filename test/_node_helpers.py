@@ -24,6 +24,7 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from posecnn_core.estimator import EstimationResult, EstimatorConfig, ObjectPose
+from posecnn_core.geometry import project_points
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,11 +96,11 @@ class FakeEstimator:
             R = Rotation.from_quat([q[1], q[2], q[3], q[0]]).as_matrix()
             t = np.asarray(p["t"], np.float64)
             cam = box_corners(self.object_set.extents[cls]) @ R.T + t
-            uv = np.stack([K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2], K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]], 1)
+            uv = project_points(cam, K)
             x1, y1 = np.clip(uv.min(0), 0, [w - 1, h - 1])
             x2, y2 = np.clip(uv.max(0), 0, [w - 1, h - 1])
             label[int(y1):int(y2) + 1, int(x1):int(x2) + 1] = cls
-            center = np.array([K[0, 0] * t[0] / t[2] + K[0, 2], K[1, 1] * t[1] / t[2] + K[1, 2]])
+            center = project_points(t[None], K)[0]
             k = counts.get(cls, 0)
             counts[cls] = k + 1
             objects.append(FakePose(class_id=cls, class_name=p["class"], instance=k, score=float(p["score"]),
@@ -111,9 +112,10 @@ class FakeEstimator:
                                                                     "voting": 0.0, "rotation": 0.0})
 
 
-def make_fake_estimator(checkpoint: str, objects: str, device: str) -> FakeEstimator:
-    """Factory used through POSECNN_TEST_ESTIMATOR=_node_helpers:make_fake_estimator."""
-    return FakeEstimator(checkpoint, objects, device=device)
+def make_fake_estimator(checkpoint: str, objects: str, device: str, config: FakeConfig | None = None
+                        ) -> FakeEstimator:
+    """The node's estimator factory for the stand-in (test/_fake_node_main.py runs the node with it)."""
+    return FakeEstimator(checkpoint, objects, device=device, config=config)
 
 
 DEFAULT_POSES = [
@@ -175,10 +177,10 @@ def make_image(width: int, height: int, encoding: str = "rgb8", frame: str = "ca
 
 # ------------------------------------------------------------------------------------------------ processes
 def ros_env(domain_id: int) -> dict[str, str]:
-    """Environment of a node process: this venv, an isolated domain, localhost discovery, the fake estimator."""
+    """Environment of a node process: this venv and source tree, an isolated domain, localhost discovery."""
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
-               RCUTILS_COLORIZED_OUTPUT="0", POSECNN_TEST_ESTIMATOR="_node_helpers:make_fake_estimator")
+               RCUTILS_COLORIZED_OUTPUT="0")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "test"), env.get("PYTHONPATH", "")])
     return env
 
@@ -189,12 +191,18 @@ def session_domain_id(offset: int = 0) -> int:
     return 1 + (os.getpid() % 200 + offset) % 230
 
 
+FAKE_NODE_COMMAND = [sys.executable, str(ROOT / "test" / "_fake_node_main.py")]
+REAL_NODE_COMMAND = [sys.executable, "-m", "posecnn_ros.node"]
+
+
 class NodeProcess:
-    """`python -m posecnn_ros.node --ros-args ...` as a subprocess, stdout+stderr collected in the background."""
+    """The node as a subprocess (`test/_fake_node_main.py`, the stand-in estimator, unless `fake` is False:
+    then `python -m posecnn_ros.node`), stdout+stderr collected in the background."""
 
     def __init__(self, domain_id: int, params: dict[str, Any], remaps: dict[str, str] | None = None,
-                 extra_env: dict[str, str] | None = None, params_file: Path | None = None) -> None:
-        args = [sys.executable, "-m", "posecnn_ros.node", "--ros-args"]
+                 extra_env: dict[str, str] | None = None, params_file: Path | None = None,
+                 fake: bool = True) -> None:
+        args = [*(FAKE_NODE_COMMAND if fake else REAL_NODE_COMMAND), "--ros-args"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for name, value in params.items():

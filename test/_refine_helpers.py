@@ -6,7 +6,7 @@ import trimesh
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from posecnn_core.depth_render import render_scene
+from _depth_render import render_scene
 
 # Half-resolution YCB-Video camera (320x240).
 K_SMALL = np.array([[533.389, 0.0, 156.493], [0.0, 533.744, 120.655], [0.0, 0.0, 1.0]])

@@ -1,11 +1,11 @@
-"""The CPU depth rasteriser (posecnn_core.depth_render)."""
+"""The CPU depth rasteriser of the tests and benchmarks (test/_depth_render.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import trimesh
 
-from posecnn_core.depth_render import render_depth, render_scene
+from _depth_render import render_depth, render_scene
 
 K = np.array([[500.0, 0.0, 80.3], [0.0, 510.0, 60.7], [0.0, 0.0, 1.0]])
 H, W = 120, 160

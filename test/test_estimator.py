@@ -188,7 +188,7 @@ def test_depth_refinement_corrects_a_wrong_voted_depth(checkpoint, objects):
     """Controlled heads give the right rotation and a centre 3 cm too far; the rendered depth pulls it back."""
     import trimesh
 
-    from posecnn_core.depth_render import render_depth
+    from _depth_render import render_depth
     from posecnn_core.geometry import ego_to_allo, mat_to_quat
 
     est = PoseEstimator(checkpoint, objects, device="cpu",

@@ -197,6 +197,22 @@ def test_transform_points_and_backproject_round_trip():
     assert pb.shape == (2, 3, 4, 3) and pb.dtype == torch.float32
 
 
+def test_backproject_pixels_inverts_project_points_with_skew():
+    Ks = K.copy()
+    Ks[0, 1] = 3.0
+    pts = np.array([[0.1, -0.2, 2.0], [0.0, 0.0, 1.0], [-0.5, 0.25, 0.5]])
+    uv = g.project_points(pts, Ks)
+    # u = (fx·X + s·Y)/Z + px by hand for the first point
+    assert uv[0, 0] == pytest.approx((100.0 * 0.1 + 3.0 * -0.2) / 2.0 + 50.0)
+    back = g.backproject_pixels(uv[:, 0], uv[:, 1], pts[:, 2], Ks)
+    np.testing.assert_allclose(back, pts, atol=1e-12)
+    # integer pixel indices (torch), one K per batch element; pixel (row 3, col 1) as in backproject
+    cols, rows = torch.tensor([[1, 4]]), torch.tensor([[3, 0]])
+    pb = g.backproject_pixels(cols, rows, torch.tensor([[2.0, 1.0]], dtype=torch.float64), torch.from_numpy(K[None]))
+    np.testing.assert_allclose(pb[0, 0].numpy(), [-0.98, -0.57, 2.0])
+    np.testing.assert_allclose(pb[0].numpy(), g.backproject(np.full((4, 5), 2.0), K)[[3, 0], [1, 4]] * [[1], [0.5]])
+
+
 def test_box_extents():
     pts = np.array([[0.01, -0.05, 0.02], [-0.03, 0.04, -0.07]], dtype=np.float32)
     ext = g.box_extents(pts)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posecnn_core.metrics import accuracy_curve, add, adds, vocap_auc
+from posecnn_core.metrics import (accuracy_curve, add, adds, rotation_error_deg, symmetric_rotation_error_deg,
+                                  vocap_auc)
 
 
 def _cube_points() -> np.ndarray:
@@ -117,3 +118,32 @@ def test_bad_shapes_raise():
         adds(np.zeros((4, 3)), np.eye(4), np.zeros(3), np.eye(3), np.zeros(3))
     with pytest.raises(ValueError, match="t_gt"):
         add(np.zeros((4, 3)), np.eye(3), np.zeros(3), np.eye(3), np.zeros(4))
+
+
+def _box_points() -> np.ndarray:
+    """Points on the surface of a 16 x 21 x 6 cm box (no symmetry beyond the box's three 180-degree turns)."""
+    rng = np.random.default_rng(0)
+    half = np.array([0.08, 0.105, 0.03])
+    p = rng.uniform(-1, 1, (3000, 3))
+    axis = rng.integers(0, 3, 3000)
+    p[np.arange(3000), axis] = np.sign(p[np.arange(3000), axis])
+    return p * half
+
+
+def test_rotation_error_and_its_symmetric_variant():
+    R_gt = Rotation.from_euler("xyz", [20, -30, 10], degrees=True).as_matrix()
+
+    def turned(axis: str, deg) -> np.ndarray:
+        return R_gt @ Rotation.from_euler(axis, deg, degrees=True).as_matrix()
+
+    assert rotation_error_deg(turned("y", 37), R_gt) == pytest.approx(37.0)
+    assert rotation_error_deg(turned("z", 180), R_gt) == pytest.approx(180.0)
+    cyl = _cylinder_points(n_theta=180)  # continuous symmetry about z (and a 180-degree flip about x)
+    assert symmetric_rotation_error_deg(cyl, turned("z", 90), R_gt) < 1.0
+    assert symmetric_rotation_error_deg(cyl, turned("x", 180), R_gt) < 1.0
+    assert symmetric_rotation_error_deg(cyl, turned("zx", (90, 8)), R_gt) == pytest.approx(8.0, abs=1.0)
+    assert symmetric_rotation_error_deg(cyl, turned("y", 45), R_gt) == pytest.approx(45.0, abs=1e-6)
+    box = _box_points()
+    assert symmetric_rotation_error_deg(box, turned("z", 180), R_gt) < 1.0
+    for axis, deg in (("z", 90), ("z", 37), ("x", 10)):  # not symmetries of the box: the plain error
+        assert symmetric_rotation_error_deg(box, turned(axis, deg), R_gt) == pytest.approx(float(deg), abs=1e-6)

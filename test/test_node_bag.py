@@ -124,9 +124,12 @@ def test_sample_bag_contents_and_playback(tmp_path) -> None:
 
 def test_demo_runner_end_to_end(tmp_path) -> None:
     """posecnn_ros.demo with the stand-in estimator answering frame 0's ground truth for every frame."""
+    import json
+    import shlex
     import subprocess
 
-    from posecnn_ros.demo import Model, Obj, match_objects, rotation_error_deg
+    from posecnn_core.evaluate import Detection, GroundTruth
+    from posecnn_ros.demo import Models, score_frame
 
     tool = _load_tool()
     truth = write_split(tmp_path / "split")
@@ -140,33 +143,47 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
         fake_poses.append({"class": name, "t": poses0[:, 3, k].tolist(), "quaternion": [w, x, y, z], "score": 0.9})
     ckpt, objs = helpers.write_fake_model(tmp_path / "model", poses=fake_poses)
     env = helpers.ros_env(helpers.session_domain_id(40))
-    out = tmp_path / "overlays"
+    out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "posecnn_ros.demo", "--bag", str(bag), "--checkpoint", str(ckpt),
                            "--objects", str(objs), "--rate", "1", "--lockstep", "--out", str(out),
+                           "--node-command", shlex.join(helpers.FAKE_NODE_COMMAND),
                            "--frame-timeout", "20", "--startup-timeout", "60"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
-    assert "frame    0" in text and "frame    2" in text
-    assert "error   0.0 cm    0.0 deg" in text  # frame 0: exact
-    assert "error   2.0 cm    0.0 deg" in text  # frame 2: the box moved 2 cm
-    assert "ground-truth objects 6: found 6, missed 0" in text and "node exit code 0" in text
-    assert "ADD(-S) errors not reported:" in text  # the fake object set has no model points
+    assert f"summary: {out / 'summary.json'}" in text
+    summary = json.loads((out / "summary.json").read_text())
+    frames = {f["index"]: f for f in summary["per_frame"]}
+    assert sorted(frames) == [0, 1, 2]
+    for o in frames[0]["objects"]:  # frame 0: exact
+        assert o["translation_error_m"] == pytest.approx(0.0, abs=1e-6)
+        assert o["rotation_error_deg"] == pytest.approx(0.0, abs=1e-3), o
+    box2 = next(o for o in frames[2]["objects"] if o["class_name"] == "box")
+    assert box2["translation_error_m"] == pytest.approx(0.02, abs=1e-6)  # frame 2: the box moved 2 cm
+    assert box2["rotation_error_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert summary["objects"] == {"ground_truth": 6, "found": 6, "missed": 0} and summary["node_exit_code"] == 0
+    assert summary["add_s"] is None and summary["add_s_not_reported"]  # the fake object set has no model points
     assert sorted(p.name for p in out.glob("*.png")) == ["overlay_0000.png", "overlay_0001.png", "overlay_0002.png"]
-    # the pure helpers
-    q = np.array([1.0, 0, 0, 0])
-    assert rotation_error_deg(q, np.array([0.0, 0, 0, 1])) == pytest.approx(180.0)
-    assert rotation_error_deg(q, -q) == pytest.approx(0.0)
-    a = Obj("can", "can_0", 0.9, np.array([0, 0, 1.0]), q)
-    b = Obj("can", "can_1", 0.8, np.array([0.3, 0, 1.0]), q)
-    g = Obj("can", "can_0", 1.0, np.array([0.29, 0, 1.0]), q)
-    matches, extra = match_objects([a, b], [g])
-    assert matches[0].detection is b and extra == [a] and matches[0].t_err_m == pytest.approx(0.01)
-    assert matches[0].add_m == float("inf")  # no models given
-    # ADD(-S): a can turned 180 degrees about its axis (z) is an ADD error but no ADD-S error
+    # the pure scoring (posecnn_core.evaluate's matching by box IoU): of two can detections the one whose RoI
+    # overlaps the object is matched, the other is a false positive
+    I3 = np.eye(3)
+    no_models = Models(["__background__", "can"], [False, False], [None, None])
+    g = GroundTruth("f", [1], np.hstack([I3, [[0.29], [0], [1.0]]])[None], [[100, 100, 140, 160]])
+    a = Detection(1, 0.9, [10, 10, 50, 70], I3, [0, 0, 1.0])
+    b = Detection(1, 0.8, [102, 100, 142, 160], I3, [0.3, 0, 1.0])
+    frame, _ = score_frame(0, "f", g, ["can_0"], [a, b], ["can_0", "can_1"], no_models)
+    obj = frame.objects[0]
+    assert obj.detection == "can_1" and frame.false_positives == ["can_0"]
+    assert obj.translation_error_m == pytest.approx(0.01)
+    assert obj.add_s_m is None  # no models given
+    # ADD(-S): a can turned 180 degrees about its axis (z) is an ADD error but no ADD-S error; its rotation error
+    # is 180 degrees, up to the symmetry 0
     pts = np.array([[0.03, 0.0, 0.05], [-0.03, 0.0, 0.05], [0.0, 0.03, -0.05], [0.0, -0.03, -0.05]])
-    turned = Obj("can", "can_0", 0.9, g.t, np.array([0.0, 0, 0, 1]))
+    turned = Detection(1, 0.9, [100, 100, 140, 160], np.diag([-1.0, -1.0, 1.0]), [0.29, 0, 1.0])
     for symmetric, expected in ((False, 0.06), (True, 0.0)):
-        matches, _ = match_objects([turned], [g], {"can": Model(pts, symmetric)})
-        assert matches[0].add_m == pytest.approx(expected)
-        assert matches[0].r_err_deg == pytest.approx(180.0)
+        models = Models(["__background__", "can"], [False, symmetric], [None, pts])
+        frame, _ = score_frame(0, "f", g, ["can_0"], [turned], ["can_0"], models)
+        obj = frame.objects[0]
+        assert obj.add_s_m == pytest.approx(expected)
+        assert obj.rotation_error_deg == pytest.approx(180.0)
+        assert obj.rotation_error_sym_deg == pytest.approx(0.0 if symmetric else 180.0, abs=1e-6)

@@ -192,8 +192,12 @@ def _set_params(peer, **values):
     assert client.wait_for_service(timeout_sec=10)
     req = SetParameters.Request()
     for name, value in values.items():
-        pv = (ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value) if isinstance(value, float)
-              else ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+        if isinstance(value, float):
+            pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        elif isinstance(value, int):
+            pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        else:
+            pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         req.parameters.append(ParameterMsg(name=name, value=pv))
     future = client.call_async(req)
     assert peer.wait_until(future.done, 10)
@@ -215,6 +219,18 @@ def test_parameters_are_validated_at_runtime(running) -> None:
     assert _set_params(peer, score_threshold=0.2)[0].successful
 
 
+def test_integer_accepted_for_float_parameter_at_runtime(running) -> None:
+    proc, peer = running
+    ok = _set_params(peer, score_threshold=1)  # an integer for a floating-point parameter
+    assert ok[0].successful, ok[0].reason
+    stamp = send_frame(peer)
+    det = wait_detection(peer, stamp)
+    assert det is not None and det.detections == []  # threshold 1.0: no object scores above it
+    bad = _set_params(peer, score_threshold="high")
+    assert not bad[0].successful and "score_threshold must be a float" in bad[0].reason
+    assert _set_params(peer, score_threshold=0.2)[0].successful
+
+
 def _start(model, **params):
     ckpt, objs = model
     return helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, **params})
@@ -233,9 +249,24 @@ def test_fatal_start_up_errors_exit_non_zero(model, tmp_path) -> None:
         "missing or corrupt": _start(model, checkpoint=str(corrupt)),
         "does not match checkpoint": _start(model, objects=str(other)),
     }
-    for expected, proc in cases.items():
-        code = proc.wait(30)
+    for expected, proc in cases.items():  # five processes start at once: slow on a loaded 2-core machine
+        code = proc.wait(120)
         assert code != 0 and expected in proc.output and "cannot start" in proc.output, (expected, proc.output)
+
+
+def test_start_up_integer_for_float_and_unknown_parameter(model) -> None:
+    ok = _start(model, score_threshold=1, nms_iou=0)  # integers for floating-point parameters
+    typo = _start(model, score_treshold=0.5)
+    try:
+        assert ok.wait_for_output("ready on cpu", 30), ok.output
+        assert ok.stop(signal.SIGINT) == 0, ok.output
+        code = typo.wait(30)
+        assert code != 0 and "cannot start" in typo.output and "unknown parameter(s) score_treshold" in typo.output, \
+            typo.output
+    finally:
+        for proc in (ok, typo):
+            if proc.proc.poll() is None:
+                proc.proc.kill()
 
 
 def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
@@ -311,7 +342,7 @@ def test_params_file_is_read(model, tmp_path) -> None:
 def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
     """Without any parameter the node loads the bundled demo checkpoint and object set (the real estimator, no
     stand-in), subscribes /image and /camera_info, and stops cleanly on SIGINT."""
-    proc = helpers.NodeProcess(DOMAIN, {}, extra_env={"POSECNN_TEST_ESTIMATOR": ""})  # "" = the real estimator
+    proc = helpers.NodeProcess(DOMAIN, {}, fake=False)  # python -m posecnn_ros.node: the real estimator
     try:
         assert proc.wait_for_output("ready on cpu", 90), proc.output
         out = proc.output
@@ -335,7 +366,7 @@ def test_object_set_mismatch_names_the_bundled_set_that_fits(tmp_path) -> None:
     objs = tmp_path / "two.yaml"
     objs.write_text("points: '{name}.xyz'\nclasses: [a, b]\n")
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": str(tmp_path / "pt21.pth"), "objects": str(objs)},
-                               extra_env={"POSECNN_TEST_ESTIMATOR": ""})  # "" = the real estimator
+                               fake=False)  # python -m posecnn_ros.node: the real estimator
     code = proc.wait(90)
     out = proc.output
     assert code != 0 and "cannot start" in out, out

@@ -27,8 +27,9 @@ from posecnn_ros import image_conversion as ic  # noqa: E402
 from posecnn_ros import messages  # noqa: E402
 from posecnn_ros.latest_frame import LatestFrameWorker  # noqa: E402
 from posecnn_ros.overlay import class_colour, draw_overlay, project  # noqa: E402
-from posecnn_ros.params import (SPEC_BY_NAME, SPECS, NodeSettings, ParameterError, apply_to_config,  # noqa: E402
-                                 check_value, descriptor)
+from posecnn_ros import param_docs  # noqa: E402
+from posecnn_ros.params import (SPEC_BY_NAME, SPECS, NodeSettings, ParameterError, check_value,  # noqa: E402
+                                declare, descriptor)
 from posecnn_ros.throttled_log import ThrottledLog  # noqa: E402
 
 
@@ -181,7 +182,7 @@ def test_overlay_draws_projected_points_and_axes() -> None:
 # ------------------------------------------------------------------------------------------- params
 def test_params_validation_and_config() -> None:
     defaults = NodeSettings.from_values({})
-    assert defaults.device == "auto" and defaults.publish["tf"] and defaults.image_qos == "sensor_data"
+    assert defaults["device"] == "auto" and defaults["publish.tf"] and defaults["image_qos"] == "sensor_data"
     assert check_value("score_threshold", 1.5) and "score_threshold" in check_value("score_threshold", 1.5)
     assert check_value("voting.inlier_threshold", 1.0)
     assert check_value("device", "cuda:1") is None and check_value("device", "tpu")
@@ -190,16 +191,119 @@ def test_params_validation_and_config() -> None:
     with pytest.raises(ParameterError, match="depth_scale"):
         NodeSettings.from_values({"depth_scale": 0.0})
     s = NodeSettings.from_values({"score_threshold": 0.5, "voting.vote_threshold": 3, "publish.overlay": False})
-    cfg = apply_to_config(helpers.FakeConfig(), s)
-    assert cfg.score_threshold == 0.5 and cfg.voting.vote_threshold == 3 and not s.publish["overlay"]
+    cfg = s.estimator_config(helpers.FakeConfig())
+    assert cfg.score_threshold == 0.5 and cfg.voting.vote_threshold == 3 and not s["publish.overlay"]
     s = NodeSettings.from_values({"refine.rotation_search": 0, "refine.min_inlier_fraction": 0.5})
-    est_cfg = apply_to_config(EstimatorConfig(), s)
+    est_cfg = s.estimator_config(EstimatorConfig())
     assert est_cfg.refine_options.rotation_search == 0 and est_cfg.refine_options.min_inlier_fraction == 0.5
     assert EstimatorConfig().refine_options.rotation_search == SPEC_BY_NAME["refine.rotation_search"].default
     assert check_value("refine.rotation_search", -1) and check_value("refine.min_inlier_fraction", 1.5)
     desc = {spec.name: descriptor(spec) for spec in SPECS}
     assert desc["score_threshold"].floating_point_range[0].to_value == 1.0
     assert desc["max_instances"].integer_range[0].from_value == 1 and desc["checkpoint"].read_only
+    assert desc["score_threshold"].dynamic_typing and not desc["max_instances"].dynamic_typing
+
+
+def _other_valid_value(spec):
+    """A valid value of `spec` different from its default."""
+    if spec.kind is bool:
+        return not spec.default
+    if spec.choices:
+        return next(c for c in spec.choices if c != spec.default)
+    if spec.kind is int:
+        return spec.default + 1 if spec.default < spec.high else spec.default - 1
+    return (spec.default + spec.low) / 2 if spec.default > spec.low else (spec.default + spec.high) / 2
+
+
+def test_every_estimator_parameter_reaches_its_config_field() -> None:
+    specs = [spec for spec in SPECS if spec.config]
+    assert {"backend", "score_threshold", "nms_iou", "voting.label_threshold", "refine.rotation_search"} <= \
+        {s.name for s in specs}
+    values = {spec.name: _other_valid_value(spec) for spec in specs}
+    cfg = NodeSettings.from_values(values).estimator_config(EstimatorConfig())
+    for spec in specs:
+        field = cfg
+        for part in spec.config.split("."):
+            field = getattr(field, part)
+        assert field == values[spec.name] != spec.default, spec.name
+        default = EstimatorConfig()
+        for part in spec.config.split("."):
+            default = getattr(default, part)
+        assert spec.default == default, spec.name  # the declared default is the estimator's
+    assert SPEC_BY_NAME["backend"].read_only and cfg.backend == "torch"
+
+
+def test_unknown_names_are_errors_not_dropped() -> None:
+    import dataclasses
+
+    with pytest.raises(ParameterError, match="score_treshold"):
+        NodeSettings.from_values({"score_treshold": 0.5})
+    assert "unknown parameter" in check_value("score_treshold", 0.5)
+    assert check_value("tf_prefix", "a b") and check_value("backend", "opencl")
+
+    @dataclasses.dataclass(frozen=True)
+    class OldConfig:  # an estimator config without some of the declared fields
+        voting: object = dataclasses.field(default_factory=lambda: EstimatorConfig().voting)
+        score_threshold: float = 0.2
+
+    with pytest.raises(ParameterError, match="OldConfig has no field"):
+        NodeSettings.from_values({}).estimator_config(OldConfig())
+    with pytest.raises(ParameterError, match="score_threshold"):  # the config's own validation, by name
+        NodeSettings({**NodeSettings.from_values({}), "score_threshold": 2.0}).estimator_config(EstimatorConfig())
+
+
+def test_estimator_parameter_with_a_converter(monkeypatch) -> None:
+    """An optional config field (None = unset) behind a string parameter ("" = unset), e.g. a reference camera."""
+    import dataclasses
+
+    from posecnn_ros import params
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        camera: str | None = None
+
+    spec = params.ParamSpec("camera", "", "reference camera; empty = none", config="camera",
+                            to_config=lambda v: v or None)
+    monkeypatch.setattr(params, "SPECS", (spec,))
+    monkeypatch.setattr(params, "SPEC_BY_NAME", {"camera": spec})
+    assert NodeSettings.from_values({}).estimator_config(Config(camera="x")).camera is None
+    assert NodeSettings.from_values({"camera": "ycb"}).estimator_config(Config()).camera == "ycb"
+
+
+def test_declare_accepts_integers_for_floats_and_rejects_unknown_overrides() -> None:
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    context = Context()
+    ros.init(context=context, domain_id=helpers.session_domain_id(90))
+    nodes = []
+    try:
+        node = ros.create_node("params_test", context=context, parameter_overrides=[
+            Parameter("score_threshold", value=1), Parameter("voting.inlier_threshold", value=0),
+            Parameter("max_instances", value=3)])
+        nodes.append(node)
+        settings = declare(node)
+        assert settings["score_threshold"] == 1.0 and type(settings["score_threshold"]) is float
+        assert type(settings["voting.inlier_threshold"]) is float and settings["max_instances"] == 3
+        assert node.get_parameter("score_threshold").type_ == Parameter.Type.DOUBLE
+        assert node.set_parameters([Parameter("depth_scale", value=1)])[0].successful
+        value = node.get_parameter("depth_scale").value
+        assert value == 1.0 and type(value) is float
+        assert not node.set_parameters([Parameter("checkpoint", value="x.pt")])[0].successful  # read-only
+        typo = ros.create_node("params_typo", context=context,
+                                     parameter_overrides=[Parameter("score_treshold", value=0.5)])
+        nodes.append(typo)
+        with pytest.raises(ParameterError, match="unknown parameter.*score_treshold"):
+            declare(typo)
+        bad = ros.create_node("params_bad", context=context,
+                                    parameter_overrides=[Parameter("score_threshold", value="high")])
+        nodes.append(bad)
+        with pytest.raises(ParameterError, match="score_threshold must be a float"):
+            declare(bad)
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        context.try_shutdown()
 
 
 # ------------------------------------------------------------------------------------------- worker
@@ -278,3 +382,13 @@ def test_config_file_lists_every_parameter_with_its_default() -> None:
 
     walk("", doc["/**"]["ros__parameters"])
     assert flat == {spec.name: spec.default for spec in SPECS}
+    assert (helpers.ROOT / "config" / "posecnn.yaml").read_text() == param_docs.yaml_text(), \
+        "config/posecnn.yaml is out of date: run python tools/gen_param_docs.py"
+
+
+def test_docs_list_exactly_the_declared_parameters() -> None:
+    text = (helpers.ROOT / "docs" / "node.md").read_text()
+    assert param_docs.docs_with_table(text) == text, "docs/node.md is out of date: run python tools/gen_param_docs.py"
+    table = text.split(param_docs.DOCS_BEGIN)[1].split(param_docs.DOCS_END)[0]
+    names = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert names == [spec.name for spec in SPECS]

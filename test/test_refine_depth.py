@@ -8,7 +8,8 @@ from scipy.spatial.transform import Rotation
 
 from _refine_helpers import (K_SMALL, add_outliers, add_s, box_mesh, cylinder_mesh, frame, l_block_mesh,
                              look_pose, model_points, perturb, rotation_error_deg)
-from posecnn_core.refine import RefineOptions, RefineResult, _so3_samples, refine_pose, refine_poses
+from posecnn_core.refine import RefineOptions, RefineResult, refine_pose, refine_poses
+from posecnn_core.refine.so3 import _so3_samples
 
 FAST = dict(max_points=600)
 

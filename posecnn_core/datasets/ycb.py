@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import scipy.io
 
+from ..geometry import project_points
+
 __all__ = ["BadFrameFileError", "Frame", "YCBVideoDataset", "read_frame", "read_frame_list", "frame_files"]
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ def read_frame(root: str | Path, frame_id: str, load_depth: bool = True,
     if n and np.any(poses[:, 2, 3] <= 0):
         raise BadFrameFileError(files["meta"], "an object has non-positive depth t_z")
     t = poses[:, :, 3]
-    centers = (t @ K.T)[:, :2] / t[:, 2:3] if n else np.zeros((0, 2))
+    centers = project_points(t, K) if n else np.zeros((0, 2))
 
     color = _read_png(files["color"], cv2.IMREAD_COLOR)
     hw = color.shape[:2]

@@ -17,26 +17,17 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 
+from ..boxes import box_iou
 from ..metrics import accuracy_curve, add, adds, vocap_auc
 from ..objects import ObjectSet
 from .results import Detection, FrameResults, GroundTruth
 
-__all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "evaluate_results", "box_iou",
-           "MAX_DISTANCE"]
+__all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "frame_instances", "build_report",
+           "evaluate_results", "MAX_DISTANCE"]
 
 MAX_DISTANCE = 0.1  # metres, the toolbox's AUC range
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (x1, y1, x2, y2) boxes in pixel-inclusive convention (width = x2 − x1 + 1)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | None]:
@@ -44,10 +35,14 @@ def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | 
     match: list[int | None] = [None] * gt.classes.size
     used: set[int] = set()
     pairs = []
+    if len(detections) and gt.classes.size:
+        iou = box_iou(torch.as_tensor(np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)),
+                      torch.as_tensor(np.stack([np.asarray(d.roi, dtype=np.float64) for d in detections])),
+                      plus_one=True).numpy()
     for g, c in enumerate(gt.classes):
         for d, det in enumerate(detections):
             if det.class_id == int(c):
-                pairs.append((-box_iou(gt.boxes[g], det.roi), -det.score, g, d))
+                pairs.append((-float(iou[g, d]), -det.score, g, d))
     for _, _, g, d in sorted(pairs):
         if match[g] is None and d not in used:
             match[g] = d
@@ -57,7 +52,8 @@ def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | 
 
 @dataclass
 class InstanceResult:
-    """One annotated object: its errors (metres; inf when missed) and the matched detection's score."""
+    """One annotated object: its errors (metres; inf when missed, nan when the class has no model points), the
+    matched detection's score and its index in the frame's detections (None when missed)."""
 
     frame_id: str
     gt_index: int
@@ -68,6 +64,7 @@ class InstanceResult:
     score: float
     add: float
     adds: float
+    detection: int | None = None
 
     @property
     def add_or_adds(self) -> float:
@@ -209,6 +206,62 @@ class Report:
                 "markdown": out / "report.md", "plot": self.plot(out / "accuracy.png")}
 
 
+def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_names: Sequence[str],
+                    symmetric: Sequence[bool], points: Sequence[np.ndarray | None]) -> list[InstanceResult]:
+    """Match one frame's detections to its annotated objects (`match_frame`) and compute each object's ADD and
+    ADD-S. `class_names`, `symmetric` and `points` are indexed by class; a class whose `points` entry is None
+    gets nan errors (detected objects) instead of ADD/ADD-S. ValueError for class ids outside 1..C-1."""
+    C = len(class_names)
+    bad = [d.class_id for d in detections if not 0 < d.class_id < C]
+    if bad:
+        raise ValueError(f"frame {gt.frame_id}: detection class ids {bad} are outside 1..{C - 1}")
+    match = match_frame(gt, detections)
+    out = []
+    for k, c in enumerate(gt.classes):
+        c = int(c)
+        if not 0 < c < C:
+            raise ValueError(f"frame {gt.frame_id}: ground-truth class {c} is outside 1..{C - 1}")
+        pts = points[c]
+        R_gt, t_gt = gt.poses[k, :, :3], gt.poses[k, :, 3]
+        if match[k] is None:
+            e_add = e_adds = math.inf
+            score, detected = 0.0, False
+        else:
+            d = detections[match[k]]
+            if pts is None:
+                e_add = e_adds = math.nan
+            else:
+                e_add = add(pts, d.R, d.t, R_gt, t_gt)
+                e_adds = adds(pts, d.R, d.t, R_gt, t_gt)
+            score, detected = d.score, True
+        out.append(InstanceResult(gt.frame_id, k, c, class_names[c], bool(symmetric[c]), detected, score, e_add,
+                                  e_adds, match[k]))
+    return out
+
+
+def build_report(instances: Sequence[InstanceResult], class_names: Sequence[str], symmetric: Sequence[bool],
+                 num_frames: int, title: str = "PoseCNN evaluation", notes: Sequence[str] = ()) -> Report:
+    """Per-class, mean and pooled AUCs of `instances` (see Report)."""
+    notes = list(notes)
+    instances = list(instances)
+    per_class = []
+    for c in range(1, len(class_names)):
+        rows = [r for r in instances if r.class_id == c]
+        if rows:
+            per_class.append(_summary(c, class_names[c], bool(symmetric[c]), rows))
+    if per_class:
+        mean = ClassSummary(-1, "MEAN", False, sum(s.count for s in per_class), sum(s.detected for s in per_class),
+                            float(np.mean([s.add_auc for s in per_class])),
+                            float(np.mean([s.adds_auc for s in per_class])),
+                            float(np.mean([s.add_or_adds_auc for s in per_class])))
+    else:
+        mean = ClassSummary(-1, "MEAN", False, 0, 0, 0.0, 0.0, 0.0)
+        notes.append("no annotated objects: every AUC is 0")
+    pooled = _summary(-1, "ALL", False, instances)
+    return Report(instances=instances, per_class=per_class, mean=mean, pooled=pooled, num_frames=num_frames,
+                  title=title, notes=notes)
+
+
 def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], gt: Sequence[GroundTruth],
                      object_set: ObjectSet, title: str = "PoseCNN evaluation") -> Report:
     """Match ``results`` to ``gt`` frame by frame and compute the report (see the module docstring).
@@ -221,48 +274,11 @@ def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], 
             and list(results.class_names) != list(object_set.class_names):
         raise ValueError(f"results were made for classes {results.class_names}, the object set "
                          f"{object_set.name!r} has {list(object_set.class_names)}")
-    C = object_set.num_classes
-    sym = np.asarray(object_set.symmetric, dtype=bool)
     missing = [g.frame_id for g in gt if g.frame_id not in frames]
     if missing:
         notes.append(f"{len(missing)} frames have no results entry; their objects count as misses "
                      f"(first: {missing[0]})")
-    instances: list[InstanceResult] = []
-    for g in gt:
-        dets = list(frames.get(g.frame_id, []))
-        bad = [d.class_id for d in dets if not 0 < d.class_id < C]
-        if bad:
-            raise ValueError(f"frame {g.frame_id}: detection class ids {bad} are outside 1..{C - 1}")
-        match = match_frame(g, dets)
-        for k, c in enumerate(g.classes):
-            c = int(c)
-            if not 0 < c < C:
-                raise ValueError(f"frame {g.frame_id}: ground-truth class {c} is outside 1..{C - 1}")
-            pts = object_set.points[c]
-            R_gt, t_gt = g.poses[k, :, :3], g.poses[k, :, 3]
-            if match[k] is None:
-                e_add = e_adds = math.inf
-                score, detected = 0.0, False
-            else:
-                d = dets[match[k]]
-                e_add = add(pts, d.R, d.t, R_gt, t_gt)
-                e_adds = adds(pts, d.R, d.t, R_gt, t_gt)
-                score, detected = d.score, True
-            instances.append(InstanceResult(g.frame_id, k, c, object_set.class_names[c], bool(sym[c]), detected,
-                                            score, e_add, e_adds))
-    per_class = []
-    for c in range(1, C):
-        rows = [r for r in instances if r.class_id == c]
-        if rows:
-            per_class.append(_summary(c, object_set.class_names[c], bool(sym[c]), rows))
-    if per_class:
-        mean = ClassSummary(-1, "MEAN", False, sum(s.count for s in per_class), sum(s.detected for s in per_class),
-                            float(np.mean([s.add_auc for s in per_class])),
-                            float(np.mean([s.adds_auc for s in per_class])),
-                            float(np.mean([s.add_or_adds_auc for s in per_class])))
-    else:
-        mean = ClassSummary(-1, "MEAN", False, 0, 0, 0.0, 0.0, 0.0)
-        notes.append("no annotated objects: every AUC is 0")
-    pooled = _summary(-1, "ALL", False, instances)
-    return Report(instances=instances, per_class=per_class, mean=mean, pooled=pooled, num_frames=len(gt),
-                  title=title, notes=notes)
+    names, sym = list(object_set.class_names), np.asarray(object_set.symmetric, dtype=bool)
+    instances = [r for g in gt for r in frame_instances(g, list(frames.get(g.frame_id, [])), names, sym,
+                                                        object_set.points)]
+    return build_report(instances, names, sym, len(gt), title, notes)

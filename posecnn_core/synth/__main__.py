@@ -3,16 +3,51 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
+from .backgrounds import ALL_BACKGROUND_KINDS
 from .generate import generate_dataset
-from .scene import SceneConfig
+from .scene import LIGHT_STYLES, SceneConfig
+
+
+def _numbers(text: str, count: int) -> tuple[float, ...]:
+    parts = text.split(",")
+    try:
+        if len(parts) != count:
+            raise ValueError
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}") from None
 
 
 def _pair(text: str) -> tuple[float, float]:
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got {text!r}")
-    return float(parts[0]), float(parts[1])
+    return _numbers(text, 2)  # type: ignore[return-value]
+
+
+def _int_pair(text: str) -> tuple[int, int]:
+    lo, hi = _pair(text)
+    if lo != int(lo) or hi != int(hi):
+        raise argparse.ArgumentTypeError(f"expected two comma-separated integers, got {text!r}")
+    return int(lo), int(hi)
+
+
+def _camera(text: str) -> tuple[float, float, float, float]:
+    return _numbers(text, 4)  # type: ignore[return-value]
+
+
+def _backgrounds(text: str) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
+    """``kind[:weight],...`` -> (kinds, weights or None when no weight is given)."""
+    kinds, weights = [], []
+    for item in text.split(","):
+        name, _, weight = item.strip().partition(":")
+        if name not in ALL_BACKGROUND_KINDS:
+            raise argparse.ArgumentTypeError(f"unknown background kind {name!r}; expected {ALL_BACKGROUND_KINDS}")
+        try:
+            weights.append(float(weight) if weight else 1.0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad weight in {item!r}") from None
+        kinds.append(name)
+    return tuple(kinds), (tuple(weights) if any(":" in item for item in text.split(",")) else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-objects", type=int, default=6)
     p.add_argument("--max-instances-per-class", type=int, default=3)
     p.add_argument("--depth-range", type=_pair, default=(0.45, 1.0), metavar="MIN,MAX", help="metres")
-    p.add_argument("--random-intrinsics", action="store_true",
-                   help="jitter focal lengths and principal point per frame")
+    cam = p.add_argument_group("camera (default: YCB-Video's camera scaled to the image size)")
+    cam.add_argument("--fx-range", type=_pair, metavar="MIN,MAX",
+                     help="sample fx per frame, log-uniform, in pixels at 320 px image width (scaled with "
+                          "--width), e.g. 250,600 for common RGB-D cameras")
+    cam.add_argument("--aspect-jitter", type=float, default=0.02, help="with --fx-range: fy = fx * (1 +- this)")
+    cam.add_argument("--principal-jitter", type=float, default=0.03,
+                     help="with --fx-range/--random-intrinsics: principal point offset, fraction of the image size")
+    cam.add_argument("--camera", type=_camera, metavar="FX,FY,CX,CY",
+                     help="a fixed camera (pixels at --width x --height)")
+    cam.add_argument("--random-intrinsics", action="store_true",
+                     help="older jitter: YCB-Video focal lengths x 0.8-1.25 and principal point jitter per frame")
+    look = p.add_argument_group("appearance")
+    look.add_argument("--backgrounds", type=_backgrounds, default=None, metavar="KIND[:W],...",
+                      help=f"background kinds {ALL_BACKGROUND_KINDS} with optional weights, e.g. "
+                           f"photo:0.8,noise:0.1,shapes:0.1 (default: the four procedural kinds)")
+    look.add_argument("--photo-dir", help="photos for kind 'photo' and distractor textures "
+                                          "(default data/backgrounds/photos, see tools/fetch_backgrounds.py)")
+    look.add_argument("--require-photos", action="store_true",
+                      help="fail instead of falling back to procedural images when no photos are found")
+    look.add_argument("--distractors", type=_int_pair, default=(0, 0), metavar="MIN,MAX",
+                      help="random occluding primitives per frame (never labelled as objects)")
+    look.add_argument("--lights", type=_int_pair, default=(1, 3), metavar="MIN,MAX", help="lights per frame")
+    look.add_argument("--light-style", choices=LIGHT_STYLES, default="basic",
+                      help="basic: tinted point lights (original); varied: point and directional lights of "
+                           "random colour temperature and intensity")
     p.add_argument("--frames-per-sequence", type=int, default=1000)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--min-visible-pixels", type=int, default=10)
@@ -41,16 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    kinds, weights = args.backgrounds if args.backgrounds else (SceneConfig.background_kinds, None)
     cfg = SceneConfig(width=args.width, height=args.height, min_objects=args.min_objects,
                       max_objects=args.max_objects, max_instances_per_class=args.max_instances_per_class,
-                      depth_range=args.depth_range, random_intrinsics=args.random_intrinsics)
+                      depth_range=args.depth_range, random_intrinsics=args.random_intrinsics,
+                      fx_range=args.fx_range, aspect_jitter=args.aspect_jitter,
+                      principal_jitter=args.principal_jitter, camera=args.camera,
+                      min_lights=args.lights[0], max_lights=args.lights[1], light_style=args.light_style,
+                      min_distractors=args.distractors[0], max_distractors=args.distractors[1],
+                      background_kinds=kinds, background_weights=weights, photo_dir=args.photo_dir)
     try:
-        summary = generate_dataset(args.objects, args.out, args.frames, seed=args.seed, config=cfg,
-                                   frames_per_sequence=args.frames_per_sequence,
-                                   test_fraction=args.test_fraction,
-                                   min_visible_pixels=args.min_visible_pixels,
-                                   platform=args.platform, progress=not args.no_progress,
-                                   workers=args.workers)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_a, **_k: print(f"warning: {message}", file=sys.stderr)
+            summary = generate_dataset(args.objects, args.out, args.frames, seed=args.seed, config=cfg,
+                                       frames_per_sequence=args.frames_per_sequence,
+                                       test_fraction=args.test_fraction,
+                                       min_visible_pixels=args.min_visible_pixels,
+                                       platform=args.platform, progress=not args.no_progress,
+                                       workers=args.workers, require_photos=args.require_photos)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,12 +1,19 @@
-"""Procedural random backgrounds (no downloads): gradients, fractal noise, shapes, stripes."""
+"""Random backgrounds: procedural ones (no downloads: gradients, fractal noise, shapes, stripes) and
+crops of photographs (kind "photo", see :mod:`posecnn_core.synth.photos`)."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
-__all__ = ["random_background", "BACKGROUND_KINDS"]
+if TYPE_CHECKING:
+    from .photos import PhotoCollection
 
-BACKGROUND_KINDS = ("gradient", "noise", "shapes", "stripes")
+__all__ = ["random_background", "sample_background", "BACKGROUND_KINDS", "ALL_BACKGROUND_KINDS"]
+
+BACKGROUND_KINDS = ("gradient", "noise", "shapes", "stripes")  # the procedural kinds
+ALL_BACKGROUND_KINDS = BACKGROUND_KINDS + ("photo",)
 
 
 def _colours(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -95,3 +102,23 @@ def random_background(rng: np.random.Generator, height: int, width: int, kind: s
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     img += rng.normal(scale=rng.uniform(0, 6), size=img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def sample_background(rng: np.random.Generator, height: int, width: int, kinds: Sequence[str] = BACKGROUND_KINDS,
+                      weights: Sequence[float] | None = None, photos: "PhotoCollection | None" = None) -> np.ndarray:
+    """A background of a kind drawn from ``kinds`` (uniformly, or with ``weights``); uint8 RGB.
+
+    With the default arguments this draws exactly what ``random_background(rng, height, width)``
+    draws. Kind "photo" needs ``photos`` (a :class:`~posecnn_core.synth.photos.PhotoCollection`)."""
+    if not kinds:
+        raise ValueError("kinds must name at least one background kind")
+    if weights is None or len(set(float(w) for w in weights)) == 1:
+        kind = kinds[int(rng.integers(len(kinds)))]
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        kind = kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
+    if kind == "photo":
+        if photos is None:
+            raise ValueError("background kind 'photo' needs a photo collection")
+        return photos.sample(rng, height, width)
+    return random_background(rng, height, width, kind)

@@ -1,6 +1,6 @@
 """Tiny CPU z-buffer rasteriser of triangle meshes into depth images (numpy only).
 
-Used to make synthetic depth frames (tests, benchmarks, synthetic data). Pinhole camera per
+Makes synthetic depth frames for the tests and bench/bench_refine.py (not part of the package). Pinhole camera per
 docs/conventions.md: a camera-frame point X projects to u = fx·X/Z + px, v = fy·Y/Z + py, and pixel
 (row r, column c) has its centre at (u, v) = (c, r). Depth is the camera-frame Z (not the ray length) in
 metres; 0 means "no surface". Depth is interpolated exactly (1/Z is affine in screen space over a planar
@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
+from posecnn_core.geometry import project_points
 
 __all__ = ["render_depth", "render_scene"]
 
@@ -49,13 +51,11 @@ def _rasterize(v_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int,
     face_id = np.full((height, width), -1, np.int64)
     if len(faces) == 0:
         return depth, face_id
-    fx, fy, px, py = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     tri = v_cam[faces]                                   # [F, 3, 3]
     z = tri[..., 2]
     keep = np.all(z > near, axis=1)
     tri, z, ids = tri[keep], z[keep], np.nonzero(keep)[0]
-    u = fx * tri[..., 0] / z + px
-    v = fy * tri[..., 1] / z + py
+    u, v = np.moveaxis(project_points(tri, K), -1, 0)
     # Pixel-centre bounding boxes, clipped to the image.
     c0 = np.clip(np.ceil(u.min(1)), 0, width).astype(np.int64)
     c1 = np.clip(np.floor(u.max(1)), -1, width - 1).astype(np.int64)
