@@ -7,8 +7,9 @@
 #   train_report.md, train_report.json, gpu_train.log, demo_gpu.pt, eval_report.md, per_object.csv, accuracy.png
 #   tools/gpu_train.sh OUTDIR [MINUTES] [--budget SECONDS]     # MINUTES of training (default 4)
 #   tools/gpu_train.sh OUTDIR --cpu-dry-run                     # the same steps on the CPU, tiny sizes, OSMesa
-# Data: rendered on the machine (EGL needs the glvnd .deb files from tools/fetch_gpu_carry.sh); when EGL does not
-# work there, the dataset .gpu_carry/demo_synth.tar (tools/make_gpu_dataset.sh, rendered beforehand) is used.
+# Data: rendered on the machine (EGL needs the glvnd .deb files from tools/fetch_gpu_carry.sh) with the scene options
+# of config/train/demo.yaml's header, plus $POSECNN_SYNTH_ARGS (e.g. "--fx-range 250,600 --distractors 0,6"); when
+# EGL does not work there, .gpu_carry/demo_synth.tar (tools/fetch_gpu_carry.sh --dataset N) is used.
 KIND=train
 USAGE="usage: tools/gpu_train.sh OUTDIR [MINUTES] [--cpu-dry-run] [--budget SECONDS]"
 DEFAULT_BUDGET=0
@@ -72,6 +73,7 @@ step_render() {
   if [ "$smoke_ok" = 1 ]; then
     "$PY" "$ROOT/tools/gpu_train_run.py" render --objects "$OBJECTS" --out "$WORK/data" --seconds "$seconds" \
         --workers "$workers" --platform "$platform" --size "$size" --max-frames "$maxf" \
+        --synth-args="${POSECNN_SYNTH_ARGS:-}" \
         $( [ "$DRY_RUN" = 1 ] && echo "--first-chunk 8 --min-chunk 4 --startup-s 5" ) && return 0
   fi
   echo "rendering with $platform failed; looking for a carried dataset"

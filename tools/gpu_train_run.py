@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -63,7 +64,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         cmd = [PY, "-m", "posecnn_core.synth", "--objects", args.objects, "--out", str(root), "--frames", str(chunk),
                "--seed", str(args.seed + k), "--width", str(w), "--height", str(h), "--min-objects", "2",
                "--max-objects", "6", "--depth-range", "0.45,1.0", "--test-fraction", "0.1" if k == 0 else "0",
-               "--platform", args.platform, "--workers", str(args.workers), "--no-progress"]
+               "--platform", args.platform, "--workers", str(args.workers), "--no-progress",
+               *shlex.split(args.synth_args)]
         t = time.perf_counter()
         try:
             proc = _run(cmd, timeout=max(10.0, deadline - time.perf_counter() + 30.0))
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--min-chunk", type=int, default=200)
     r.add_argument("--startup-s", type=float, default=8.0, help="expected start-up time of one synth call")
     r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--synth-args", default="", help="more options for python -m posecnn_core.synth (one string)")
     for name in ("probe", "train"):
         s = sub.add_parser(name)
         s.add_argument("--config", required=True)
