@@ -133,13 +133,15 @@ def encode_compressed_depth(depth: np.ndarray, depth_max: float = DEPTH_MAX_M,
                             depth_quantization: float = DEPTH_QUANTIZATION) -> tuple[str, bytes]:
     """A depth image -> (format, data) of a compressedDepth CompressedImage, as the plugin encodes it.
 
-    uint16 [H, W] -> "16UC1; compressedDepth png" (values kept; zero header parameters);
+    uint16 [H, W] -> "16UC1; compressedDepth png" (values taken as millimetres: above depth_max become 0 like the
+    plugin's max-depth filter; zero header parameters);
     float32 metres [H, W] -> "32FC1; compressedDepth png" (inverse depth quantised with `depth_quantization`;
     depths >= `depth_max`, NaN and <= 0 become no reading)."""
     if depth.ndim != 2:
         raise ValueError(f"depth must be [H, W], got shape {depth.shape}")
     if depth.dtype == np.uint16:
-        encoding, header, stored = "16UC1", DEPTH_HEADER.pack(INV_DEPTH, 0.0, 0.0), depth
+        stored = np.where(depth > np.uint16(min(depth_max * 1000.0, 65535)), np.uint16(0), depth).astype(np.uint16)
+        encoding, header = "16UC1", DEPTH_HEADER.pack(INV_DEPTH, 0.0, 0.0)
     elif depth.dtype == np.float32:
         quant_a = np.float32(depth_quantization * (depth_quantization + 1.0))
         quant_b = np.float32(1.0 - quant_a / np.float32(depth_max))

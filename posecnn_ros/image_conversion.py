@@ -100,17 +100,23 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(px, 3, axis=2))  # mono8, mono16
 
 
+def depth_values(msg: Any) -> np.ndarray:
+    """A depth Image's values as stored, in native byte order: uint16 (16UC1, mono16) or float32 (32FC1) [H, W]."""
+    enc = str(msg.encoding)
+    if enc not in DEPTH_ENCODINGS:
+        raise ImageError("depth_encoding", f"depth encoding {enc!r} is not supported; use 16UC1 or 32FC1")
+    dtype = DEPTH_ENCODINGS[enc]
+    return _rows(msg, 1, dtype, "depth image")[:, :, 0].astype(dtype.newbyteorder("="))
+
+
 def depth_to_metres(msg: Any, depth_scale: float) -> np.ndarray:
     """Depth Image -> float32 metres [H, W]; invalid readings (0, NaN, inf, negative) become 0.
 
     16UC1 / mono16 values are multiplied by `depth_scale` (metres per unit, e.g. 0.001); 32FC1 is metres.
     """
-    enc = str(msg.encoding)
-    if enc not in DEPTH_ENCODINGS:
-        raise ImageError("depth_encoding", f"depth encoding {enc!r} is not supported; use 16UC1 or 32FC1")
     if not (depth_scale > 0 and math.isfinite(depth_scale)):
         raise ValueError(f"depth_scale must be a positive finite number, got {depth_scale!r}")
-    raw = _rows(msg, 1, DEPTH_ENCODINGS[enc], "depth image")[:, :, 0]
+    raw = depth_values(msg)
     depth = raw.astype(np.float32) * np.float32(depth_scale) if raw.dtype.kind == "u" else raw.astype(np.float32)
     depth[~np.isfinite(depth) | (depth < 0)] = 0.0
     return depth
