@@ -6,7 +6,6 @@ from __future__ import annotations
 import struct
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
