@@ -1,9 +1,13 @@
 """Play a rosbag2 bag (mcap or sqlite3, written by rosbag2 or `rosbags`) into ROS with rclpy — no rosbag2 needed.
 
 Messages are published as their stored CDR bytes (no deserialisation) with the bag's relative timing scaled by
-`rate` (rate <= 0: as fast as possible). Message classes come from the installed interface packages.
+`rate` (rate <= 0: as fast as possible). Message classes come from the installed interface packages, so bags
+recorded with image_transport's compressed streams (sensor_msgs/CompressedImage on `.../compressed` and
+`.../compressedDepth`) play as they are. `--compress jpeg|png` instead turns a bag's raw sensor_msgs/Image topics
+into those streams on the fly, as image_transport's compressed and compressedDepth publishers would: colour images
+on `<topic>/compressed`, 16UC1/32FC1 depth on `<topic>/compressedDepth` (to try a node's compressed input).
 
-    python -m posecnn_ros.bag_player BAG [--rate 1.0] [--topics /image /camera_info] [--start-delay 1.0]
+    python -m posecnn_ros.bag_player BAG [--rate 1.0] [--topics /image /camera_info] [--compress jpeg]
 """
 
 from __future__ import annotations
@@ -51,9 +55,11 @@ class BagPlayer:
     """Publishes a bag's messages from `node` on their recorded topics, honouring timestamps."""
 
     def __init__(self, node: Node, bag: str | Path, topics: Iterable[str] | None = None,
-                 remap: dict[str, str] | None = None) -> None:
+                 remap: dict[str, str] | None = None, compress: str | None = None) -> None:
         from rosbags.rosbag2 import Reader
 
+        if compress not in (None, "jpeg", "png"):
+            raise ValueError(f"compress must be jpeg or png, got {compress!r}")
         self.path = Path(bag)
         if not self.path.exists():
             raise FileNotFoundError(f"bag {self.path} does not exist")
@@ -69,9 +75,44 @@ class BagPlayer:
             self.topics = {c.topic: c.msgtype for c in connections}
             self.message_count = sum(c.msgcount for c in connections)
             self.bag_duration_s = reader.duration * 1e-9
-        self._publishers = {topic: node.create_publisher(message_class(msgtype), self._remap.get(topic, topic),
-                                                         PLAYER_QOS)
-                            for topic, msgtype in self.topics.items()}
+            # raw image topic -> "compressed" or "compressedDepth" (decided by the first message's encoding)
+            self._compressed: dict[str, str] = {}
+            if compress:
+                from rclpy.serialization import deserialize_message
+                from sensor_msgs.msg import Image
+
+                for conn in connections:
+                    if conn.msgtype != "sensor_msgs/msg/Image":
+                        continue
+                    first = next(iter(reader.messages(connections=[conn])), None)
+                    if first is not None:
+                        encoding = deserialize_message(bytes(first[2]), Image).encoding
+                        depth = encoding in ("16UC1", "32FC1", "mono16")
+                        self._compressed[conn.topic] = "compressedDepth" if depth else "compressed"
+        self._codec = compress
+        self._publishers = {}
+        for topic, msgtype in self.topics.items():
+            name = self._remap.get(topic, topic)
+            if topic in self._compressed:
+                msgtype, name = "sensor_msgs/msg/CompressedImage", f"{name}/{self._compressed[topic]}"
+            self._publishers[topic] = node.create_publisher(message_class(msgtype), name, PLAYER_QOS)
+
+    def _compress(self, topic: str, raw: bytes) -> object:
+        """A raw Image's CDR bytes -> the CompressedImage image_transport's plugin would publish."""
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from posecnn_ros.compressed import encode_compressed, encode_compressed_depth
+        from posecnn_ros.image_conversion import depth_values, image_to_rgb
+
+        image = deserialize_message(raw, Image)
+        out = CompressedImage(header=image.header)
+        if self._compressed[topic] == "compressedDepth":
+            out.format, data = encode_compressed_depth(depth_values(image))
+        else:
+            out.format, data = encode_compressed(image_to_rgb(image), self._codec or "jpeg")
+        out.data = data
+        return out
 
     def subscription_counts(self) -> dict[str, int]:
         """Matched subscribers per (bag) topic."""
@@ -97,7 +138,10 @@ class BagPlayer:
                                 break
                         else:
                             time.sleep(delay)
-                self._publishers[conn.topic].publish(bytes(raw))
+                if conn.topic in self._compressed:
+                    self._publishers[conn.topic].publish(self._compress(conn.topic, bytes(raw)))
+                else:
+                    self._publishers[conn.topic].publish(bytes(raw))
                 stats.published += 1
                 stats.by_topic[conn.topic] += 1
                 if on_message is not None:
@@ -116,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (<= 0: no waiting)")
     parser.add_argument("--topics", nargs="*", default=None, help="only these topics")
     parser.add_argument("--wait", type=float, default=5.0, help="seconds to wait for any subscriber first")
+    parser.add_argument("--compress", choices=("jpeg", "png"), default=None,
+                        help="publish raw Image topics as image_transport's compressed / compressedDepth streams")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:])
     rclpy.init(args=sys.argv if argv is None else argv)
     node = rclpy.create_node("posecnn_bag_player")
     try:
-        player = BagPlayer(node, args.bag, args.topics)
+        player = BagPlayer(node, args.bag, args.topics, compress=args.compress)
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline and not any(player.subscription_counts().values()):
             time.sleep(0.05)

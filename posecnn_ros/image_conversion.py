@@ -2,6 +2,10 @@
 
 Every decoder respects `step` (row padding) and `is_bigendian`, and raises `ImageError` (a ValueError) whose
 `cause` is a short stable key (for per-cause throttled logging) and whose message says what is wrong.
+
+Colour input: the 8- and 16-bit RGB/BGR(A) and mono encodings, packed YUV 4:2:2 (`uyvy`/`yuv422`: U Y V Y;
+`yuyv`/`yuv422_yuy2`: Y U Y V; BT.601 limited range, as cv_bridge converts them) and 8/16-bit Bayer mosaics
+(edge-aware demosaicing by OpenCV). 16-bit values become 8-bit as round(v / 257) (0 -> 0, 65535 -> 255).
 """
 
 from __future__ import annotations
@@ -10,10 +14,21 @@ import array
 import math
 from typing import Any
 
+import cv2
 import numpy as np
 
-# encoding -> (channels, dtype, conversion code to RGB); 8-bit encodings need no byte-order handling.
-COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+# encoding -> (channels, bytes per channel)
+COLOR_ENCODINGS: dict[str, tuple[int, int]] = {
+    "rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1),
+    "rgb16": (3, 2), "bgr16": (3, 2), "rgba16": (4, 2), "bgra16": (4, 2), "mono16": (1, 2),
+    "uyvy": (2, 1), "yuv422": (2, 1), "yuyv": (2, 1), "yuv422_yuy2": (2, 1),
+    **{f"bayer_{p}{bits}": (1, bits // 8) for p in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
+}
+# OpenCV names a Bayer pattern by the 2x2 block starting at the second row and column: ROS's rggb is its BG.
+_BAYER_TO_RGB = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB, "gbrg": cv2.COLOR_BayerGR2RGB,
+                 "grbg": cv2.COLOR_BayerGB2RGB}
+_YUV422_TO_RGB = {"uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+                  "yuyv": cv2.COLOR_YUV2RGB_YUY2, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2}
 DEPTH_ENCODINGS: dict[str, np.dtype] = {"16UC1": np.dtype(np.uint16), "32FC1": np.dtype(np.float32),
                                         "mono16": np.dtype(np.uint16)}
 
@@ -52,22 +67,46 @@ def _rows(msg: Any, channels: int, dtype: np.dtype, what: str) -> np.ndarray:
     return rows.reshape(height, width, channels)
 
 
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """16-bit intensities -> uint8 as round(v / 257): the full 16-bit range onto the full 8-bit range."""
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> contiguous uint8 RGB array [H, W, 3]."""
+    """sensor_msgs/Image in any of COLOR_ENCODINGS -> contiguous uint8 RGB array [H, W, 3]."""
     enc = str(msg.encoding)
     if enc not in COLOR_ENCODINGS:
         raise ImageError("encoding", f"image encoding {enc!r} is not supported; use one of "
                                      f"{', '.join(COLOR_ENCODINGS)}")
-    px = _rows(msg, COLOR_ENCODINGS[enc], np.dtype(np.uint8), "image")
-    if enc == "rgb8":
-        return np.ascontiguousarray(px)
-    if enc == "bgr8":
-        return np.ascontiguousarray(px[:, :, ::-1])
-    if enc == "rgba8":
+    channels, size = COLOR_ENCODINGS[enc]
+    if enc in _YUV422_TO_RGB and int(msg.width) % 2:
+        raise ImageError("odd_width", f"{enc} image width {msg.width} is odd; 4:2:2 pixels come in pairs")
+    px = _rows(msg, channels, np.dtype(np.uint8 if size == 1 else np.uint16), "image")
+    try:
+        if enc in _YUV422_TO_RGB:
+            return cv2.cvtColor(np.ascontiguousarray(px), _YUV422_TO_RGB[enc])
+        if enc.startswith("bayer_"):
+            rgb = cv2.cvtColor(np.ascontiguousarray(px[:, :, 0]), _BAYER_TO_RGB[enc[6:10]])
+            return rgb if size == 1 else to_uint8(rgb)
+    except cv2.error as exc:
+        raise ImageError("conversion", f"cannot convert the {msg.width}x{msg.height} {enc} image to RGB: "
+                                       f"{str(exc).strip().splitlines()[-1]}") from exc
+    if size == 2:
+        px = to_uint8(px)
+    if enc.startswith("rgb"):
         return np.ascontiguousarray(px[:, :, :3])
-    if enc == "bgra8":
+    if enc.startswith("bgr"):
         return np.ascontiguousarray(px[:, :, 2::-1])
-    return np.ascontiguousarray(np.repeat(px, 3, axis=2))  # mono8
+    return np.ascontiguousarray(np.repeat(px, 3, axis=2))  # mono8, mono16
+
+
+def depth_values(msg: Any) -> np.ndarray:
+    """A depth Image's values as stored, in native byte order: uint16 (16UC1, mono16) or float32 (32FC1) [H, W]."""
+    enc = str(msg.encoding)
+    if enc not in DEPTH_ENCODINGS:
+        raise ImageError("depth_encoding", f"depth encoding {enc!r} is not supported; use 16UC1 or 32FC1")
+    dtype = DEPTH_ENCODINGS[enc]
+    return _rows(msg, 1, dtype, "depth image")[:, :, 0].astype(dtype.newbyteorder("="))
 
 
 def depth_to_metres(msg: Any, depth_scale: float) -> np.ndarray:
@@ -75,12 +114,9 @@ def depth_to_metres(msg: Any, depth_scale: float) -> np.ndarray:
 
     16UC1 / mono16 values are multiplied by `depth_scale` (metres per unit, e.g. 0.001); 32FC1 is metres.
     """
-    enc = str(msg.encoding)
-    if enc not in DEPTH_ENCODINGS:
-        raise ImageError("depth_encoding", f"depth encoding {enc!r} is not supported; use 16UC1 or 32FC1")
     if not (depth_scale > 0 and math.isfinite(depth_scale)):
         raise ValueError(f"depth_scale must be a positive finite number, got {depth_scale!r}")
-    raw = _rows(msg, 1, DEPTH_ENCODINGS[enc], "depth image")[:, :, 0]
+    raw = depth_values(msg)
     depth = raw.astype(np.float32) * np.float32(depth_scale) if raw.dtype.kind == "u" else raw.astype(np.float32)
     depth[~np.isfinite(depth) | (depth < 0)] = 0.0
     return depth

@@ -22,7 +22,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from posecnn_ros.image_conversion import label_to_image
 from posecnn_ros.msg import ObjectEstimate, ObjectEstimateArray, StageLatency
-from posecnn_ros.overlay import class_colour
+from posecnn_core.overlay import class_colour
 
 MARKER_NS_MESH = "posecnn_objects"
 MARKER_NS_TEXT = "posecnn_labels"

@@ -1,17 +1,21 @@
 """`posecnn_node` (node name `posecnn`): camera images in, 6D object poses out.
 
-Subscribes `image`, `camera_info` (and `depth` when use_depth is set); publishes `~/detections`,
-`~/detections_2d`, `~/estimates`, `~/label`, `~/label_info` (transient local), `~/markers`, `~/overlay` and one
-TF frame per object on /tf. Inference runs on a worker thread fed by a one-slot mailbox (the newest frame
+Subscribes `image`, `camera_info` (and `depth` when use_depth is set) — with image_transport=compressed,
+`<image>/compressed` and `<depth>/compressedDepth` instead; publishes `~/detections`, `~/detections_2d`,
+`~/estimates`, `~/label`, `~/label_info` (transient local), `~/markers`, `~/overlay`, one TF frame per object on /tf
+and the node's health on /diagnostics. Inference runs on a worker thread fed by a one-slot mailbox (the newest frame
 replaces a pending one), so callbacks never block and nothing queues up. Parameters: posecnn_ros/params.py
-(docs/node.md lists them).
+(docs/node.md lists them). `PoseCnnGlue` holds the behaviour; `PoseCnnNode` runs it at once, the managed
+`PoseCnnLifecycleNode` (lifecycle_node.py) step by step.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,29 +28,32 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from posecnn_core.estimator import EstimatorConfig
+from posecnn_core.overlay import draw_overlay
 from posecnn_core.resources import DEMO_CHECKPOINT, DEMO_OBJECTS, resource_path
-from posecnn_ros import messages, params
-from posecnn_ros.image_conversion import (ImageError, camera_matrix, check_image_matches, depth_to_metres,
-                                          image_to_rgb, rgb_to_image)
+from posecnn_ros import diagnostics, messages, params
+from posecnn_ros.frame_input import FrameDecoder
+from posecnn_ros.image_conversion import ImageError, rgb_to_image
 from posecnn_ros.latest_frame import LatestFrameWorker
 from posecnn_ros.msg import ObjectEstimateArray
-from posecnn_ros.overlay import draw_overlay
 from posecnn_ros.params import SPEC_BY_NAME, NodeSettings
 from posecnn_ros.tf_publisher import TfPublisher
 from posecnn_ros.throttled_log import ThrottledLog
 
 NODE_NAME = "posecnn"
 EXIT_FATAL = 2
+DIAGNOSTICS_PERIOD_S = 1.0
 
 # (checkpoint path, object set path, device, EstimatorConfig) -> an estimator with PoseEstimator's API
 # (docs/estimator_api.md)
 EstimatorFactory = Callable[[str, str, str, EstimatorConfig], Any]
+# (message type, topic, QoS) -> a publisher: Node.create_publisher, or a lifecycle node's create_lifecycle_publisher
+PublisherFactory = Callable[[type, str, QoSProfile], Any]
 
 
 def default_estimator_factory(checkpoint: str, objects: str, device: str, config: EstimatorConfig) -> Any:
@@ -76,17 +83,37 @@ def _stamp_seconds(header: Header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-class PoseCnnNode(Node):
-    """The PoseCNN node. `estimator_factory` defaults to the real PoseEstimator (tests pass a stand-in).
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-    Raises ParameterError / FileNotFoundError / the estimator's ModelError (ValueErrors) at construction for
-    bad parameters, missing files or a checkpoint the object set does not match.
+
+class PoseCnnGlue:
+    """The node's behaviour in steps, mixed into an rclpy Node (`self` is the node):
+    `_declare` parameters -> `_load_model` -> `_open` publishers, worker, diagnostics -> `_start` subscriptions;
+    and back: `_stop` -> `_close` -> `_release_model`.
+
+    Raises ParameterError / FileNotFoundError / the estimator's ModelError (ValueErrors) for bad parameters,
+    missing files or a checkpoint the object set does not match.
     """
 
-    def __init__(self, estimator_factory: EstimatorFactory | None = None, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
+    estimator: Any = None
+    _worker: LatestFrameWorker | None = None
+    _active = False
+
+    def _declare(self) -> None:
         self._log = ThrottledLog(self.get_logger(), period_s=5.0)
+        self._settings_lock = threading.Lock()
         self.settings: NodeSettings = params.declare(self)
+        self._camera_info: CameraInfo | None = None
+        self._depth_lock = threading.Condition()
+        self._depth_buffer: deque[Any] = deque(maxlen=30)
+        self._input_subs: list[Any] = []
+        self._output_pubs: list[Any] = []
+        self._diag_timer = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _load_model(self, estimator_factory: EstimatorFactory | None) -> None:
         checkpoint = resolve_file(self.settings["checkpoint"], DEMO_CHECKPOINT, "checkpoint")
         objects = resolve_file(self.settings["objects"], DEMO_OBJECTS, "object set")
         device = self.settings["device"]
@@ -94,6 +121,7 @@ class PoseCnnNode(Node):
         factory = estimator_factory or default_estimator_factory
         config = self.settings.estimator_config(EstimatorConfig())
         self.estimator = factory(str(checkpoint), str(objects), device, config)
+        self._model_files = (checkpoint, objects)
         objset = self.estimator.object_set
         self._class_names: list[str] = list(objset.class_names)
         self._extents = np.asarray(objset.extents, np.float64)
@@ -103,50 +131,112 @@ class PoseCnnNode(Node):
                                                                                  - len(mesh_paths))
         self.device = str(self.estimator.device)
 
-        self._settings_lock = threading.Lock()
-        self._camera_info: CameraInfo | None = None
-        self._depth_lock = threading.Condition()
-        self._depth_buffer: deque[Image] = deque(maxlen=30)
+    def _release_model(self) -> bool:
+        """Drop the estimator (and the GPU memory it held); True when nothing else still references it."""
+        if self.estimator is None:
+            return True
+        on_cuda = self.device.startswith("cuda")
+        ref = weakref.ref(self.estimator)
+        self.estimator = None
+        gc.collect()
+        if on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+        return ref() is None
+
+    def _open(self, create_publisher: PublisherFactory) -> None:
+        """Publishers, the inference worker, the frame decoder and the diagnostics timer."""
         self.frames_processed = 0
         self.frames_rejected = 0
-
-        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._pub_det3d = self.create_publisher(Detection3DArray, "~/detections", reliable)
-        self._pub_det2d = self.create_publisher(Detection2DArray, "~/detections_2d", reliable)
-        self._pub_est = self.create_publisher(ObjectEstimateArray, "~/estimates", reliable)
-        self._pub_label = self.create_publisher(Image, "~/label", reliable)
-        self._pub_markers = self.create_publisher(MarkerArray, "~/markers", reliable)
-        self._pub_overlay = self.create_publisher(Image, "~/overlay", reliable)
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._pub_label_info = self.create_publisher(LabelInfo, "~/label_info", latched)
+        self._stats = diagnostics.FrameStats()
+        self._last_diag: diagnostics.StatsSnapshot | None = None
+        self._decoder = FrameDecoder(lambda text: self.get_logger().warning(text))
+        self._pub_det3d = create_publisher(Detection3DArray, "~/detections", RELIABLE)
+        self._pub_det2d = create_publisher(Detection2DArray, "~/detections_2d", RELIABLE)
+        self._pub_est = create_publisher(ObjectEstimateArray, "~/estimates", RELIABLE)
+        self._pub_label = create_publisher(Image, "~/label", RELIABLE)
+        self._pub_markers = create_publisher(MarkerArray, "~/markers", RELIABLE)
+        self._pub_overlay = create_publisher(Image, "~/overlay", RELIABLE)
+        self._pub_label_info = create_publisher(LabelInfo, "~/label_info", LATCHED)
+        self._output_pubs = [self._pub_det3d, self._pub_det2d, self._pub_est, self._pub_label, self._pub_markers,
+                             self._pub_overlay, self._pub_label_info]
         self._tf = TfPublisher(self)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        # a plain publisher, also for a managed node: its health is reported while it is inactive too
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self._worker = LatestFrameWorker(self._process, self._on_worker_error, before_first=self._warmup,
+                                         name="posecnn-inference")
+
+    def _input_topics(self) -> tuple[str, str | None]:
+        """The image and depth topics as subscribed: image_transport's `<base>/compressed` and
+        `<base>/compressedDepth` for compressed input (the base name resolved with namespaces and remapping)."""
+        use_depth = self.settings["use_depth"]
+        if self.settings["image_transport"] == "compressed":
+            return (self.resolve_topic_name("image") + "/compressed",
+                    self.resolve_topic_name("depth") + "/compressedDepth" if use_depth else None)
+        return "image", "depth" if use_depth else None
+
+    def _start(self) -> None:
+        """Subscribe to the inputs: frames flow from here on."""
+        image_qos = qos_profile_sensor_data if self.settings["image_qos"] == "sensor_data" else RELIABLE
+        kind = CompressedImage if self.settings["image_transport"] == "compressed" else Image
+        image_topic, depth_topic = self._input_topics()
+        self._sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos)
+        self._sub_image = self.create_subscription(kind, image_topic, self._on_image, image_qos)
+        self._sub_depth = (self.create_subscription(kind, depth_topic, self._on_depth, image_qos)
+                           if depth_topic else None)
+        self._input_subs = [s for s in (self._sub_info, self._sub_image, self._sub_depth) if s is not None]
+        self._active = True
         self._publish_label_info()
 
-        self._worker: LatestFrameWorker[tuple[Image, CameraInfo | None, float]] = LatestFrameWorker(
-            self._process, self._on_worker_error, before_first=self._warmup, name="posecnn-inference")
-        image_qos = qos_profile_sensor_data if self.settings["image_qos"] == "sensor_data" else reliable
-        self._sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos)
-        self._sub_image = self.create_subscription(Image, "image", self._on_image, image_qos)
-        self._sub_depth = (self.create_subscription(Image, "depth", self._on_depth, image_qos)
-                           if self.settings["use_depth"] else None)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.get_logger().info(
-            f"ready on {self.device}: {len(self._class_names) - 1} classes, image {self._sub_image.topic_name}, "
-            f"camera_info {self._sub_info.topic_name}"
-            + (f", depth {self._sub_depth.topic_name}" if self._sub_depth else "")
-            + f"; TF via {self._tf.backend}")
+    def _stop(self, timeout: float = 10.0) -> None:
+        """Unsubscribe and let the frame in progress finish (its results are still published)."""
+        self._active = False
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs = []
+        if self._worker is not None:
+            self._worker.wait_idle(timeout)
+        with self._depth_lock:
+            self._depth_buffer.clear()
+        self._camera_info = None
+
+    def _close(self) -> None:
+        """Stop the worker (finishing the frame in progress) and remove the publishers and the timer."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self.destroy_publisher(self._pub_diag)
+            self._diag_timer = None
+        for pub in self._output_pubs:
+            self.destroy_publisher(pub)
+        self._output_pubs = []
+        self._tf.destroy()
+
+    def _ready_message(self) -> str:
+        return (f"ready on {self.device}: {len(self._class_names) - 1} classes, image {self._sub_image.topic_name}, "
+                f"camera_info {self._sub_info.topic_name}"
+                + (f", depth {self._sub_depth.topic_name}" if self._sub_depth else "")
+                + f"; TF via {self._tf.backend}")
 
     # ---------------------------------------------------------------- callbacks (executor thread, never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    def _on_depth(self, msg: Image) -> None:
+    def _on_depth(self, msg: Any) -> None:
         with self._depth_lock:
             self._depth_buffer.append(msg)
             self._depth_lock.notify_all()
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Any) -> None:
+        if not self._active or self._worker is None:
+            return
+        self._stats.received()
         if self._worker.submit((msg, self._camera_info, time.perf_counter())):
             self._log.warning("dropped", f"dropped {self._worker.dropped} frame(s) so far: inference is slower "
                                          f"than the image rate (only the newest frame is processed)")
@@ -157,14 +247,28 @@ class PoseCnnNode(Node):
         with self._settings_lock:
             try:
                 settings = self.settings.updated(values)
-                config = settings.estimator_config(self.estimator.config)
+                config = settings.estimator_config(self.estimator.config) if self.estimator is not None else None
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
             self.settings = settings
-            self.estimator.config = config
-            if "score_threshold" in values:
+            if config is not None:
+                self.estimator.config = config
+            if "score_threshold" in values and self._active:
                 self._publish_label_info()
         return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        if not self.settings["publish.diagnostics"] or self._worker is None:
+            return
+        snap = self._stats.snapshot(self._worker.dropped, self.frames_rejected)
+        image_topic = self._sub_image.topic_name if self._active else self._input_topics()[0]
+        info = [("device", self.device), ("checkpoint", str(self._model_files[0])),
+                ("object set", str(self._model_files[1])), ("classes", str(len(self._class_names) - 1)),
+                ("image transport", self.settings["image_transport"]), ("rectify", str(self.settings["rectify"]))]
+        level, text, values = diagnostics.evaluate(snap, self._last_diag, self._active, image_topic, info)
+        self._last_diag = snap
+        status = diagnostics.status_message(f"{self.get_name()}: pose estimation", self.device, level, text, values)
+        self._pub_diag.publish(diagnostics.diagnostic_array(self.get_clock().now().to_msg(), [status]))
 
     # ---------------------------------------------------------------- worker thread
     def _warmup(self) -> None:
@@ -180,6 +284,7 @@ class PoseCnnNode(Node):
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.frames_rejected += 1
+        self._stats.failed(f"{type(exc).__name__}: {exc}")
         self._log.error(f"unexpected:{type(exc).__name__}", f"frame skipped after an unexpected error: "
                                                            f"{type(exc).__name__}: {exc}")
 
@@ -187,12 +292,12 @@ class PoseCnnNode(Node):
         self.frames_rejected += 1
         (self._log.warning if warning else self._log.error)(cause, message + "; frame skipped")
 
-    def _pair_depth(self, image: Image, settings: NodeSettings) -> np.ndarray | None:
-        """The depth image (metres) closest in stamp to `image` within the tolerance, waiting briefly for it."""
+    def _pair_depth(self, image: Any, settings: NodeSettings) -> Any | None:
+        """The depth message closest in stamp to `image` within the tolerance, waiting briefly for it."""
         target = _stamp_seconds(image.header)
         tolerance = settings["sync_tolerance"]
 
-        def best() -> Image | None:
+        def best() -> Any | None:
             found = [d for d in self._depth_buffer if abs(_stamp_seconds(d.header) - target) <= tolerance]
             return min(found, key=lambda d: abs(_stamp_seconds(d.header) - target)) if found else None
 
@@ -202,13 +307,9 @@ class PoseCnnNode(Node):
         if match is None:
             self._log.warning("no_depth", f"no depth image within {tolerance} s of the image stamp "
                                           f"{target:.6f}; estimating from RGB only")
-            return None
-        if (match.width, match.height) != (image.width, image.height):
-            raise ImageError("depth_mismatch", f"depth image is {match.width}x{match.height} but the image is "
-                                               f"{image.width}x{image.height}")
-        return depth_to_metres(match, settings["depth_scale"])
+        return match
 
-    def _process(self, item: tuple[Image, CameraInfo | None, float]) -> None:
+    def _process(self, item: tuple[Any, CameraInfo | None, float]) -> None:
         image, info, received = item
         settings = self.settings
         start = time.perf_counter()
@@ -217,28 +318,28 @@ class PoseCnnNode(Node):
             self._reject("no_camera_info", f"waiting for camera_info on {self._sub_info.topic_name}", warning=True)
             return
         try:
-            K = camera_matrix(info)
-            rgb = image_to_rgb(image)
-            check_image_matches(image, info)
             depth = self._pair_depth(image, settings) if settings["use_depth"] else None
+            frame = self._decoder.frame(image, info, depth, settings["depth_scale"], settings["rectify"])
         except ImageError as exc:
             self._reject(exc.cause, str(exc))
             return
         decoded = time.perf_counter()
         try:
-            result = self.estimator.estimate(rgb, K, depth)
+            result = self.estimator.estimate(frame.rgb, frame.K, frame.depth)
         except ValueError as exc:  # the estimator's InputError
+            self._stats.failed(f"{type(exc).__name__}: {exc}")
             self._reject("estimator_input", f"estimator rejected the frame: {exc}")
             return
         estimated = time.perf_counter()
-        self._publish(result, image.header, rgb, K, settings)
+        self._publish(result, frame.header, frame.rgb, frame.K, settings)
         published = time.perf_counter()
         self.frames_processed += 1
+        self._stats.processed(1e3 * (published - received))
         stages = [("decode", 1e3 * (decoded - start)), *((str(k), float(v)) for k, v in result.timings_ms.items()),
                   ("publish", 1e3 * (published - estimated))]
         if settings["publish.estimates"]:
             self._pub_est.publish(messages.estimates(
-                result.objects, image.header, stages, 1e3 * (published - received), self.device,
+                result.objects, frame.header, stages, 1e3 * (published - received), self.device,
                 self.frames_processed, self._worker.dropped, self.frames_rejected))
 
     def _publish(self, result: Any, header: Header, rgb: np.ndarray, K: np.ndarray, settings: NodeSettings) -> None:
@@ -261,10 +362,23 @@ class PoseCnnNode(Node):
         header = Header(stamp=self.get_clock().now().to_msg())
         self._pub_label_info.publish(messages.label_info(self._class_names, header, self.settings["score_threshold"]))
 
-    # ---------------------------------------------------------------- lifecycle
+
+class PoseCnnNode(PoseCnnGlue, Node):
+    """The PoseCNN node: loads the model and subscribes at construction. `estimator_factory` defaults to the real
+    PoseEstimator (tests pass a stand-in). Raises as PoseCnnGlue says for bad parameters or model files."""
+
+    def __init__(self, estimator_factory: EstimatorFactory | None = None, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self._declare()
+        self._load_model(estimator_factory)
+        self._open(self.create_publisher)
+        self._start()
+        self.get_logger().info(self._ready_message())
+
     def close(self) -> None:
         """Stop the worker thread (finishing the frame in progress)."""
-        self._worker.stop()
+        if self._worker is not None:
+            self._worker.stop()
 
 
 def main(args: list[str] | None = None, estimator_factory: EstimatorFactory | None = None) -> int:

@@ -162,10 +162,18 @@ SPECS: tuple[ParamSpec, ...] = (
                     "(PoseCNN-PyTorch behaviour; false = the occlusion-robust option)"),
     *(node_param(f"publish.{name}", True, f"Publish ~/{name}" if name != "tf" else "Broadcast a TF frame per "
                  "object on /tf") for name in PUBLISH_OUTPUTS),
+    node_param("publish.diagnostics", True, "Publish the node's health (rate, latency, drops, errors) on "
+               "/diagnostics once a second"),
     node_param("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k>",
                check=_no_whitespace, constraint="no whitespace"),
     node_param("image_qos", "sensor_data", "QoS of the image/camera_info/depth subscriptions",
                choices=("sensor_data", "reliable"), read_only=True),
+    node_param("image_transport", "raw", "How images arrive, as image_transport names it: raw (sensor_msgs/Image "
+               "on `image`, `depth`) or compressed (CompressedImage on `<image>/compressed`, JPEG or PNG, and "
+               "`<depth>/compressedDepth`)", choices=("raw", "compressed"), read_only=True),
+    node_param("rectify", False, "Undistort and rectify images (and depth, nearest neighbour) with CameraInfo's K, "
+               "D, R, P and estimate with P's intrinsics, as image_proc does; false = the images are taken as "
+               "rectified (one warning when CameraInfo has distortion)"),
     node_param("use_depth", False, "Subscribe to `depth` and pass the frame paired by stamp to the estimator",
                read_only=True),
     node_param("depth_scale", 0.001, "Metres per unit of 16UC1 depth images (32FC1 is metres)", low=1e-9, high=1.0),

@@ -21,6 +21,7 @@ class TfPublisher:
     """Send a TFMessage's transforms on /tf. `backend` is "tf2_ros" or "publisher"."""
 
     def __init__(self, node: Node, prefer_tf2_ros: bool = True) -> None:
+        self._node = node
         self._broadcaster: Any = None
         self._publisher: Any = None
         if prefer_tf2_ros:
@@ -42,3 +43,10 @@ class TfPublisher:
             self._broadcaster.sendTransform(list(message.transforms))
         else:
             self._publisher.publish(message)
+
+    def destroy(self) -> None:
+        """Remove the /tf publisher from the node (a managed node's cleanup)."""
+        publisher = self._publisher if self._publisher is not None else getattr(self._broadcaster, "pub_tf", None)
+        if publisher is not None:
+            self._node.destroy_publisher(publisher)
+        self._publisher = self._broadcaster = None

@@ -193,16 +193,23 @@ def session_domain_id(offset: int = 0) -> int:
 
 FAKE_NODE_COMMAND = [sys.executable, str(ROOT / "test" / "_fake_node_main.py")]
 REAL_NODE_COMMAND = [sys.executable, "-m", "posecnn_ros.node"]
+FAKE_LIFECYCLE_COMMAND = [sys.executable, str(ROOT / "test" / "_fake_lifecycle_main.py")]
+REAL_LIFECYCLE_COMMAND = [sys.executable, "-m", "posecnn_ros.lifecycle_node"]
 
 
 class NodeProcess:
     """The node as a subprocess (`test/_fake_node_main.py`, the stand-in estimator, unless `fake` is False:
-    then `python -m posecnn_ros.node`), stdout+stderr collected in the background."""
+    then `python -m posecnn_ros.node`; the managed node with `lifecycle`), stdout+stderr collected in the
+    background."""
 
     def __init__(self, domain_id: int, params: dict[str, Any], remaps: dict[str, str] | None = None,
                  extra_env: dict[str, str] | None = None, params_file: Path | None = None,
-                 fake: bool = True) -> None:
-        args = [*(FAKE_NODE_COMMAND if fake else REAL_NODE_COMMAND), "--ros-args"]
+                 fake: bool = True, lifecycle: bool = False) -> None:
+        if lifecycle:
+            command = FAKE_LIFECYCLE_COMMAND if fake else REAL_LIFECYCLE_COMMAND
+        else:
+            command = FAKE_NODE_COMMAND if fake else REAL_NODE_COMMAND
+        args = [*command, "--ros-args"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for name, value in params.items():
@@ -266,6 +273,7 @@ class Peer:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
+        from diagnostic_msgs.msg import DiagnosticArray
         from tf2_msgs.msg import TFMessage
         from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
         from visualization_msgs.msg import MarkerArray
@@ -281,7 +289,7 @@ class Peer:
         self.pub_depth = self.node.create_publisher(Image, depth_topic, reliable)
         self.received: dict[str, list[Any]] = {k: [] for k in
                                               ("detections", "detections_2d", "estimates", "label", "markers",
-                                               "overlay", "tf", "label_info")}
+                                               "overlay", "tf", "label_info", "diagnostics")}
         self._lock = threading.Lock()
         topics = {"detections": Detection3DArray, "detections_2d": Detection2DArray,
                   "estimates": ObjectEstimateArray, "label": Image, "markers": MarkerArray, "overlay": Image}
@@ -289,6 +297,7 @@ class Peer:
                                                                 reliable) for name, kind in topics.items()}
         self.node.create_subscription(TFMessage, "/tf", self._recorder("tf"),
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), reliable)
         self.node.create_subscription(LabelInfo, f"{node_ns}/label_info", self._recorder("label_info"),
                                       QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                                  durability=DurabilityPolicy.TRANSIENT_LOCAL))

@@ -187,3 +187,84 @@ def test_demo_runner_end_to_end(tmp_path) -> None:
         assert obj.add_s_m == pytest.approx(expected)
         assert obj.rotation_error_deg == pytest.approx(180.0)
         assert obj.rotation_error_sym_deg == pytest.approx(0.0 if symmetric else 180.0, abs=1e-6)
+
+
+def _write_compressed_bag(path: Path, frames: int = 3) -> list[int]:
+    """A bag as recorded from image_transport's compressed streams: JPEG /image/compressed, compressedDepth
+    /depth/compressedDepth and /camera_info (rosbags writer, mcap); returns the stamps (ns)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from posecnn_ros.compressed import encode_compressed, encode_compressed_depth
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    encoder = _load_tool().FrameEncoder(store, NAMES, EXTENTS)
+    compressed = store.types["sensor_msgs/msg/CompressedImage"]
+    rng = np.random.default_rng(5)
+    stamps = [(20 + i) * 10**9 + 100_000_000 for i in range(frames)]
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    with writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in (
+            ("/image/compressed", "sensor_msgs/msg/CompressedImage"), ("/camera_info", "sensor_msgs/msg/CameraInfo"),
+            ("/depth/compressedDepth", "sensor_msgs/msg/CompressedImage"))}
+        for stamp in stamps:
+            K = np.array([[80.0, 0, 31.5], [0, 80.0, 23.5], [0, 0, 1]])
+            writer.write(conns["/camera_info"], stamp - 1000, encoder.camera_info(K, W, H, stamp))  # info first
+            fmt, data = encode_compressed(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "jpeg")
+            dfmt, ddata = encode_compressed_depth(np.full((H, W), 700, np.uint16))
+            for topic, msg_fmt, msg_data in (("/depth/compressedDepth", dfmt, ddata),
+                                             ("/image/compressed", fmt, data)):
+                msg = compressed(header=encoder._header(stamp), format=msg_fmt,
+                                 data=np.frombuffer(msg_data, np.uint8))
+                writer.write(conns[topic], stamp, bytes(store.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage")))
+    return stamps
+
+
+def test_compressed_bag_and_on_the_fly_compression_feed_the_node(tmp_path) -> None:
+    """A bag of CompressedImage streams plays into the node with image_transport=compressed, and so does the raw
+    sample-bag format with `compress=jpeg`; every frame is answered with its stamp and frame id, depth paired."""
+    from posecnn_ros.bag_player import BagPlayer
+
+    stamps = _write_compressed_bag(tmp_path / "cbag")
+    tool = _load_tool()
+    write_split(tmp_path / "split")
+    tool.write_bag(tmp_path / "split", tmp_path / "rawbag", NAMES, EXTENTS, rate_hz=20.0)
+    domain = helpers.session_domain_id(30)
+    ckpt, objs = helpers.write_fake_model(tmp_path / "model")
+    proc = helpers.NodeProcess(domain, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
+                                        "image_transport": "compressed", "use_depth": True})
+    peer = helpers.Peer(domain)
+    try:
+        assert proc.wait_for_output("ready on cpu", 30), proc.output
+        player = BagPlayer(peer.node, tmp_path / "cbag")
+        assert player.topics["/image/compressed"] == "sensor_msgs/msg/CompressedImage"
+        assert peer.wait_until(lambda: all(player.subscription_counts().values())
+                               and peer.output_subs["estimates"].get_publisher_count() > 0, 20), proc.output
+        assert player.play(rate=2.0).published == 9
+
+        def answered(expected_ns):
+            got = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in peer.messages("estimates")}
+            return set(expected_ns) <= got
+
+        assert peer.wait_until(lambda: answered(stamps), 15), proc.output
+        est = peer.messages("estimates")
+        assert all(m.header.frame_id == tool.FRAME_ID for m in est)
+        assert all(e.refined for m in est for e in m.estimates), "compressedDepth not paired"
+        assert est[-1].frames_rejected == 0 and est[-1].frames_dropped == 0
+
+        peer.clear()
+        raw = BagPlayer(peer.node, tmp_path / "rawbag", topics=["/image", "/camera_info", "/depth"],
+                        compress="jpeg")
+        assert peer.wait_until(lambda: all(raw.subscription_counts().values()), 20)
+        assert raw.play(rate=2.0).published == 9
+        from rosbags.rosbag2 import Reader
+        with Reader(tmp_path / "rawbag") as reader:
+            raw_stamps = [s for c, s, _ in reader.messages() if c.topic == "/image"]
+        assert peer.wait_until(lambda: answered(raw_stamps), 15), proc.output
+        assert all(e.refined for m in peer.messages("estimates") for e in m.estimates)
+        assert "/image/compressed" in proc.output and "frame skipped" not in proc.output
+    finally:
+        peer.close()
+        if proc.proc.poll() is None:
+            proc.proc.send_signal(2)
+            proc.wait(10)

@@ -151,7 +151,7 @@ def test_outputs_for_a_frame(running) -> None:
 
 
 @pytest.mark.parametrize("case,expected", [
-    ("encoding", "image encoding 'yuv422' is not supported"),
+    ("encoding", "image encoding 'nv24' is not supported"),
     ("size", "but camera_info says"),
     ("k_zero", "no valid focal length"),
     ("k_nan", "contains NaN or inf"),
@@ -164,7 +164,7 @@ def test_bad_input_is_logged_and_next_frame_processed(running, case, expected) -
     proc, peer = running
     image, info, depth = helpers.make_image(W, H), None, None
     if case == "encoding":
-        image.encoding = "yuv422"
+        image.encoding = "nv24"
     elif case == "size":
         image = helpers.make_image(W // 2, H)
     elif case == "k_zero":

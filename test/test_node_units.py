@@ -26,7 +26,7 @@ from posecnn_core.estimator import EstimatorConfig  # noqa: E402
 from posecnn_ros import image_conversion as ic  # noqa: E402
 from posecnn_ros import messages  # noqa: E402
 from posecnn_ros.latest_frame import LatestFrameWorker  # noqa: E402
-from posecnn_ros.overlay import class_colour, draw_overlay, project  # noqa: E402
+from posecnn_core.overlay import class_colour, draw_overlay, project  # noqa: E402
 from posecnn_ros import param_docs  # noqa: E402
 from posecnn_ros.params import (SPEC_BY_NAME, SPECS, NodeSettings, ParameterError, check_value,  # noqa: E402
                                 declare, descriptor)
@@ -72,7 +72,7 @@ def test_depth_encodings_step_and_endianness() -> None:
 
 
 @pytest.mark.parametrize("mutate,cause", [
-    (lambda m: setattr(m, "encoding", "yuv422"), "encoding"),
+    (lambda m: setattr(m, "encoding", "nv24"), "encoding"),
     (lambda m: setattr(m, "data", bytes(m.data)[:-5]), "truncated"),
     (lambda m: (setattr(m, "height", 0), setattr(m, "data", b"")), "empty"),
     (lambda m: setattr(m, "step", 4), "bad_step"),

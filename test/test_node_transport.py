@@ -1,0 +1,200 @@
+"""The node as a process with image_transport's compressed input (JPEG/PNG on `<image>/compressed`, compressedDepth on
+`<depth>/compressedDepth`), rectification with a distorted CameraInfo, and its /diagnostics — driven by an rclpy
+peer, with the deterministic stand-in estimator (test/_node_helpers.py)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+pytestmark = pytest.mark.ros
+pytest.importorskip("rclpy")
+
+import _node_helpers as helpers  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
+
+from posecnn_core.geometry import project_points  # noqa: E402
+from posecnn_ros import compressed as cz  # noqa: E402
+
+W, H = 160, 120
+DOMAIN = helpers.session_domain_id(60)
+P_RECT = np.array([[150.0, 0, 70.0, 0], [0, 150.0, 66.0, 0], [0, 0, 1, 0]])
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """One node (compressed transport, use_depth, remapped image topic) and one peer for the module."""
+    ckpt, objs = helpers.write_fake_model(tmp_path_factory.mktemp("fake_model"))
+    proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
+                                        "image_transport": "compressed", "use_depth": True,
+                                        "sync_tolerance": 0.01},
+                               remaps={"image": "/cam/color/image_raw", "depth": "/cam/depth/image_raw"})
+    peer = helpers.Peer(DOMAIN)
+    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    peer.pub_jpeg = peer.node.create_publisher(CompressedImage, "/cam/color/image_raw/compressed", reliable)
+    peer.pub_cdepth = peer.node.create_publisher(CompressedImage, "/cam/depth/image_raw/compressedDepth", reliable)
+    try:
+        assert proc.wait_for_output("ready on cpu", 30), proc.output
+        assert ("image /cam/color/image_raw/compressed" in proc.output
+                and "depth /cam/depth/image_raw/compressedDepth" in proc.output), proc.output
+        assert peer.wait_until(lambda: peer.pub_jpeg.get_subscription_count() > 0
+                               and peer.pub_cdepth.get_subscription_count() > 0
+                               and peer.pub_info.get_subscription_count() > 0
+                               and peer.output_subs["estimates"].get_publisher_count() > 0, 30), proc.output
+        yield proc, peer
+        assert proc.stop(signal.SIGINT) == 0, proc.output
+    finally:
+        peer.close()
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+
+
+_stamps = [500]
+
+
+def _rgb(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def send(peer, image: CompressedImage | None = None, depth: CompressedImage | None = None, info=None,
+         codec: str = "jpeg"):
+    """Publish compressedDepth, camera_info and a compressed image with a fresh stamp; returns the stamp."""
+    _stamps[0] += 1
+    stamp = (_stamps[0], 125_000_000)
+    if image is None:
+        image = CompressedImage()
+        image.format, image.data = cz.encode_compressed(_rgb(), codec)
+    if depth is None:
+        depth = CompressedImage()
+        depth.format, depth.data = cz.encode_compressed_depth(np.full((H, W), 800, np.uint16))
+    for msg, frame in ((image, "cam_color_optical"), (depth, "cam_depth_optical")):
+        msg.header.frame_id = frame
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    peer.pub_cdepth.publish(depth)
+    peer.pub_info.publish(info or helpers.make_camera_info(W, H, stamp=stamp))
+    time.sleep(0.02)
+    peer.pub_jpeg.publish(image)
+    return stamp
+
+
+def answer(peer, name: str, stamp, timeout: float = 10.0):
+    def find():
+        return next((m for m in peer.messages(name) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp), None)
+    peer.wait_until(lambda: find() is not None, timeout)
+    return find()
+
+
+def test_jpeg_and_png_frames_answered_with_their_header(running) -> None:
+    proc, peer = running
+    for codec in ("jpeg", "png"):
+        stamp = send(peer, codec=codec)
+        det = answer(peer, "detections", stamp)
+        assert det is not None, proc.output
+        assert det.header.frame_id == "cam_color_optical"
+        assert [d.id for d in det.detections] == ["box_0", "can_0", "can_1"]
+        est = answer(peer, "estimates", stamp)
+        assert est is not None and all(e.refined for e in est.estimates), "compressedDepth was not paired"
+
+
+def test_bad_compressed_data_is_reported_and_skipped(running) -> None:
+    proc, peer = running
+    cases = [("rgb8; jpeg compressed bgr8", b"\xff\xd8 garbage", None, "compressed image cannot be decoded"),
+             ("rgb8; jpeg compressed bgr8", b"", None, "compressed image has no data"),
+             (None, None, ("16UC1; compressedDepth rvl", bytes(20)), "compressed depth format '16UC1; "
+                                                                     "compressedDepth rvl' is not supported")]
+    for fmt, data, depth, expected in cases:
+        image = None
+        if fmt is not None:
+            image = CompressedImage(format=fmt)
+            image.data = data
+        depth_msg = None
+        if depth is not None:
+            depth_msg = CompressedImage(format=depth[0])
+            depth_msg.data = depth[1]
+        send(peer, image=image, depth=depth_msg)
+        assert proc.wait_for_output(expected, 10), proc.output
+        stamp = send(peer)
+        assert answer(peer, "detections", stamp) is not None, proc.output
+    assert "frame skipped" in proc.output and proc.proc.poll() is None
+
+
+def test_distortion_warns_once_and_rectify_uses_p(running) -> None:
+    proc, peer = running
+    info = helpers.make_camera_info(W, H)
+    info.d = [-0.2, 0.05, 0.0, 0.0, 0.0]
+    info.r = np.eye(3).ravel().tolist()
+    info.p = P_RECT.ravel().tolist()
+    for _ in range(3):
+        stamp = send(peer, info=info)
+        est = answer(peer, "estimates", stamp)
+        assert est is not None, proc.output
+    assert proc.output.count("has lens distortion") == 1, proc.output
+    K = helpers.camera_k(W, H)
+    t0 = np.asarray(helpers.DEFAULT_POSES[0]["t"])
+    np.testing.assert_allclose(est.estimates[0].center, project_points(t0[None], K)[0], atol=1e-3)
+
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = peer.node.create_client(SetParameters, "/posecnn/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+    req = SetParameters.Request(parameters=[Parameter(name="rectify", value=ParameterValue(
+        type=ParameterType.PARAMETER_BOOL, bool_value=True))])
+    future = client.call_async(req)
+    assert peer.wait_until(future.done, 10) and future.result().results[0].successful
+    stamp = send(peer, info=info)
+    est = answer(peer, "estimates", stamp)
+    assert est is not None, proc.output
+    # the stand-in projects with the intrinsics it is given: rectified frames come with P's
+    np.testing.assert_allclose(est.estimates[0].center, project_points(t0[None], P_RECT[:, :3])[0], atol=1e-3)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="rectify", value=ParameterValue(
+        type=ParameterType.PARAMETER_BOOL, bool_value=False))]))
+    assert peer.wait_until(future.done, 10)
+
+
+def test_diagnostics_report_counts_and_levels(running) -> None:
+    proc, peer = running
+    stamp = send(peer)
+    assert answer(peer, "detections", stamp) is not None
+
+    def ours(level=None):
+        out = []
+        for arr in peer.messages("diagnostics"):
+            for status in arr.status:
+                if status.name == "posecnn: pose estimation" and (level is None or status.level == bytes([level])):
+                    out.append(status)
+        return out
+
+    assert peer.wait_until(lambda: len(ours()) >= 2, 5), proc.output
+    status = ours()[-1]
+    kv = {v.key: v.value for v in status.values}
+    assert status.hardware_id == "cpu" and kv["device"] == "cpu" and kv["image transport"] == "compressed"
+    assert int(kv["frames processed"]) >= 1 and int(kv["frames rejected"]) >= 0
+    assert float(kv["latency p50 (ms)"]) > 0 and kv["state"] == "active"
+    assert kv["checkpoint"].endswith("fake.json")
+    # a rejected frame makes the next report a warning that says so
+    bad = CompressedImage(format="rgb8; jpeg compressed bgr8")
+    bad.data = b"nope"
+    peer.clear()
+    send(peer, image=bad)
+    assert peer.wait_until(lambda: any("rejected" in s.message for s in ours(1)), 5), \
+        [(s.level, s.message) for s in ours()]
+    # then, with frames flowing and nothing dropped or rejected, OK
+    for _ in range(3):
+        stamp = send(peer)
+        assert answer(peer, "detections", stamp) is not None
+    peer.clear()
+    stop = time.monotonic() + 4
+    while time.monotonic() < stop and not ours(0):
+        send(peer)
+        time.sleep(0.3)
+    assert ours(0) and "processing at" in ours(0)[-1].message, [(s.level, s.message) for s in ours()]
