@@ -286,7 +286,7 @@ def _pml_slow(q_pred, q_gt, points, extents, symmetric, hard_angle, counts):
                 b = _apply(Rg, xs[p])
             for k in range(3):
                 diff = a[k] - b[k]
-                loss_r = loss_r + (0.5 * diff * diff if abs(float(diff)) < 1 else abs(diff) - 0.5)
+                loss_r = loss_r + (0.5 * diff * diff if abs(float(diff.detach())) < 1 else abs(diff) - 0.5)
         total = loss_r / m if total is None else total + loss_r / m
         n_hard += 1
     return q_pred.sum() * 0 if n_hard == 0 else total / n_hard
