@@ -202,7 +202,8 @@ def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
 def point_matching_weights(extents: torch.Tensor, symmetric: torch.Tensor) -> torch.Tensor:
     """PoseCNN-PyTorch's per-class scale of the model points in its point-matching loss, `[R]`:
     max(10, 10 / max(extent)), times 4 for symmetric classes (so an object spans about 10 units)."""
-    _require(extents.dim() == 2 and extents.shape[1] == 3, f"extents must have shape [R, 3], got {tuple(extents.shape)}")
+    _require(extents.dim() == 2 and extents.shape[1] == 3,
+             f"extents must have shape [R, 3], got {tuple(extents.shape)}")
     _require(tuple(symmetric.shape) == (extents.shape[0],),
              f"symmetric must have shape {(extents.shape[0],)}, got {tuple(symmetric.shape)}")
     largest = extents.amax(dim=1)

@@ -268,7 +268,8 @@ def test_voting_in_training_sees_metric_depth(tmp_path):
     objects = load_object_set(yaml_path)
     f_ref = 2.5 * 1.1 * 128  # a reference camera with 2.5x the toy camera's focal length
     cfg = load_config(None, tiny_overrides(tmp_path, yaml_path, tmp_path / "o", "voting_backend=torch",
-                                           "voting_label_threshold=20", f"reference_camera={{fx: {f_ref}, fy: {f_ref}}}"))
+                                           "voting_label_threshold=20",
+                                           f"reference_camera={{fx: {f_ref}, fy: {f_ref}}}"))
     ds = TrainDataset(cfg.train_data, objects, reference_focal=cfg.reference.focal)
     b = collate([ds[0]])
     scores, vertex = _voting_inputs(b, 3)
@@ -426,6 +427,9 @@ def test_meta_reference_camera_export_and_rotation_log(toy, tmp_path):
     assert meta.extra["config"]["rotation_loss"] == "pt" and meta.extra["config"]["roi_source"] == "voting"
     _, exported = read_state_dict(export_checkpoint(tmp_path / "checkpoints" / "latest.pt", tmp_path / "x.pt"))
     assert exported.reference_camera == meta.reference_camera
+    with pytest.raises(TrainingError, match="reference_camera focal length 70.400"):
+        Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "r", "max_iters=3",
+                                                 f"resume={tmp_path / 'checkpoints' / 'latest.pt'}")))
     rows = _rows(tmp_path / "train_rotation_eval.csv")
     assert [r["iteration"] for r in rows] == ["0", "1", "2"]
     # 3 frames x 1 non-symmetric plate each ("brick" is symmetric), errors in degrees

@@ -188,12 +188,12 @@ def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, r
 def pose_targets_from_boxes(box: RoiTargets, box_deltas: Tensor, batch: Batch, fg_iou: float) -> PoseTargets:
     """PT's pose_target_layer: each voting RoI's box regressed with the deltas of its voting class (not clipped),
     kept when its best-IoU ground-truth box of the same image has IoU >= ``fg_iou`` and the RoI's class."""
-    rois = box.rois.double()
+    rois = box.rois.detach().cpu().double()
     R = rois.shape[0]
     if R == 0:
         return PoseTargets(rois=torch.zeros(0, 5), classes=torch.zeros(0, dtype=torch.long),
                            gt_index=torch.zeros(0, dtype=torch.long))
-    cls = box.roi_classes.long()
+    cls = box.roi_classes.detach().cpu().long()
     if bool((cls < 1).any()):
         raise ValueError("pose targets from regressed boxes need the RoIs' voting classes (>= 1)")
     d = box_deltas.detach().cpu().double().view(R, -1, 4)[torch.arange(R), cls]

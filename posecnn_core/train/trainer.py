@@ -9,6 +9,7 @@ index/iteration), so a resumed single-process run continues exactly as an uninte
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -179,6 +180,11 @@ class Trainer:
         if meta is not None and meta.class_names is not None and meta.class_names != self.objects.class_names:
             raise TrainingError(f"resume: {path} was trained for classes {meta.class_names}, the config's object "
                                 f"set has {self.objects.class_names}")
+        ref = meta.reference_camera if meta is not None else None
+        if ref is not None and not math.isclose(ref.focal, self.reference_camera.focal, rel_tol=1e-6):
+            raise TrainingError(f"resume: {path} was trained with reference_camera focal length {ref.focal:.3f} px "
+                                f"({ref.to_dict()}), the config has {self.reference_camera.focal:.3f} px "
+                                f"({self.reference_camera.to_dict()}); its depth head would get other targets")
         try:
             load_weights(self.net, state_dict)
         except CheckpointError as exc:
