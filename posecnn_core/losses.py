@@ -66,14 +66,18 @@ def vertex_loss(vertex_pred: torch.Tensor, vertex_target: torch.Tensor,
 
 
 def box_loss(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: torch.Tensor,
-             gt_deltas: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             gt_deltas: torch.Tensor, weights: torch.Tensor | None = None,
+             hard_threshold: float | None = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
     """RoI classification and box-regression losses → (cross-entropy, smooth-L1).
 
     class_scores: `[R, C]` unnormalised; box_deltas: `[R, 4C]` (class c at columns 4c..4c+3);
     gt_classes: int `[R]` (0 = background); gt_deltas: `[R, 4]` normalised regression targets;
     weights: `[R]` or `[R, 4]` on the gt class's deltas, default 1 for foreground and 0 for background RoIs.
-    ce = mean over RoIs of −log softmax(scores)[gt]; smooth_l1 = Σ smoothL1(w ⊙ (Δ_gt − target)) /
-    (Σ w + eps) with w broadcast to `[R, 4]` (PoseCNN-PyTorch). R = 0 → both 0.
+    ce = Σ over hard RoIs of −log softmax(scores)[gt] / (number of hard RoIs + eps), a RoI being hard when
+    its probability of its gt class (background included) is below `hard_threshold` (PoseCNN-PyTorch's
+    hard_label layer with its sampling off; the selection carries no gradient); `hard_threshold` None = the
+    plain mean over all RoIs. smooth_l1 = Σ smoothL1(w ⊙ (Δ_gt − target)) / (Σ w + eps) with w broadcast to
+    `[R, 4]` (PoseCNN-PyTorch). R = 0 → both 0.
     """
     _require(class_scores.dim() == 2, f"class_scores must have shape [R, C], got {tuple(class_scores.shape)}")
     R, C = class_scores.shape
@@ -81,6 +85,9 @@ def box_loss(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: t
              f"box_deltas must have shape {(R, 4 * C)}, got {tuple(box_deltas.shape)}")
     _require(tuple(gt_classes.shape) == (R,), f"gt_classes must have shape {(R,)}, got {tuple(gt_classes.shape)}")
     _require(tuple(gt_deltas.shape) == (R, 4), f"gt_deltas must have shape {(R, 4)}, got {tuple(gt_deltas.shape)}")
+    _require(hard_threshold is None or (isinstance(hard_threshold, (int, float))
+                                        and not isinstance(hard_threshold, bool) and 0 <= hard_threshold <= 1),
+             f"hard_threshold must be a probability in [0, 1] or None, got {hard_threshold!r}")
     if gt_classes.is_floating_point():
         raise TypeError(f"gt_classes must be an integer tensor, got {gt_classes.dtype}")
     gt = gt_classes.long()
@@ -95,7 +102,12 @@ def box_loss(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: t
     if R == 0:
         zero = class_scores.sum() * 0 + box_deltas.sum() * 0
         return zero, zero.clone()
-    ce = F.cross_entropy(class_scores, gt)
+    logp_gt = F.log_softmax(class_scores, dim=1).gather(1, gt.unsqueeze(1)).squeeze(1)
+    if hard_threshold is None:
+        ce = -logp_gt.mean()
+    else:
+        hard = (logp_gt.detach().exp() < hard_threshold).to(logp_gt.dtype)
+        ce = -(logp_gt * hard).sum() / (hard.sum() + _EPS)
     idx = (4 * gt).unsqueeze(1) + torch.arange(4, device=gt.device)
     pred = box_deltas.gather(1, idx)
     l1 = _smooth_l1(w * (pred - gt_deltas.to(pred.dtype))).sum() / (w.sum() + _EPS)
@@ -124,17 +136,9 @@ def _nearest_indices(a: torch.Tensor, b: torch.Tensor, valid_b: torch.Tensor, ch
     return out
 
 
-def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
-              point_counts: torch.Tensor | None, symmetric: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """Mean over RoIs of PoseLoss (non-symmetric) or ShapeMatch-Loss (symmetric), in the points' units².
-
-    PLoss = 1/(2m) Σ_x ‖R(q̃)x − R(q)x‖²; SLoss = 1/(2m) Σ_{x1} min_{x2} ‖R(q̃)x1 − R(q)x2‖².
-    q_pred, q_gt: `[R, 4]` (w, x, y, z), both normalised here; points: `[R, N, 3]` model points per RoI,
-    the first `point_counts[r]` of row r valid (None = all N); symmetric: bool `[R]`.
-    The nearest-neighbour search runs without autograd in steps of at most `chunk`·N distances, so its
-    memory is O(chunk·N) beside the O(R·N) points; the loss is then evaluated on the matched pairs, which gives the same value and gradient
-    as the min. R = 0 → 0.
-    """
+def _check_pose_inputs(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
+                       point_counts: torch.Tensor | None, symmetric: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Validate the common inputs of the rotation losses; returns the valid-point counts `[R]` (int64)."""
     _require(q_pred.dim() == 2 and q_pred.shape[1] == 4, f"q_pred must have shape [R, 4], got {tuple(q_pred.shape)}")
     R = q_pred.shape[0]
     _require(tuple(q_gt.shape) == (R, 4), f"q_gt must have shape {(R, 4)}, got {tuple(q_gt.shape)}")
@@ -144,22 +148,23 @@ def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
     _require(isinstance(chunk, int) and chunk > 0, f"chunk must be a positive int, got {chunk!r}")
     N = points.shape[1]
     if point_counts is None:
-        counts = torch.full((R,), N, dtype=torch.long, device=points.device)
-    else:
-        _require(tuple(point_counts.shape) == (R,),
-                 f"point_counts must have shape {(R,)}, got {tuple(point_counts.shape)}")
-        counts = point_counts.to(device=points.device, dtype=torch.long)
-        if R and (int(counts.min()) < 1 or int(counts.max()) > N):
-            raise ValueError(f"point_counts must lie in [1, {N}], got range [{int(counts.min())}, {int(counts.max())}]")
-    if R == 0 or N == 0:
-        return q_pred.sum() * 0
-    dtype = q_pred.dtype
-    pts = points.to(dtype)
-    valid = torch.arange(N, device=pts.device).unsqueeze(0) < counts.unsqueeze(1)  # [R, N]
-    Rp = quat_to_mat(q_pred)
-    Rg = quat_to_mat(q_gt.to(dtype))
-    x_pred = pts @ Rp.transpose(1, 2)  # R(q̃)x, [R, N, 3]
-    x_gt = pts @ Rg.transpose(1, 2)  # R(q)x
+        return torch.full((R,), N, dtype=torch.long, device=points.device)
+    _require(tuple(point_counts.shape) == (R,),
+             f"point_counts must have shape {(R,)}, got {tuple(point_counts.shape)}")
+    counts = point_counts.to(device=points.device, dtype=torch.long)
+    if R and (int(counts.min()) < 1 or int(counts.max()) > N):
+        raise ValueError(f"point_counts must lie in [1, {N}], got range [{int(counts.min())}, {int(counts.max())}]")
+    return counts
+
+
+def _rotated_pairs(q_pred: torch.Tensor, q_gt: torch.Tensor, pts: torch.Tensor, valid: torch.Tensor,
+                   symmetric: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R(q̃)x, its target) per point, `[R, N, 3]` each: R(q)x, or for symmetric RoIs the point of R(q)·points
+    nearest to R(q̃)x (searched without autograd; the loss on the matched pair has the min's value and gradient).
+    Both quaternions are normalised by ``quat_to_mat``."""
+    R, N, _ = pts.shape
+    x_pred = pts @ quat_to_mat(q_pred).transpose(1, 2)
+    x_gt = pts @ quat_to_mat(q_gt.to(pts.dtype)).transpose(1, 2)
     sym = symmetric.to(device=pts.device, dtype=torch.bool)
     match = torch.arange(N, device=pts.device).expand(R, N)
     if bool(sym.any()):
@@ -167,7 +172,93 @@ def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
             nn_idx = _nearest_indices(x_pred[sym], x_gt[sym], valid[sym], chunk)
         match = match.clone()
         match[sym] = nn_idx
-    target = x_gt.gather(1, match.unsqueeze(-1).expand(R, N, 3))
+    return x_pred, x_gt.gather(1, match.unsqueeze(-1).expand(R, N, 3))
+
+
+def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
+              point_counts: torch.Tensor | None, symmetric: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Mean over RoIs of PoseLoss (non-symmetric) or ShapeMatch-Loss (symmetric), in the points' units² (the paper).
+
+    PLoss = 1/(2m) Σ_x ‖R(q̃)x − R(q)x‖²; SLoss = 1/(2m) Σ_{x1} min_{x2} ‖R(q̃)x1 − R(q)x2‖².
+    q_pred, q_gt: `[R, 4]` (w, x, y, z), both normalised here; points: `[R, N, 3]` model points per RoI,
+    the first `point_counts[r]` of row r valid (None = all N); symmetric: bool `[R]`.
+    The nearest-neighbour search runs without autograd in steps of at most `chunk`·N distances, so its
+    memory is O(chunk·N) beside the O(R·N) points; the loss is then evaluated on the matched pairs, which gives
+    the same value and gradient as the min. R = 0 → 0.
+    """
+    counts = _check_pose_inputs(q_pred, q_gt, points, point_counts, symmetric, chunk)
+    R, N = points.shape[:2]
+    if R == 0 or N == 0:
+        return q_pred.sum() * 0
+    dtype = q_pred.dtype
+    pts = points.to(dtype)
+    valid = torch.arange(N, device=pts.device).unsqueeze(0) < counts.unsqueeze(1)  # [R, N]
+    x_pred, target = _rotated_pairs(q_pred, q_gt, pts, valid, symmetric, chunk)
     sq = ((x_pred - target) ** 2).sum(-1) * valid.to(dtype)  # [R, N]
     per_roi = sq.sum(1) / (2 * counts.to(dtype))
     return per_roi.mean()
+
+
+def point_matching_weights(extents: torch.Tensor, symmetric: torch.Tensor) -> torch.Tensor:
+    """PoseCNN-PyTorch's per-class scale of the model points in its point-matching loss, `[R]`:
+    max(10, 10 / max(extent)), times 4 for symmetric classes (so an object spans about 10 units)."""
+    _require(extents.dim() == 2 and extents.shape[1] == 3,
+             f"extents must have shape [R, 3], got {tuple(extents.shape)}")
+    _require(tuple(symmetric.shape) == (extents.shape[0],),
+             f"symmetric must have shape {(extents.shape[0],)}, got {tuple(symmetric.shape)}")
+    largest = extents.amax(dim=1)
+    if extents.shape[0] and not bool(torch.isfinite(largest).all() and (largest > 0).all()):
+        bad = torch.nonzero(~(torch.isfinite(largest) & (largest > 0))).flatten().tolist()
+        raise ValueError(f"extents must be positive and finite; rows {bad} are not")
+    w = torch.clamp(10.0 / largest, min=10.0)
+    return torch.where(symmetric.to(device=w.device, dtype=torch.bool), 4.0 * w, w)
+
+
+def rotation_angle_from_quats(q_a: torch.Tensor, q_b: torch.Tensor) -> torch.Tensor:
+    """Angle in degrees `[R]` between the rotations of quaternions `q_a`, `q_b` `[R, 4]` (normalised here):
+    acos(2⟨q_a, q_b⟩² − 1), as PoseCNN-PyTorch measures it to pick hard RoIs. No gradient."""
+    with torch.no_grad():
+        a = F.normalize(q_a.detach(), dim=1)
+        b = F.normalize(q_b.detach().to(a.dtype), dim=1)
+        d = (a * b).sum(1)
+        return torch.rad2deg(torch.acos((2 * d * d - 1).clamp(-1.0, 1.0)))
+
+
+def point_matching_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor, extents: torch.Tensor,
+                        symmetric: torch.Tensor, hard_angle: float = 5.0,
+                        point_counts: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
+    """PoseCNN-PyTorch's point-matching rotation loss (the loss its checkpoints were trained with).
+
+    q_pred: `[R, 4]` raw (w, x, y, z) outputs, L2-normalised here (the gradient flows through the
+    normalisation); q_gt: `[R, 4]` targets; points: `[R, N, 3]` model points in metres, the first
+    `point_counts[r]` of row r valid (None = all N); extents: `[R, 3]` object extents in metres; symmetric:
+    bool `[R]`. Rules:
+
+    1. points are scaled by :func:`point_matching_weights` (max(10, 10 / max extent), ×4 if symmetric);
+    2. per point, smooth-L1 (beta 1) of each coordinate of R(q̃)x − R(q)x', summed over x, y, z, averaged over
+       the valid points; x' = x, or for symmetric RoIs the point of R(q)·points nearest to R(q̃)x;
+    3. only hard RoIs count, those with acos(2⟨q̃, q⟩² − 1) > `hard_angle` degrees;
+    4. loss = Σ over hard RoIs / number of hard RoIs, a differentiable 0 when there is none.
+    """
+    counts = _check_pose_inputs(q_pred, q_gt, points, point_counts, symmetric, chunk)
+    R, N = points.shape[:2]
+    _require(tuple(extents.shape) == (R, 3), f"extents must have shape {(R, 3)}, got {tuple(extents.shape)}")
+    _require(isinstance(hard_angle, (int, float)) and not isinstance(hard_angle, bool) and hard_angle >= 0,
+             f"hard_angle must be a number >= 0 (degrees), got {hard_angle!r}")
+    zero = q_pred.sum() * 0
+    if R == 0 or N == 0:
+        return zero
+    dtype = q_pred.dtype
+    hard = rotation_angle_from_quats(q_pred, q_gt) > hard_angle
+    if not bool(hard.any()):
+        return zero
+    scale = point_matching_weights(extents.to(device=points.device, dtype=dtype), symmetric)
+    pts = points.to(dtype) * scale[:, None, None]
+    valid = torch.arange(N, device=pts.device).unsqueeze(0) < counts.unsqueeze(1)  # [R, N]
+    q_unit = F.normalize(q_pred, dim=1)
+    h = torch.nonzero(hard).flatten()
+    sym = symmetric.to(device=pts.device, dtype=torch.bool)
+    x_pred, target = _rotated_pairs(q_unit[h], q_gt[h], pts[h], valid[h], sym[h], chunk)
+    per_point = _smooth_l1(x_pred - target).sum(-1) * valid[h].to(dtype)  # [H, N]
+    per_roi = per_point.sum(1) / counts[h].to(dtype)
+    return per_roi.sum() / h.numel() + zero

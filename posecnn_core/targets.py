@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .camera import focal_length
 from .geometry import project_points
 
 __all__ = ["FrameTargets", "compute_targets", "targets_from_frame", "boxes_from_mask", "boxes_from_points"]
@@ -24,8 +25,10 @@ class FrameTargets:
     - ``label`` int64 [H, W]: class per pixel.
     - ``vertex_targets`` float32 [3C, H, W]: for a pixel of instance k with class c, channels
       3c, 3c+1 = unit vector (nx, ny) from the pixel (u, v) = (column, row) to the instance's
-      projected origin, channel 3c+2 = log(t_z) of that instance (metres); 0 elsewhere. At the
-      pixel that contains the centre exactly the direction is (0, 0).
+      projected origin, channel 3c+2 = log(t_z) of that instance (metres), or with a reference
+      focal length f_ref the focal-length-normalised log(t_z · f_ref / f), f = √(fx·fy) of the
+      frame's K (the depth the object would have seen through a camera with focal length f_ref);
+      0 elsewhere. At the pixel that contains the centre exactly the direction is (0, 0).
     - ``vertex_weights`` float32 [3C, H, W]: 1 on those three channels of the pixel's class for
       every pixel of a listed instance, 0 elsewhere (PT's inside weights).
     - per instance (N, in meta order): ``classes`` int64 [N], ``boxes`` float32 [N, 4] (x1, y1,
@@ -81,14 +84,15 @@ def boxes_from_points(points_by_class: Mapping[int, np.ndarray] | Sequence[np.nd
 
 def compute_targets(label: np.ndarray, instance: np.ndarray, classes: Sequence[int], poses: np.ndarray,
                     K: np.ndarray, num_classes: int, symmetric: Sequence[bool] | None = None,
-                    points_by_class: Mapping[int, np.ndarray] | Sequence[np.ndarray | None] | None = None
-                    ) -> FrameTargets:
+                    points_by_class: Mapping[int, np.ndarray] | Sequence[np.ndarray | None] | None = None,
+                    reference_focal: float | None = None) -> FrameTargets:
     """Build the targets of a frame.
 
     ``instance`` holds k + 1 on the pixels of the k-th object (meta order); ``classes`` [N] and
     ``poses`` [N, 3, 4] describe those objects; ``symmetric`` is per class index (length C,
     entry 0 = background). Boxes come from ``points_by_class`` (indexed by class) when given,
-    else from the visible pixels.
+    else from the visible pixels. ``reference_focal`` (pixels): the depth channels hold
+    log(t_z · reference_focal / focal_length(K)); None = metric log(t_z).
     """
     label = np.asarray(label)
     instance = np.asarray(instance)
@@ -102,6 +106,10 @@ def compute_targets(label: np.ndarray, instance: np.ndarray, classes: Sequence[i
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
         raise ValueError(f"K must be 3x3, got {K.shape}")
+    if reference_focal is not None and not (isinstance(reference_focal, (int, float))
+                                            and not isinstance(reference_focal, bool)
+                                            and np.isfinite(reference_focal) and reference_focal > 0):
+        raise ValueError(f"reference_focal must be a positive number of pixels or None, got {reference_focal!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must count the background and at least one class, got {num_classes}")
     if n and (cls.min() < 1 or cls.max() >= num_classes):
@@ -131,7 +139,8 @@ def compute_targets(label: np.ndarray, instance: np.ndarray, classes: Sequence[i
     norm[norm == 0] = 1.0
     vt[3 * c, rows, cols] = dx / norm
     vt[3 * c + 1, rows, cols] = dy / norm
-    vt[3 * c + 2, rows, cols] = np.log(t[k, 2])
+    log_focal_ratio = 0.0 if reference_focal is None else np.log(float(reference_focal) / focal_length(K))
+    vt[3 * c + 2, rows, cols] = np.log(t[k, 2]) + log_focal_ratio
     for j in range(3):
         vw[3 * c + j, rows, cols] = 1.0
 
@@ -159,8 +168,9 @@ def compute_targets(label: np.ndarray, instance: np.ndarray, classes: Sequence[i
 
 
 def targets_from_frame(frame, num_classes: int, symmetric: Sequence[bool] | None = None,
-                       points_by_class: Mapping[int, np.ndarray] | Sequence[np.ndarray | None] | None = None
-                       ) -> FrameTargets:
+                       points_by_class: Mapping[int, np.ndarray] | Sequence[np.ndarray | None] | None = None,
+                       reference_focal: float | None = None) -> FrameTargets:
     """:func:`compute_targets` of a :class:`posecnn_core.datasets.ycb.Frame`."""
     return compute_targets(frame.label, frame.instance, frame.cls_indexes, frame.poses, frame.K,
-                           num_classes, symmetric=symmetric, points_by_class=points_by_class)
+                           num_classes, symmetric=symmetric, points_by_class=points_by_class,
+                           reference_focal=reference_focal)

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from posecnn_core.geometry import mat_to_quat, quat_multiply, quat_to_mat
-from posecnn_core.losses import box_loss, pose_loss, semantic_loss, vertex_loss
+from posecnn_core.losses import (box_loss, point_matching_loss, point_matching_weights, pose_loss,  # noqa: I001
+                                 semantic_loss, vertex_loss)
 
 DT = torch.float64
 
@@ -103,6 +104,27 @@ def test_box_loss_hand_case():
     w4 = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]], dtype=DT)
     _, l1w4 = box_loss(scores, deltas, gt_classes, gt_deltas, w4)
     assert abs(l1w4.item() - 0.125 / 3) < 1e-9  # eps 1e-10 in the denominators
+
+
+def test_box_loss_cross_entropy_counts_hard_rois_only():
+    # p(gt) of the three RoIs: 0.95 (easy, background RoI), 0.5 and 0.25 (hard)
+    scores = torch.tensor([[math.log(19.0), 0.0], [0.0, 0.0], [math.log(3.0), 0.0]], dtype=DT, requires_grad=True)
+    gt_classes = torch.tensor([0, 1, 1])
+    deltas, gt_deltas = torch.zeros(3, 8, dtype=DT), torch.zeros(3, 4, dtype=DT)
+    ce, _ = box_loss(scores, deltas, gt_classes, gt_deltas)
+    assert abs(ce.item() - (-math.log(0.5) - math.log(0.25)) / 2) < 1e-9  # eps 1e-10 in the denominator
+    ce.backward()
+    assert torch.all(scores.grad[0] == 0) and torch.all(scores.grad[1:] != 0)
+    plain, _ = box_loss(scores, deltas, gt_classes, gt_deltas, hard_threshold=None)
+    assert abs(plain.item() - (-math.log(0.95) - math.log(0.5) - math.log(0.25)) / 3) < 1e-12
+    # a hard background RoI counts like any other
+    ce_bg, _ = box_loss(scores, deltas, torch.tensor([1, 0, 1]), gt_deltas)
+    assert abs(ce_bg.item() - (-math.log(0.05) - math.log(0.5) - math.log(0.25)) / 3) < 1e-9
+    easy = box_loss(20 * torch.eye(2, dtype=DT)[[0, 1]], torch.zeros(2, 8, dtype=DT), torch.tensor([0, 1]),
+                    torch.zeros(2, 4, dtype=DT))[0]
+    assert easy.item() == 0.0
+    with pytest.raises(ValueError, match="hard_threshold"):
+        box_loss(scores, deltas, gt_classes, gt_deltas, hard_threshold=1.5)
 
 
 def test_box_loss_empty_and_bad_shapes():
@@ -214,3 +236,154 @@ def test_mat_to_quat_is_consistent_with_loss_inputs():
     q = mat_to_quat(Rm)
     pts = torch.stack([_points(30, seed=s) for s in range(3)])
     assert pose_loss(q, _random_unit_quats(3, 40), pts, None, torch.zeros(3, dtype=torch.bool)).item() < 1e-20
+
+
+# ------------------------------------------------------------------ point matching (PoseCNN-PyTorch)
+
+def _pt_rotation(q):
+    """PoseCNN-PyTorch's rotation formula for a unit quaternion (s, u, v, w), element by element."""
+    s, u, v, w = q[0], q[1], q[2], q[3]
+    return [[s * s + u * u - v * v - w * w, 2 * (u * v - s * w), 2 * (u * w + s * v)],
+            [2 * (u * v + s * w), s * s - u * u + v * v - w * w, 2 * (v * w - s * u)],
+            [2 * (u * w - s * v), 2 * (v * w + s * u), s * s - u * u - v * v + w * w]]
+
+
+def _apply(Rm, x):
+    return [Rm[i][0] * x[0] + Rm[i][1] * x[1] + Rm[i][2] * x[2] for i in range(3)]
+
+
+def _pml_slow(q_pred, q_gt, points, extents, symmetric, hard_angle, counts):
+    """Independent plain-loop implementation of PT's point-matching loss rules (autograd through torch scalars)."""
+    total, n_hard = None, 0
+    for r in range(q_pred.shape[0]):
+        q = q_pred[r] / torch.sqrt(q_pred[r, 0] ** 2 + q_pred[r, 1] ** 2 + q_pred[r, 2] ** 2 + q_pred[r, 3] ** 2)
+        g = q_gt[r] / math.sqrt(sum(float(v) ** 2 for v in q_gt[r]))
+        d = sum(float(q[i].detach()) * float(g[i]) for i in range(4))
+        angle = math.degrees(math.acos(max(-1.0, min(1.0, 2 * d * d - 1))))
+        if not angle > hard_angle:
+            continue
+        weight = 10.0 / max(float(e) for e in extents[r])
+        if weight < 10:
+            weight = 10.0
+        if symmetric[r]:
+            weight *= 4
+        Rp, Rg = _pt_rotation(q), _pt_rotation(g)
+        m = int(counts[r])
+        xs = [[weight * float(c) for c in points[r, p]] for p in range(m)]
+        loss_r = 0
+        for p in range(m):
+            a = _apply(Rp, xs[p])
+            if symmetric[r]:
+                a_val = [float(c.detach()) for c in a]
+                best, best_j = None, None
+                for j in range(m):
+                    b_j = _apply(Rg, xs[j])
+                    dist = sum((a_val[k] - float(b_j[k])) ** 2 for k in range(3))
+                    if best is None or dist < best:
+                        best, best_j = dist, j
+                b = _apply(Rg, xs[best_j])
+            else:
+                b = _apply(Rg, xs[p])
+            for k in range(3):
+                diff = a[k] - b[k]
+                loss_r = loss_r + (0.5 * diff * diff if abs(float(diff.detach())) < 1 else abs(diff) - 0.5)
+        total = loss_r / m if total is None else total + loss_r / m
+        n_hard += 1
+    return q_pred.sum() * 0 if n_hard == 0 else total / n_hard
+
+
+def _pml_case(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    R, N = 6, 14
+    points = 0.06 * torch.randn(R, N, 3, generator=g, dtype=DT)
+    points[1] *= 8.0        # a large object: max extent > 1 m, weight floors at 10
+    counts = torch.tensor([14, 9, 14, 5, 11, 14])
+    for r in range(R):
+        points[r, counts[r]:] = 1e3  # padding must be ignored
+    extents = 2 * points.abs().masked_fill(torch.arange(N)[None, :, None] >= counts[:, None, None], 0).amax(1)
+    symmetric = torch.tensor([False, True, True, False, True, False])
+    q_gt = _random_unit_quats(R, seed + 1)
+    small = [3.0, 60.0, 2.0, 140.0, 35.0, 4.0]  # degrees: RoIs 0, 2 and 5 are easy (< 5 deg), 1, 3, 4 hard
+    axes = torch.randn(R, 3, generator=g, dtype=DT)
+    q_pred = torch.stack([quat_multiply(q_gt[r:r + 1], _axis_angle_quat(axes[r].tolist(), math.radians(small[r])))[0]
+                          for r in range(R)])
+    q_pred = q_pred * torch.tensor([1.0, 2.5, 0.7, 1.3, 0.4, 3.0], dtype=DT)[:, None]  # unnormalised outputs
+    return q_pred, q_gt, points, extents, symmetric, counts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_point_matching_loss_value_and_gradient_match_slow_reference(seed):
+    q_pred, q_gt, points, extents, symmetric, counts = _pml_case(seed)
+    q1 = q_pred.clone().requires_grad_()
+    q2 = q_pred.clone().requires_grad_()
+    got = point_matching_loss(q1, q_gt, points, extents, symmetric, hard_angle=5.0, point_counts=counts, chunk=5)
+    ref = _pml_slow(q2, q_gt, points, extents, symmetric, 5.0, counts)
+    assert got.item() > 1.0  # scaled points: far above the metre-scale PoseLoss
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
+    got.backward()
+    ref.backward()
+    assert torch.allclose(q1.grad, q2.grad, rtol=1e-8, atol=1e-10)
+    easy = torch.tensor([0, 2, 5])
+    assert torch.all(q1.grad[easy] == 0) and torch.all(q1.grad[[1, 3, 4]].abs().sum(1) > 0)
+    # the gradient is also the derivative of the value (finite differences in float64)
+    eps = 1e-6
+    for r, k in ((1, 0), (3, 2), (4, 3)):
+        dq = torch.zeros_like(q_pred)
+        dq[r, k] = eps
+        f = lambda q: point_matching_loss(q, q_gt, points, extents, symmetric, 5.0, counts).item()  # noqa: E731
+        assert (f(q_pred + dq) - f(q_pred - dq)) / (2 * eps) == pytest.approx(q1.grad[r, k].item(), rel=1e-4, abs=1e-7)
+
+
+def test_point_matching_loss_all_hard_and_hard_angle_threshold():
+    q_pred, q_gt, points, extents, symmetric, counts = _pml_case(7)
+    q = q_pred.clone().requires_grad_()
+    all_hard = point_matching_loss(q, q_gt, points, extents, symmetric, hard_angle=0.0, point_counts=counts)
+    ref = _pml_slow(q_pred.clone().requires_grad_(), q_gt, points, extents, symmetric, 0.0, counts)
+    assert torch.allclose(all_hard, ref, rtol=1e-10)
+    only_big = point_matching_loss(q_pred, q_gt, points, extents, symmetric, hard_angle=100.0, point_counts=counts)
+    assert torch.allclose(only_big, _pml_slow(q_pred, q_gt, points, extents, symmetric, 100.0, counts), rtol=1e-10)
+    # a mean over hard RoIs, not over all RoIs: RoI 3 (140 deg) alone
+    alone = point_matching_loss(q_pred[3:4], q_gt[3:4], points[3:4], extents[3:4], symmetric[3:4], 100.0,
+                                point_counts=counts[3:4])
+    assert torch.allclose(only_big, alone)
+
+
+def test_point_matching_loss_no_hard_roi_is_a_differentiable_zero():
+    q_gt = _random_unit_quats(3, 5)
+    q = (q_gt * 2.0).clone().requires_grad_()  # exact rotations, angle 0 < 5 deg
+    pts = _points(20)[None].expand(3, 20, 3)
+    loss = point_matching_loss(q, q_gt, pts, torch.full((3, 3), 0.1, dtype=DT), torch.tensor([True, False, False]))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert q.grad is not None and torch.all(q.grad == 0)
+    empty = torch.zeros(0, 4, requires_grad=True)
+    out = point_matching_loss(empty, torch.zeros(0, 4), torch.zeros(0, 5, 3), torch.zeros(0, 3),
+                              torch.zeros(0, dtype=torch.bool))
+    assert out.item() == 0
+    out.backward()
+
+
+def test_point_matching_weights_are_pts():
+    ext = torch.tensor([[0.05, 0.1, 0.02], [2.0, 0.5, 0.5], [0.1, 0.1, 0.1], [0.25, 0.1, 0.1]], dtype=DT)
+    w = point_matching_weights(ext, torch.tensor([False, False, True, True]))
+    assert torch.allclose(w, torch.tensor([100.0, 10.0, 400.0, 160.0], dtype=DT))
+    with pytest.raises(ValueError, match="extents must be positive"):
+        point_matching_weights(torch.zeros(1, 3), torch.tensor([False]))
+
+
+def test_point_matching_loss_is_invariant_to_quaternion_scale_and_sign():
+    q_pred, q_gt, points, extents, symmetric, counts = _pml_case(3)
+    a = point_matching_loss(q_pred, q_gt, points, extents, symmetric, point_counts=counts)
+    b = point_matching_loss(-4.0 * q_pred, -q_gt, points, extents, symmetric, point_counts=counts)
+    assert torch.allclose(a, b, rtol=1e-12)
+
+
+def test_point_matching_loss_validates_inputs():
+    q = torch.tensor([[1.0, 0, 0, 0]])
+    pts, ext, sym = torch.zeros(1, 10, 3), torch.ones(1, 3), torch.tensor([False])
+    with pytest.raises(ValueError, match="extents must have shape"):
+        point_matching_loss(q, q, pts, torch.ones(1, 2), sym)
+    with pytest.raises(ValueError, match="hard_angle"):
+        point_matching_loss(q, q, pts, ext, sym, hard_angle=-1)
+    with pytest.raises(ValueError, match="point_counts"):
+        point_matching_loss(q, q, pts, ext, sym, point_counts=torch.tensor([0]))

@@ -110,3 +110,29 @@ def test_empty_frame():
     label = np.zeros((8, 8), np.uint8)
     tg = compute_targets(label, np.zeros((8, 8), np.int32), [], np.zeros((0, 3, 4)), K, C)
     assert tg.vertex_weights.sum() == 0 and tg.boxes.shape == (0, 4) and tg.quaternions.shape == (0, 4)
+
+
+def test_depth_targets_are_normalised_to_the_reference_focal_length():
+    from posecnn_core.camera import focal_length
+
+    label, inst, cls, poses = _frame()
+    f = focal_length(K)
+    metric = compute_targets(label, inst, cls, poses, K, C)
+    same = compute_targets(label, inst, cls, poses, K, C, reference_focal=f)
+    np.testing.assert_allclose(same.vertex_targets, metric.vertex_targets, atol=1e-6)
+    # the same frame seen through a camera with 1.6x the focal lengths: log-depth targets shift by -log(1.6)
+    K16 = K.copy()
+    K16[0, 0] *= 1.6
+    K16[1, 1] *= 1.6
+    long = compute_targets(label, inst, cls, poses, K16, C, reference_focal=f)
+    depth = np.zeros(C * 3, bool)
+    depth[2::3] = True
+    w = metric.vertex_weights > 0
+    np.testing.assert_allclose(long.vertex_targets[depth][w[depth]],
+                               metric.vertex_targets[depth][w[depth]] - np.log(1.6), atol=1e-6)
+    # directions follow the frame's own projection, unchanged by the normalisation
+    np.testing.assert_array_equal(long.vertex_targets[~depth],
+                                  compute_targets(label, inst, cls, poses, K16, C).vertex_targets[~depth])
+    np.testing.assert_array_equal(long.depths, metric.depths)  # the metric depths stay metric
+    with pytest.raises(ValueError, match="reference_focal"):
+        compute_targets(label, inst, cls, poses, K, C, reference_focal=0.0)

@@ -23,7 +23,8 @@ def test_loss_drops_when_overfitting_two_frames(tmp_path):
     cfg = load_config(None, [
         f"train_data=[{{root: {tmp_path / 'ds'}}}]", f"objects={yaml_path}", "vgg16_init=null",
         "trunk_width=0.125", "fc_dim=32", "device=cpu", "workers=0", "progress=false", f"output_dir={tmp_path}",
-        "batch_size=2", "optimizer=adam", "lr=0.003", "dropout=0", "roi_jitter=0.02", "augment.enabled=false"])
+        "batch_size=2", "optimizer=adam", "lr=0.003", "dropout=0", "roi_source=gt", "roi_jitter=0.02",
+        "augment.enabled=false"])
     trainer = Trainer(cfg)
     batch = collate([trainer.dataset[0], trainer.dataset[1]])
     losses, parts = [], []

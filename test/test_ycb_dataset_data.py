@@ -47,6 +47,20 @@ def test_reads_frames_and_fields(tiny):
         ds[2]
 
 
+def test_rgba_color_zeroes_transparent_pixels(tiny):
+    import cv2
+
+    path = tiny / "data" / "0000" / "000001-color.png"
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    alpha = np.full(bgr.shape[:2], 255, np.uint8)
+    alpha[:10, :20] = 0
+    cv2.imwrite(str(path), np.dstack([bgr, alpha]))
+    f = read_frame(tiny, "0000/000001", load_depth=False)
+    assert f.color_bgr.shape == bgr.shape and f.color_bgr.dtype == np.uint8
+    assert np.all(f.color_bgr[:10, :20] == 0)
+    np.testing.assert_array_equal(f.color_bgr[10:], bgr[10:])
+
+
 def test_depth_factor_comes_from_meta(tiny):
     meta_path = tiny / "data/0000/000001-meta.mat"
     meta = _load_meta(meta_path)

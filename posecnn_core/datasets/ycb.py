@@ -89,6 +89,19 @@ def _read_png(path: Path, flags: int) -> np.ndarray:
     return img
 
 
+def _read_color(path: Path) -> np.ndarray:
+    """8-bit BGR colour image; a 4-channel (BGRA) image has its alpha = 0 pixels set to black first and its
+    alpha dropped, as PoseCNN-PyTorch reads YCB-Video's synthetic frames."""
+    img = _read_png(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3 and img.shape[2] == 4 and img.dtype == np.uint8:
+        color = np.ascontiguousarray(img[..., :3])
+        color[img[..., 3] == 0] = 0
+        return color
+    if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
+        return img
+    return _read_png(path, cv2.IMREAD_COLOR)  # grey or 16-bit: OpenCV's conversion
+
+
 def _read_meta(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise BadFrameFileError(path, "file is missing")
@@ -139,7 +152,7 @@ def read_frame(root: str | Path, frame_id: str, load_depth: bool = True,
     t = poses[:, :, 3]
     centers = project_points(t, K) if n else np.zeros((0, 2))
 
-    color = _read_png(files["color"], cv2.IMREAD_COLOR)
+    color = _read_color(files["color"])
     hw = color.shape[:2]
     label = _read_png(files["label"], cv2.IMREAD_UNCHANGED)
     if label.ndim == 3:  # some tools store the label as 3 equal channels

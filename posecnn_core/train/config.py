@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from ..camera import YCB_VIDEO_CAMERA, ReferenceCamera
+
 __all__ = ["ConfigError", "DataSource", "AugmentConfig", "TrainConfig", "load_config", "apply_overrides",
            "config_from_dict"]
 
@@ -35,19 +37,28 @@ class DataSource:
 
 @dataclass
 class AugmentConfig:
-    """Photometric augmentation, applied by :func:`posecnn_core.augment.augment` (PT: HLS colour jitter,
-    Gaussian noise or motion blur, random backgrounds for synthetic frames; no flips). Probabilities are per
-    frame; ``background_prob`` applies to ``synthetic`` sources only. ``enabled: false`` turns it all off."""
+    """Augmentation, applied by :func:`posecnn_core.augment.augment`; the defaults are PT's (HLS colour jitter,
+    Gaussian noise or motion blur, background replacement with photographs; no flips, no rescaling).
+    Probabilities are per frame. ``enabled: false`` turns it all off (rescaling included)."""
 
     enabled: bool = True
-    hls_prob: float = 1.0
-    hue: float = 10.0                 # max |hue shift|, degrees
-    lightness: float = 0.1            # lightness scaled by 1 + U(-x, x)
-    saturation: float = 0.1           # saturation scaled by 1 + U(-x, x)
-    noise_or_blur_prob: float = 0.5   # then Gaussian noise or motion blur, equally likely
-    noise_sigma: float = 5.0          # grey levels
-    blur_max_length: int = 7          # pixels
-    background_prob: float = 0.5      # synthetic frames: replace label-0 pixels by a procedural background
+    hls_prob: float = 0.9
+    hue: float = 18.0                 # max |hue shift|, degrees
+    lightness: float = 25.6           # max |additive change| on 0..255
+    saturation: float = 25.6          # max |additive change| on 0..255
+    noise_or_blur_prob: float = 0.9
+    blur_fraction: float = 0.1        # of those frames: motion blur instead of Gaussian noise
+    noise_sigma: float = 25.6         # sigma = U(0,1)·U(0,1)·noise_sigma, grey levels
+    blur_max_length: int = 15         # pixels (kernel lengths 3, 5, 7, 9, 11, 15)
+    background_prob: float = 1.0      # synthetic sources: replace the label-0 pixels by a background
+    background_prob_real: float = 0.5  # other sources
+    background_constant_prob: float = 0.1  # the background is one random colour instead of an image
+    background_dir: str | None = None  # photographs (PT: COCO train2014); null = procedural backgrounds
+    # our option, off in PT's recipe: rescale the frame by U(scale_min, scale_max) about its top-left corner,
+    # crop or zero-pad back to its size, K adjusted exactly (trains several cameras consistently)
+    scale_prob: float = 0.0
+    scale_min: float = 0.8
+    scale_max: float = 1.25
 
     def for_source(self, synthetic: bool):
         """The :class:`posecnn_core.augment.AugmentConfig` for one data source."""
@@ -56,9 +67,10 @@ class AugmentConfig:
         if not self.enabled:
             return Ops(hls_prob=0.0, noise_or_blur_prob=0.0, background_prob=0.0)
         return Ops(hls_prob=self.hls_prob, hue=self.hue, lightness=self.lightness, saturation=self.saturation,
-                   noise_or_blur_prob=self.noise_or_blur_prob, noise_sigma=self.noise_sigma,
-                   blur_max_length=self.blur_max_length,
-                   background_prob=self.background_prob if synthetic else 0.0)
+                   noise_or_blur_prob=self.noise_or_blur_prob, blur_fraction=self.blur_fraction,
+                   noise_sigma=self.noise_sigma, blur_max_length=self.blur_max_length,
+                   background_prob=self.background_prob if synthetic else self.background_prob_real,
+                   background_constant_prob=self.background_constant_prob)
 
 
 @dataclass
@@ -77,23 +89,23 @@ class TrainConfig:
     fc_dim: int = 4096
     trunk_width: float = 1.0
     vgg16_init: str | None = "data/models/vgg16-397923af.pth"  # torchvision ImageNet VGG16; null = from scratch
-    freeze_early_convs: bool = True       # PT's TRAIN.FREEZE_LAYERS (conv1_1..conv3_3); only with vgg16_init
-    # optimisation (PT: SGD, momentum 0.9, lr 1e-3, x0.1 at epoch 12 of 16, batch 2, weight decay 1e-4)
+    freeze_early_convs: bool = False      # PT's TRAIN.FREEZE_LAYERS (conv1_1..conv3_3; off in its YCB-Video recipe)
+    # optimisation (PT: SGD, momentum 0.9, lr 1e-3, x0.1 from the 12th of 16 epochs, batch 2, weight decay 1e-4)
     optimizer: str = "sgd"                # sgd (PT) or adam (AdamW; converges faster from scratch)
     batch_size: int = 2                   # per process
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
     epochs: int = 16
-    lr_milestones: list[int] = field(default_factory=lambda: [12])
+    lr_milestones: list[int] = field(default_factory=lambda: [12])  # PT's timing: lr x gamma from the m-th epoch
     lr_gamma: float = 0.1
     iters_per_epoch: int | None = None    # None = one pass over the data; PT: 20000
     max_iters: int | None = None          # stop after this many iterations in total (smoke runs)
     grad_clip_norm: float | None = None
     dropout: float = 0.5                  # p of every Dropout (dense branches and RoI classifier; PT: 0.5)
-    # losses (PT: CE over hard pixels; vertex smooth-L1 with inside weight 10, times 10; box CE + smooth-L1;
-    # PoseLoss / ShapeMatch-Loss)
-    hard_label_threshold: float = 0.9
+    # losses (PT: CE over hard pixels and over hard RoIs; vertex smooth-L1 with inside weight 10, times 10;
+    # box smooth-L1; point-matching rotation loss)
+    hard_label_threshold: float = 0.9     # hard pixels and hard RoIs: probability of the true class below this
     vertex_inside_weight: float = 10.0
     semantic_loss_weight: float = 1.0
     vertex_loss_weight: float = 10.0
@@ -101,14 +113,27 @@ class TrainConfig:
     box_reg_loss_weight: float = 1.0
     pose_loss_weight: float = 1.0
     pose_points: int = 1000               # model points per class used by the pose losses
-    # RoIs for the box and rotation heads (from ground-truth boxes)
-    rois_per_object: int = 2              # jittered copies of each ground-truth box
-    roi_jitter: float = 0.1               # std of centre shift (x box size) and of log-scale change
-    bg_rois_per_image: int = 2            # random boxes; IoU < roi_fg_iou with every object -> background
-    roi_fg_iou: float = 0.5
+    rotation_loss: str = "pt"             # pt: PT's point-matching loss; paper: PoseLoss / ShapeMatch-Loss
+    hard_angle: float = 5.0               # pt loss: only RoIs with a rotation error above this (degrees) count
+    # RoIs for the box and rotation heads
+    roi_source: str = "voting"            # voting (PT): training-mode Hough voting on the network's own outputs;
+    #                                       gt (our option): jittered ground-truth boxes plus random boxes
+    voting_label_threshold: int = 100     # voting: pixels a class needs to take part (PT TRAIN: 100)
+    voting_backend: str = "auto"          # voting: auto, torch, cpp or cuda (posecnn_core.voting)
+    roi_fg_iou: float = 0.5               # box head: foreground when IoU >= this with a ground-truth box (FG_THRESH)
+    pose_fg_iou: float = 0.5              # rotation head (voting): regressed box IoU >= this (FG_THRESH_POSE)
+    rois_per_object: int = 2              # gt: jittered copies of each ground-truth box
+    roi_jitter: float = 0.1               # gt: std of centre shift (x box size) and of log-scale change
+    bg_rois_per_image: int = 2            # gt: random boxes; IoU < roi_fg_iou with every object -> background
+    # the camera the depth head is trained for (focal length in pixels at the network's input resolution):
+    # depth targets are log(Tz * f_ref / f_frame); default the YCB-Video camera (PT's)
+    reference_camera: dict[str, Any] = field(default_factory=lambda: YCB_VIDEO_CAMERA.to_dict())
+    # periodic rotation check on training frames (ground-truth boxes, no augmentation); 0 = off
+    rotation_eval_interval: int = 0
+    rotation_eval_frames: int = 16
     # runtime
     device: str = "auto"                  # auto, cpu, cuda, cuda:N (torchrun: cuda:LOCAL_RANK)
-    amp: bool = True                      # mixed precision, on CUDA only
+    amp: bool = False                     # mixed precision, on CUDA only (our option; PT trains in float32)
     workers: int = 2
     seed: int = 0
     # output
@@ -134,6 +159,11 @@ class TrainConfig:
     def log_path(self) -> Path:
         return Path(self.log_dir) if self.log_dir else Path(self.output_dir)
 
+    @property
+    def reference(self) -> ReferenceCamera:
+        """``reference_camera`` as a :class:`posecnn_core.camera.ReferenceCamera`."""
+        return ReferenceCamera.from_dict(dict(self.reference_camera))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (YAML- and checkpoint-safe)."""
         return dataclasses.asdict(self)
@@ -152,9 +182,10 @@ class TrainConfig:
             if high is not None and v > high:
                 raise ConfigError(f"field '{name}' must be <= {high}, got {v!r}")
 
-        for name in ("batch_size", "epochs", "rois_per_object", "pose_points"):
+        for name in ("batch_size", "epochs", "rois_per_object", "pose_points", "rotation_eval_frames"):
             num(name, 1, integer=True)
-        for name in ("bg_rois_per_image", "workers", "seed", "min_visible_pixels"):
+        for name in ("bg_rois_per_image", "workers", "seed", "min_visible_pixels", "voting_label_threshold",
+                     "rotation_eval_interval"):
             num(name, 0, integer=True)
         num("checkpoint_interval", 1, integer=True)
         num("iters_per_epoch", 1, integer=True, optional=True)
@@ -163,7 +194,7 @@ class TrainConfig:
         num("trunk_width", 0, strict_low=True)
         for name in ("lr", "weight_decay", "momentum", "lr_gamma", "roi_jitter", "vertex_inside_weight",
                      "semantic_loss_weight", "vertex_loss_weight", "box_class_loss_weight",
-                     "box_reg_loss_weight", "pose_loss_weight"):
+                     "box_reg_loss_weight", "pose_loss_weight", "hard_angle"):
             num(name, 0)
         num("grad_clip_norm", 0, strict_low=True, optional=True)
         num("hard_label_threshold", 0, 1)
@@ -171,6 +202,18 @@ class TrainConfig:
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"field 'optimizer' must be 'sgd' or 'adam', got {self.optimizer!r}")
         num("roi_fg_iou", 0, 1, strict_low=True)
+        num("pose_fg_iou", 0, 1, strict_low=True)
+        for name, allowed in (("rotation_loss", ("pt", "paper")), ("roi_source", ("voting", "gt")),
+                              ("voting_backend", ("auto", "torch", "cpp", "cuda"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"field '{name}' must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.reference_camera, Mapping):
+            raise ConfigError(f"field 'reference_camera' must be a mapping {{fx, fy, width, height}}, "
+                              f"got {self.reference_camera!r}")
+        try:
+            self.reference
+        except ValueError as exc:
+            raise ConfigError(f"field 'reference_camera': {exc}") from exc
         if self.in_channels not in (3, 6):
             raise ConfigError(f"field 'in_channels' must be 3 (BGR) or 6 (BGR-D), got {self.in_channels!r}")
         if not isinstance(self.lr_milestones, list) or not all(
@@ -192,15 +235,23 @@ class TrainConfig:
         a = self.augment
         for name in ("hue", "lightness", "saturation", "noise_sigma"):
             v = getattr(a, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= (360 if name == "hue" else 255):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= (180 if name == "hue" else 255):
                 raise ConfigError(f"field 'augment.{name}' must be a non-negative number, got {v!r}")
-        for name in ("hls_prob", "noise_or_blur_prob", "background_prob"):
+        for name in ("hls_prob", "noise_or_blur_prob", "blur_fraction", "background_prob", "background_prob_real",
+                     "background_constant_prob", "scale_prob"):
             v = getattr(a, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ConfigError(f"field 'augment.{name}' must be a probability in [0, 1], got {v!r}")
         k = a.blur_max_length
         if isinstance(k, bool) or not isinstance(k, int) or k < 3:
             raise ConfigError(f"field 'augment.blur_max_length' must be an int >= 3, got {k!r}")
+        lo, hi = a.scale_min, a.scale_max
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (lo, hi)) or not 0 < lo <= hi:
+            raise ConfigError(f"fields 'augment.scale_min' and 'augment.scale_max' must satisfy "
+                              f"0 < scale_min <= scale_max, got {lo!r}, {hi!r}")
+        if a.background_dir is not None and (not isinstance(a.background_dir, str) or not a.background_dir):
+            raise ConfigError(f"field 'augment.background_dir' must be a directory path or null, "
+                              f"got {a.background_dir!r}")
         for i, src in enumerate(self.train_data):
             if not isinstance(src.root, str) or not src.root:
                 raise ConfigError(f"field 'train_data[{i}].root' must be a non-empty path, got {src.root!r}")
@@ -264,6 +315,10 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
                             for i, v in enumerate(value)]
         elif name in ("input_size", "lr_milestones"):
             kwargs[name] = list(value) if isinstance(value, (list, tuple)) else value
+        elif name == "reference_camera":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"field '{key}' must be a mapping {{fx, fy, width, height}}, got {value!r}")
+            kwargs[name] = dict(value)
         else:
             kwargs[name] = _check_type(value, ftype, key)
     try:

@@ -1,8 +1,9 @@
-"""Training samples from YCB-Video-layout frames: resize, augment, targets, batching and the epoch sampler.
+"""Training samples from YCB-Video-layout frames: resize, rescale, augment, targets, batching and the epoch sampler.
 
 A sample keeps the vertex targets compact (3 channels for each pixel's own class plus a mask); the training step
 expands them to PT's [B, 3C, H, W] layout on the device (:func:`expand_vertex_targets`), which keeps the data
-loader's traffic independent of the number of classes.
+loader's traffic independent of the number of classes. Depth targets are relative to the reference focal length
+(``posecnn_core.targets``): log(Tz · f_ref / f_frame) with f_frame = √(fx·fy) of the frame's final K.
 """
 from __future__ import annotations
 
@@ -15,23 +16,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..augment import BackgroundImages, augment
+from ..camera import scale_intrinsics
 from ..datasets.ycb import Frame, YCBVideoDataset
 from ..network import PIXEL_MEANS_BGR
 from ..objects import ObjectSet
 from ..targets import compute_targets
-from ..augment import augment
 from .config import AugmentConfig, DataSource
 
-__all__ = ["TrainSample", "Batch", "TrainDataset", "collate", "EpochSampler", "resize_frame",
-           "expand_vertex_targets", "image_to_input"]
+__all__ = ["TrainSample", "Batch", "TrainDataset", "collate", "EpochSampler", "resize_frame", "crop_frame",
+           "rescale_frame", "expand_vertex_targets", "image_to_input"]
 
 
 @dataclass
 class TrainSample:
     """One augmented frame with its targets (numpy). image: float32 [Cin, H, W] network input (normalised BGR,
     + x, y, z from depth when Cin = 6); label int64 [H, W]; vertex float32 [3, H, W] = (nx, ny, log Tz) of each
-    pixel's instance; vertex_mask float32 [H, W]; per instance: classes [N], boxes [N, 4] (x1, y1, x2, y2),
-    quaternions [N, 4] egocentric (w, x, y, z), translations [N, 3], visible [N] labelled pixel counts."""
+    pixel's instance (log Tz normalised to the reference focal length); vertex_mask float32 [H, W]; K float64
+    [3, 3] the frame's intrinsics after resizing/rescaling; per instance: classes [N], boxes [N, 4] (x1, y1, x2,
+    y2), quaternions [N, 4] egocentric (w, x, y, z), translations [N, 3], visible [N] labelled pixel counts."""
 
     image: np.ndarray
     label: np.ndarray
@@ -43,6 +46,7 @@ class TrainSample:
     translations: np.ndarray
     visible: np.ndarray
     frame_id: str
+    K: np.ndarray
 
 
 @dataclass
@@ -60,6 +64,8 @@ class Batch:
     inst_t: Tensor         # [N, 3]
     inst_visible: Tensor   # [N] int64
     frame_ids: list[str]
+    K: Tensor              # [B, 3, 3] float32, each frame's intrinsics
+    image_hw: Tensor       # [B, 2] int64, each frame's size before padding
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         moved = {k: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v)
@@ -71,18 +77,13 @@ class Batch:
 
 
 def resize_frame(frame: Frame, height: int, width: int) -> Frame:
-    """Frame resized to ``height`` x ``width``: colour bilinear, label/instance/depth nearest, K scaled so that
-    pixel centres stay consistent (u' = s·u + (s − 1)/2). Poses are unchanged."""
+    """Frame resized to ``height`` x ``width``: colour bilinear, label/instance/depth nearest, K from
+    ``camera.scale_intrinsics`` (pixel centres stay consistent: u' = s·u + (s − 1)/2). Poses are unchanged."""
     h, w = frame.label.shape
     if (h, w) == (height, width):
         return frame
     sx, sy = width / w, height / h
-    K = frame.K.copy()
-    K[0, 0] *= sx
-    K[0, 1] *= sx
-    K[0, 2] = sx * K[0, 2] + 0.5 * (sx - 1)
-    K[1, 1] *= sy
-    K[1, 2] = sy * K[1, 2] + 0.5 * (sy - 1)
+    K = scale_intrinsics(frame.K, sx, sy)
     near = cv2.INTER_NEAREST
     color = cv2.resize(frame.color_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
     label = cv2.resize(frame.label.astype(np.int32), (width, height), interpolation=near).astype(np.int64)
@@ -92,6 +93,45 @@ def resize_frame(frame: Frame, height: int, width: int) -> Frame:
     return Frame(frame_id=frame.frame_id, color_bgr=color, depth=depth, label=label, instance=inst,
                  cls_indexes=frame.cls_indexes, poses=frame.poses, K=K, factor_depth=frame.factor_depth,
                  centers=centers)
+
+
+def crop_frame(frame: Frame, x0: int, y0: int, height: int, width: int) -> Frame:
+    """The ``height`` x ``width`` window of ``frame`` whose top-left pixel is (x0, y0); the window may reach
+    outside the frame (negative offsets or beyond the far edges), which is filled with zeros (label 0, no
+    instance, no depth). K's principal point moves by (−x0, −y0); poses are unchanged."""
+    h, w = frame.label.shape
+    ys, xs = slice(max(0, y0), min(h, y0 + height)), slice(max(0, x0), min(w, x0 + width))
+    yd, xd = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
+
+    def window(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        out = np.zeros((height, width) + a.shape[2:], dtype=a.dtype)
+        if ys.stop > ys.start and xs.stop > xs.start:
+            out[yd, xd] = a[ys, xs]
+        return out
+
+    K = frame.K.copy()
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+    return Frame(frame_id=frame.frame_id, color_bgr=window(frame.color_bgr), depth=window(frame.depth),
+                 label=window(frame.label), instance=window(frame.instance), cls_indexes=frame.cls_indexes,
+                 poses=frame.poses, K=K, factor_depth=frame.factor_depth,
+                 centers=frame.centers - np.array([x0, y0], dtype=np.float64))
+
+
+def rescale_frame(frame: Frame, scale: float, rng: np.random.Generator) -> Frame:
+    """Scale augmentation: ``frame`` resized by ``scale`` (K adjusted exactly, ``camera.scale_intrinsics``), then
+    cropped (scale > 1, random window) or zero-padded (scale < 1, at a random position) back to its size. The
+    objects look as through a camera with ``scale`` times the focal length."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    h, w = frame.label.shape
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    scaled = resize_frame(frame, nh, nw)
+    x0 = int(rng.integers(0, nw - w + 1)) if nw >= w else -int(rng.integers(0, w - nw + 1))
+    y0 = int(rng.integers(0, nh - h + 1)) if nh >= h else -int(rng.integers(0, h - nh + 1))
+    return crop_frame(scaled, x0, y0, h, w)
 
 
 def image_to_input(color_bgr: np.ndarray, depth: np.ndarray | None, K: np.ndarray, in_channels: int
@@ -123,7 +163,7 @@ class TrainDataset(torch.utils.data.Dataset):
 
     def __init__(self, sources: Sequence[DataSource], objects: ObjectSet, *, in_channels: int = 3,
                  input_size: Sequence[int] | None = None, augment: AugmentConfig | None = None,
-                 seed: int = 0, skip_bad: bool = True) -> None:
+                 seed: int = 0, skip_bad: bool = True, reference_focal: float | None = None) -> None:
         if not sources:
             raise ValueError("sources must name at least one dataset")
         self.objects = objects
@@ -131,6 +171,7 @@ class TrainDataset(torch.utils.data.Dataset):
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
         settings = augment or AugmentConfig(enabled=False)
         self.augment = settings
+        self.reference_focal = reference_focal
         self.seed = seed
         self.epoch = 0
         self.parts: list[tuple[YCBVideoDataset, bool]] = []
@@ -144,6 +185,8 @@ class TrainDataset(torch.utils.data.Dataset):
                                  f"{list(objects.class_names[1:])}; class indices would not match")
             self.parts.append((ds, src.synthetic))
         self._ops = {syn: settings.for_source(syn) for syn in (False, True)}
+        needs_backgrounds = any(op.background_prob > 0 for op in self._ops.values())
+        self._backgrounds = BackgroundImages(settings.background_dir) if needs_backgrounds else None
         self._offsets = np.cumsum([0] + [len(ds) for ds, _ in self.parts])
         self._points = {c: objects.points[c] for c in range(1, objects.num_classes)}
 
@@ -172,23 +215,26 @@ class TrainDataset(torch.utils.data.Dataset):
                              f"object set {self.objects.name!r} ({C - 1} classes)")
         if self.input_size is not None:
             frame = resize_frame(frame, *self.input_size)
+        a = self.augment
+        if a.enabled and a.scale_prob > 0 and rng.random() < a.scale_prob:
+            frame = rescale_frame(frame, float(rng.uniform(a.scale_min, a.scale_max)), rng)
         label = frame.label
         if label.max(initial=0) >= C:
             raise ValueError(f"frame {frame.frame_id}: label value {int(label.max())} >= num_classes {C}")
         tg = compute_targets(label, frame.instance, frame.cls_indexes, frame.poses, frame.K, C,
-                             points_by_class=self._points)
+                             points_by_class=self._points, reference_focal=self.reference_focal)
         H, W = label.shape
         vt = tg.vertex_targets.reshape(C, 3, H, W)
         vw = tg.vertex_weights.reshape(C, 3, H, W)[:, 0]
         idx = label[None, None]  # pixel's own class
         vertex = np.take_along_axis(vt, np.broadcast_to(idx, (1, 3, H, W)), axis=0)[0]
         mask = np.take_along_axis(vw, label[None], axis=0)[0]
-        color = augment(frame.color_bgr, rng, self._ops[synthetic], label=label)
+        color = augment(frame.color_bgr, rng, self._ops[synthetic], label=label, backgrounds=self._backgrounds)
         image = image_to_input(color, frame.depth, frame.K, self.in_channels)
         return TrainSample(image=image, label=label.astype(np.int64), vertex=np.ascontiguousarray(vertex),
                            vertex_mask=np.ascontiguousarray(mask, dtype=np.float32), classes=tg.classes,
                            boxes=tg.boxes, quaternions=tg.quaternions, translations=tg.poses[:, :, 3].copy(),
-                           visible=tg.visible_pixels, frame_id=frame.frame_id)
+                           visible=tg.visible_pixels, frame_id=frame.frame_id, K=np.asarray(frame.K, np.float64))
 
 
 def collate(samples: Sequence[TrainSample]) -> Batch:
@@ -219,7 +265,9 @@ def collate(samples: Sequence[TrainSample]) -> Batch:
     return Batch(image=image, label=label, vertex=vertex, vertex_mask=mask, inst_batch=inst_batch,
                  inst_class=cat("classes", torch.int64, None), inst_box=cat("boxes", torch.float32, 4),
                  inst_quat=cat("quaternions", torch.float32, 4), inst_t=cat("translations", torch.float32, 3),
-                 inst_visible=cat("visible", torch.int64, None), frame_ids=[s.frame_id for s in samples])
+                 inst_visible=cat("visible", torch.int64, None), frame_ids=[s.frame_id for s in samples],
+                 K=torch.as_tensor(np.stack([s.K for s in samples]), dtype=torch.float32),
+                 image_hw=torch.tensor([s.label.shape for s in samples], dtype=torch.int64))
 
 
 class EpochSampler(torch.utils.data.Sampler):

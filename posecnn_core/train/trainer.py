@@ -9,6 +9,7 @@ index/iteration), so a resumed single-process run continues exactly as an uninte
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -26,10 +27,11 @@ from ..checkpoint import (CheckpointError, CheckpointMeta, load_vgg16_imagenet, 
 from ..network import PoseCNN
 from ..objects import ObjectSet, load_object_set
 from . import ddp
-from .config import TrainConfig
+from .config import AugmentConfig, TrainConfig
 from .data import Batch, EpochSampler, TrainDataset, collate
 from .logs import CsvLog, TensorBoardLog
-from .loop import LOSS_NAMES, TrainModel, compute_losses, sample_rois
+from .loop import LOSS_NAMES, RoiPlanner, TrainModel, compute_losses
+from .rotation_eval import RotationProbe, summarize
 
 __all__ = ["Trainer", "TrainingError", "NO_INTERNET_HINT"]
 
@@ -39,8 +41,16 @@ NO_INTERNET_HINT = ("This machine has no internet access, so nothing is download
                     "VGG16 weights (vgg16-397923af.pth, https://download.pytorch.org/models/vgg16-397923af.pth) "
                     "elsewhere and copy the file to that path (or point vgg16_init at it), or set "
                     "vgg16_init: null to train from scratch.")
-ITER_FIELDS = ["epoch", "iteration", "lr", *LOSS_NAMES, "rois", "fg_rois", "seconds"]
+ITER_FIELDS = ["epoch", "iteration", "lr", *LOSS_NAMES, "rois", "fg_rois", "pose_rois", "seconds"]
 EPOCH_FIELDS = ["epoch", "iterations", *LOSS_NAMES, "seconds"]
+ROTATION_FIELDS = ["iteration", "instances", "median_deg", "mean_deg", "below_15", "below_30"]
+
+
+def pt_lr_factor(iteration: int, iters_per_epoch: int, milestones: list[int], gamma: float) -> float:
+    """PT's step schedule: PT steps its MultiStepLR at the start of every epoch, so during the e-th epoch
+    (1-based) the learning rate is lr · gamma^(number of milestones m <= e)."""
+    epoch = iteration // iters_per_epoch + 1
+    return gamma ** sum(1 for m in milestones if epoch >= m)
 
 
 class TrainingError(RuntimeError):
@@ -77,9 +87,10 @@ class Trainer:
         self.amp = bool(cfg.amp and self.device.type == "cuda")
         self.objects = objects if objects is not None else load_object_set(cfg.objects, models_root=cfg.models_root)
         C = self.objects.num_classes
+        self.reference_camera = cfg.reference
         self.dataset = TrainDataset(cfg.train_data, self.objects, in_channels=cfg.in_channels,
                                     input_size=cfg.input_size, augment=cfg.augment, seed=cfg.seed,
-                                    skip_bad=cfg.skip_bad_frames)
+                                    skip_bad=cfg.skip_bad_frames, reference_focal=self.reference_camera.focal)
         per_step = cfg.batch_size * self.env.world_size
         self.iters_per_epoch = cfg.iters_per_epoch or max(1, len(self.dataset) // per_step)
         self.total_iters = cfg.epochs * self.iters_per_epoch
@@ -108,14 +119,17 @@ class Trainer:
                                              weight_decay=cfg.weight_decay)
         else:
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=[m * self.iters_per_epoch for m in cfg.lr_milestones], gamma=cfg.lr_gamma)
+        ipe, milestones, gamma = self.iters_per_epoch, list(cfg.lr_milestones), cfg.lr_gamma
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda it: pt_lr_factor(it, ipe, milestones, gamma))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         pts, counts = self.objects.points_tensor(self.device, max_points=cfg.pose_points)
         self.points, self.point_counts = pts, counts
         sym = self.objects.symmetric_training if self.objects.symmetric_training is not None \
             else self.objects.symmetric
         self.symmetric_training = torch.as_tensor(np.asarray(sym, dtype=bool), device=self.device)
+        self.extents = torch.as_tensor(np.asarray(self.objects.extents, dtype=np.float32), device=self.device)
+        self.rotation_probe = self._rotation_probe() if cfg.rotation_eval_interval and self.env.is_main else None
         self.iteration = 0
         torch.manual_seed(cfg.seed + 1000003 * self.env.rank)  # dropout stream of this rank
         if resume is not None:
@@ -123,6 +137,16 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
 
     # -- setup helpers --------------------------------------------------------------------------------------
+    def _rotation_probe(self) -> RotationProbe:
+        """The first ``rotation_eval_frames`` frames spread evenly over the training data, without augmentation."""
+        cfg = self.cfg
+        plain = TrainDataset(cfg.train_data, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
+                             augment=AugmentConfig(enabled=False), seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
+                             reference_focal=self.reference_camera.focal)
+        n = min(cfg.rotation_eval_frames, len(plain))
+        idx = np.unique(np.linspace(0, len(plain) - 1, n).round().astype(int))
+        return RotationProbe(plain, idx, self.objects.symmetric, cfg.min_visible_pixels, self.device)
+
     def _resume_path(self) -> Path | None:
         r = self.cfg.resume
         if r is None:
@@ -156,6 +180,11 @@ class Trainer:
         if meta is not None and meta.class_names is not None and meta.class_names != self.objects.class_names:
             raise TrainingError(f"resume: {path} was trained for classes {meta.class_names}, the config's object "
                                 f"set has {self.objects.class_names}")
+        ref = meta.reference_camera if meta is not None else None
+        if ref is not None and not math.isclose(ref.focal, self.reference_camera.focal, rel_tol=1e-6):
+            raise TrainingError(f"resume: {path} was trained with reference_camera focal length {ref.focal:.3f} px "
+                                f"({ref.to_dict()}), the config has {self.reference_camera.focal:.3f} px "
+                                f"({self.reference_camera.to_dict()}); its depth head would get other targets")
         try:
             load_weights(self.net, state_dict)
         except CheckpointError as exc:
@@ -179,7 +208,7 @@ class Trainer:
     def meta(self) -> CheckpointMeta:
         return CheckpointMeta(num_classes=self.objects.num_classes, in_channels=self.cfg.in_channels,
                               fc_dim=self.cfg.fc_dim, trunk_width=self.cfg.trunk_width,
-                              class_names=list(self.objects.class_names),
+                              class_names=list(self.objects.class_names), reference_camera=self.reference_camera,
                               extra={"config": self.cfg.to_dict(), "object_set": self.objects.name,
                                      "iteration": self.iteration,
                                      "epoch": self.iteration // self.iters_per_epoch})
@@ -215,11 +244,13 @@ class Trainer:
         """One optimisation step on ``batch``; returns the losses (averaged over ranks) and RoI counts."""
         cfg = self.cfg
         batch = batch.to(self.device, non_blocking=True)
-        roi = sample_rois(batch, cfg, np.random.default_rng([cfg.seed, self.iteration, self.env.rank]))
+        planner = RoiPlanner(batch, cfg, np.random.default_rng([cfg.seed, self.iteration, self.env.rank]),
+                             self.extents, self.reference_camera.focal)
         self.model.train()
         with torch.autocast(self.device.type, enabled=self.amp):
-            outputs = self.model(batch.image, roi.rois.to(self.device))
-        losses = compute_losses(outputs, batch, roi, self.points, self.point_counts, self.symmetric_training, cfg)
+            outputs = self.model(batch.image, planner)
+        losses = compute_losses(outputs, batch, self.points, self.point_counts, self.symmetric_training,
+                                self.extents, cfg)
         if not torch.isfinite(losses["loss"]):
             raise TrainingError(f"loss is {float(losses['loss'].detach())} at iteration {self.iteration} (frames "
                                 f"{batch.frame_ids}); parts: { {k: float(v.detach()) for k, v in losses.items()} }. "
@@ -236,8 +267,16 @@ class Trainer:
         values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
         values = ddp.all_reduce_mean(values, self.env).cpu().tolist()
         out = dict(zip(LOSS_NAMES, values))
-        out.update(lr=lr, rois=int(roi.rois.shape[0]), fg_rois=int((roi.classes > 0).sum()))
+        out.update(lr=lr, rois=int(outputs.box_targets.rois.shape[0]),
+                   fg_rois=int((outputs.box_targets.classes > 0).sum()),
+                   pose_rois=int(outputs.pose_targets.classes.shape[0]))
         return out
+
+    def evaluate_rotation(self) -> dict[str, float] | None:
+        """Rotation error of the rotation head on the probe frames (None without a probe)."""
+        if self.rotation_probe is None:
+            return None
+        return {"iteration": self.iteration, **summarize(self.rotation_probe.errors(self.net)).as_row()}
 
     def _loader(self, epoch: int, start_iter: int) -> torch.utils.data.DataLoader:
         self.sampler.set_epoch(epoch, start_iter * self.cfg.batch_size)
@@ -253,10 +292,14 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Train to ``total_iters``; returns {"iterations", "final_checkpoint", "last_losses", "seconds"}."""
         cfg, main = self.cfg, self.env.is_main
-        iter_log = epoch_log = tb = None
+        iter_log = epoch_log = tb = rot_log = None
         if main:
             iter_log = CsvLog(cfg.log_path / "train_iterations.csv", ITER_FIELDS)
             epoch_log = CsvLog(cfg.log_path / "train_epochs.csv", EPOCH_FIELDS)
+            if self.rotation_probe is not None:
+                rot_log = CsvLog(cfg.log_path / "train_rotation_eval.csv", ROTATION_FIELDS)
+                if self.iteration == 0:
+                    self._log_rotation(rot_log)
             if cfg.tensorboard:
                 try:
                     tb = TensorBoardLog(cfg.log_path)
@@ -286,6 +329,8 @@ class Trainer:
                             tb.scalars({k: values[k] for k in (*LOSS_NAMES, "lr")}, self.iteration)
                         bar.update(1)
                         bar.set_postfix(loss=f"{values['loss']:.4f}", epoch=epoch)
+                    if rot_log is not None and self.iteration % cfg.rotation_eval_interval == 0:
+                        self._log_rotation(rot_log)
                     if self.iteration % cfg.checkpoint_interval == 0:
                         self.save()
                     if self.iteration >= self.total_iters:
@@ -306,6 +351,14 @@ class Trainer:
                 tb.close()
         return {"iterations": self.iteration, "final_checkpoint": final, "last_losses": self.last_losses,
                 "seconds": time.perf_counter() - t_run}
+
+    def _log_rotation(self, rot_log: CsvLog) -> None:
+        row = self.evaluate_rotation()
+        if row is None:
+            return
+        rot_log.write(row)
+        log.info("iteration %d: rotation error on %d training objects: median %.1f deg, < 30 deg %.0f %%",
+                 row["iteration"], row["instances"], row["median_deg"], 100 * row["below_30"])
 
     def close(self) -> None:
         ddp.shutdown(self.env)
