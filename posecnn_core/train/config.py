@@ -134,6 +134,7 @@ class TrainConfig:
     # runtime
     device: str = "auto"                  # auto, cpu, cuda, cuda:N (torchrun: cuda:LOCAL_RANK)
     amp: bool = False                     # mixed precision, on CUDA only (our option; PT trains in float32)
+    channels_last: bool = True            # NHWC memory layout for the network (same numbers, faster convolutions)
     workers: int = 2
     seed: int = 0
     # output

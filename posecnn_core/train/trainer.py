@@ -112,6 +112,8 @@ class Trainer:
                 m.p = cfg.dropout
         if cfg.vgg16_init is not None and cfg.freeze_early_convs:
             self.net.freeze_early_convs(True)
+        if cfg.channels_last:  # a memory layout only: about 20 % faster convolutions on the CPU (oneDNN)
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.model = ddp.wrap_model(TrainModel(self.net).to(self.device), self.env, self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
@@ -247,8 +249,9 @@ class Trainer:
         planner = RoiPlanner(batch, cfg, np.random.default_rng([cfg.seed, self.iteration, self.env.rank]),
                              self.extents, self.reference_camera.focal)
         self.model.train()
+        image = batch.image.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch.image
         with torch.autocast(self.device.type, enabled=self.amp):
-            outputs = self.model(batch.image, planner)
+            outputs = self.model(image, planner)
         losses = compute_losses(outputs, batch, self.points, self.point_counts, self.symmetric_training,
                                 self.extents, cfg)
         if not torch.isfinite(losses["loss"]):
