@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from posecnn_core.evaluate import Detection, GroundTruth, InstanceResult, build_report, frame_instances
+from posecnn_core.evaluate import (Detection, GroundTruth, InstanceResult, build_report, frame_instances,
+                                   unmatched_detections)
 from posecnn_core.geometry import quat_to_mat
-from posecnn_core.metrics import rotation_error_deg, symmetric_rotation_error_deg
 from posecnn_core.targets import boxes_from_points
 
 DEMO_BAG = "data/bags/demo"
@@ -178,18 +178,13 @@ def score_frame(index: int, stamp: str, gt: GroundTruth, gt_ids: Sequence[str], 
     for r in instances:
         obj = ObjectScore(gt_ids[r.gt_index], r.class_name, r.symmetric)
         if r.detection is not None:
-            d = dets[r.detection]
-            R_gt, t_gt = gt.poses[r.gt_index, :, :3], gt.poses[r.gt_index, :, 3]
-            pts = models.points[r.class_id]
-            obj.detection, obj.score = det_ids[r.detection], float(d.score)
-            obj.translation_error_m = float(np.linalg.norm(d.t - t_gt))
-            obj.rotation_error_deg = rotation_error_deg(d.R, R_gt)
-            obj.rotation_error_sym_deg = (symmetric_rotation_error_deg(pts, d.R, R_gt)
-                                          if r.symmetric and pts is not None else obj.rotation_error_deg)
-            obj.add_s_m = _finite(r.add_or_adds) if pts is not None else None
+            obj.detection, obj.score = det_ids[r.detection], float(dets[r.detection].score)
+            obj.translation_error_m = r.t_error
+            obj.rotation_error_deg = r.rot_error_deg
+            obj.rotation_error_sym_deg = r.rot_error_sym_deg
+            obj.add_s_m = _finite(r.add_or_adds) if models.points[r.class_id] is not None else None
         objects.append(obj)
-    matched = {r.detection for r in instances if r.detection is not None}
-    extra = [det_ids[i] for i in range(len(dets)) if i not in matched]
+    extra = [det_ids[i] for i in unmatched_detections(instances, dets)]
     return FrameScore(index, stamp, len(dets), objects, extra), instances
 
 

@@ -149,3 +149,23 @@ def test_cli_on_saved_results(tmp_path, capsys):
     rc = eval_main(["--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"), "--split", "nope",
                     "--results", str(tmp_path / "res.json"), "--out", str(tmp_path / "out2")])
     assert rc == 2 and "no frame list for split 'nope'" in capsys.readouterr().err
+
+
+def test_rotation_translation_and_false_positives_by_hand(objects, scene):
+    rep = evaluate_results(*scene, objects)
+    by = {s.name: s for s in rep.per_class}
+    # a (not symmetric): detections with identity rotation, t errors 0.02 and 0.05 -> medians 0 deg, 0.035 m
+    assert by["a"].rot_median_deg == pytest.approx(0.0, abs=1e-6)
+    assert by["a"].t_median_m == pytest.approx(0.035)
+    # b (symmetric; the two-point model is symmetric under RZ180): the 180 deg turn is no error up to symmetry
+    f1b = next(r for r in rep.instances if r.frame_id == "f1" and r.class_name == "b")
+    assert f1b.rot_error_deg == pytest.approx(180.0) and f1b.rot_error_sym_deg == pytest.approx(0.0, abs=1.0)
+    assert by["b"].t_median_m == pytest.approx(0.04)
+    # the unused 0.99 detection of a in f1 is the only false positive
+    assert (by["a"].false_positives, by["b"].false_positives, rep.pooled.false_positives) == (1, 0, 1)
+    assert rep.false_positives_per_frame == pytest.approx(1 / 3)
+    assert rep.rot_median_nonsymmetric_deg == pytest.approx(0.0, abs=1e-6)
+    missed = next(r for r in rep.instances if r.frame_id == "f3")
+    assert math.isinf(missed.t_error) and math.isnan(missed.rot_error_deg)
+    assert any("1 in 3 frames" in line for line in rep.summary_lines())
+    assert "false pos." in rep.table()

@@ -5,8 +5,8 @@ The seam for testing without a model is :func:`evaluate_results` (results + grou
 gather frames themselves, such as the ROS demo.
 """
 from .report import (ClassSummary, InstanceResult, Report, build_report, evaluate_results, frame_instances,
-                     match_frame)
+                     match_frame, unmatched_detections)
 from .results import Detection, FrameResults, GroundTruth, ResultsError, load_results, save_results
 
 __all__ = ["ClassSummary", "InstanceResult", "Report", "build_report", "evaluate_results", "frame_instances",
-           "match_frame", "Detection", "FrameResults", "GroundTruth", "ResultsError", "load_results", "save_results"]
+           "unmatched_detections", "match_frame", "Detection", "FrameResults", "GroundTruth", "ResultsError", "load_results", "save_results"]

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
     files = report.write(out)
     print(report.table())
+    for line in report.summary_lines():
+        print(line)
     if before is not None:
         print(f"depth refinement: mean ADD AUC {before.mean.add_auc:.1f} -> {report.mean.add_auc:.1f}, "
               f"mean ADD-S AUC {before.mean.adds_auc:.1f} -> {report.mean.adds_auc:.1f}")

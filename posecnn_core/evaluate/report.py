@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from ..boxes import box_iou
-from ..metrics import accuracy_curve, add, adds, vocap_auc
+from ..metrics import accuracy_curve, add, adds, rotation_error_deg, symmetric_rotation_error_deg, vocap_auc
 from ..objects import ObjectSet
 from .results import Detection, FrameResults, GroundTruth
 
-__all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "frame_instances", "build_report",
-           "evaluate_results", "MAX_DISTANCE"]
+__all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "frame_instances", "unmatched_detections",
+           "build_report", "evaluate_results", "MAX_DISTANCE"]
 
 MAX_DISTANCE = 0.1  # metres, the toolbox's AUC range
 
@@ -53,7 +53,10 @@ def match_frame(gt: GroundTruth, detections: Sequence[Detection]) -> list[int | 
 @dataclass
 class InstanceResult:
     """One annotated object: its errors (metres; inf when missed, nan when the class has no model points), the
-    matched detection's score and its index in the frame's detections (None when missed)."""
+    matched detection's score and its index in the frame's detections (None when missed). ``t_error`` is the
+    translation error (m); ``rot_error_deg`` the geodesic rotation error and ``rot_error_sym_deg`` the rotation
+    error up to the shape's symmetries (``metrics.symmetric_rotation_error_deg``, symmetric classes only; equal
+    to ``rot_error_deg`` otherwise); rotation errors are nan when missed."""
 
     frame_id: str
     gt_index: int
@@ -65,6 +68,9 @@ class InstanceResult:
     add: float
     adds: float
     detection: int | None = None
+    t_error: float = math.inf
+    rot_error_deg: float = math.nan
+    rot_error_sym_deg: float = math.nan
 
     @property
     def add_or_adds(self) -> float:
@@ -73,7 +79,9 @@ class InstanceResult:
 
 @dataclass
 class ClassSummary:
-    """AUCs (0–100) of one class, or of a pooled/average row (class_id -1)."""
+    """AUCs (0–100) of one class, or of a pooled/average row (class_id -1); the median rotation error (degrees,
+    up to the shape's symmetries for symmetric classes) and translation error (m) of its detected objects (nan
+    when none); false_positives: detections of the class matched to no annotated object."""
 
     class_id: int
     name: str
@@ -83,14 +91,26 @@ class ClassSummary:
     add_auc: float
     adds_auc: float
     add_or_adds_auc: float
+    rot_median_deg: float = math.nan
+    t_median_m: float = math.nan
+    false_positives: int = 0
 
 
-def _summary(class_id: int, name: str, symmetric: bool, rows: Sequence[InstanceResult]) -> ClassSummary:
+def _median(values: Sequence[float]) -> float:
+    vals = [v for v in values if math.isfinite(v)]
+    return float(np.median(vals)) if vals else math.nan
+
+
+def _summary(class_id: int, name: str, symmetric: bool, rows: Sequence[InstanceResult],
+             false_positives: int = 0) -> ClassSummary:
+    found = [r for r in rows if r.detected]
     return ClassSummary(class_id=class_id, name=name, symmetric=symmetric, count=len(rows),
-                        detected=sum(r.detected for r in rows),
+                        detected=len(found),
                         add_auc=vocap_auc([r.add for r in rows], MAX_DISTANCE),
                         adds_auc=vocap_auc([r.adds for r in rows], MAX_DISTANCE),
-                        add_or_adds_auc=vocap_auc([r.add_or_adds for r in rows], MAX_DISTANCE))
+                        add_or_adds_auc=vocap_auc([r.add_or_adds for r in rows], MAX_DISTANCE),
+                        rot_median_deg=_median([r.rot_error_sym_deg for r in found]),
+                        t_median_m=_median([r.t_error for r in found]), false_positives=false_positives)
 
 
 @dataclass
@@ -107,14 +127,38 @@ class Report:
     title: str = "PoseCNN evaluation"
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def false_positives_per_frame(self) -> float:
+        return self.pooled.false_positives / self.num_frames if self.num_frames else 0.0
+
+    @property
+    def rot_median_nonsymmetric_deg(self) -> float:
+        """Median rotation error of the detected objects of the non-symmetric classes (nan when none)."""
+        return _median([r.rot_error_deg for r in self.instances if r.detected and not r.symmetric])
+
     # -- text ----------------------------------------------------------------------------------------------
-    HEADER = ("object", "sym", "objects", "detected", "ADD AUC", "ADD-S AUC", "ADD(-S) AUC")
+    HEADER = ("object", "sym", "objects", "detected", "ADD AUC", "ADD-S AUC", "ADD(-S) AUC", "rot med (deg)",
+              "t med (cm)", "false pos.")
 
     def rows(self) -> list[tuple[str, ...]]:
+        def num(v: float, scale: float = 1.0) -> str:
+            return f"{v * scale:.1f}" if math.isfinite(v) else "-"
+
         def fmt(s: ClassSummary) -> tuple[str, ...]:
             return (s.name, "yes" if s.symmetric else ("" if s.class_id >= 0 else "-"), str(s.count),
-                    str(s.detected), f"{s.add_auc:.1f}", f"{s.adds_auc:.1f}", f"{s.add_or_adds_auc:.1f}")
+                    str(s.detected), f"{s.add_auc:.1f}", f"{s.adds_auc:.1f}", f"{s.add_or_adds_auc:.1f}",
+                    num(s.rot_median_deg), num(s.t_median_m, 100.0), str(s.false_positives))
         return [fmt(s) for s in self.per_class] + [fmt(self.mean), fmt(self.pooled)]
+
+    def summary_lines(self) -> list[str]:
+        """The headline figures: mean AUCs, rotation of the non-symmetric objects, false positives per frame."""
+        rot = self.rot_median_nonsymmetric_deg
+        return [f"mean ADD AUC {self.mean.add_auc:.1f}, mean ADD-S AUC {self.mean.adds_auc:.1f}, "
+                f"lowest ADD-S AUC {min((s.adds_auc for s in self.per_class), default=0.0):.1f}",
+                "median rotation error of the non-symmetric objects: "
+                + (f"{rot:.1f} deg" if math.isfinite(rot) else "- (none detected)"),
+                f"false positives: {self.pooled.false_positives} in {self.num_frames} frames "
+                f"({self.false_positives_per_frame:.2f} per frame)"]
 
     def table(self) -> str:
         """Fixed-width per-object table."""
@@ -133,7 +177,10 @@ class Report:
                f"{self.num_frames} frames, {self.pooled.count} annotated objects, {self.pooled.detected} detected. "
                "AUC of accuracy vs. threshold over 0–10 cm (YCB-Video toolbox VOCap), ×100; misses and errors "
                "> 10 cm count as failures. ADD(-S) uses ADD-S for symmetric objects. MEAN averages the per-object "
-               "AUCs; ALL pools every object.", "",
+               "AUCs; ALL pools every object. Rotation medians of symmetric objects are up to their shape's "
+               "symmetries; false positives are detections matched to no annotated object.", ""]
+        out += [f"- {line}" for line in self.summary_lines()]
+        out += ["",
                "| " + " | ".join(self.HEADER) + " |",
                "|" + "|".join([":---"] + ["---:"] * (len(self.HEADER) - 1)) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in self.rows()]
@@ -147,10 +194,11 @@ class Report:
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["class_id", "object", "symmetric", "objects", "detected", "add_auc", "adds_auc",
-                        "add_or_adds_auc"])
+                        "add_or_adds_auc", "rot_median_deg", "t_median_m", "false_positives"])
             for s in [*self.per_class, self.mean, self.pooled]:
                 w.writerow([s.class_id, s.name, int(s.symmetric), s.count, s.detected, f"{s.add_auc:.4f}",
-                            f"{s.adds_auc:.4f}", f"{s.add_or_adds_auc:.4f}"])
+                            f"{s.adds_auc:.4f}", f"{s.add_or_adds_auc:.4f}", f"{s.rot_median_deg:.3f}",
+                            f"{s.t_median_m:.5f}", s.false_positives])
         return path
 
     def write_instances_csv(self, path: str | Path) -> Path:
@@ -158,11 +206,13 @@ class Report:
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["frame_id", "gt_index", "class_id", "object", "symmetric", "detected", "score",
-                        "add_m", "adds_m"])
+                        "add_m", "adds_m", "t_error_m", "rot_error_deg", "rot_error_sym_deg"])
             for r in self.instances:
                 w.writerow([r.frame_id, r.gt_index, r.class_id, r.class_name, int(r.symmetric), int(r.detected),
                             f"{r.score:.4f}", "inf" if math.isinf(r.add) else f"{r.add:.6f}",
-                            "inf" if math.isinf(r.adds) else f"{r.adds:.6f}"])
+                            "inf" if math.isinf(r.adds) else f"{r.adds:.6f}",
+                            "inf" if math.isinf(r.t_error) else f"{r.t_error:.6f}",
+                            f"{r.rot_error_deg:.3f}", f"{r.rot_error_sym_deg:.3f}"])
         return path
 
     def plot(self, path: str | Path, num_thresholds: int = 201) -> Path:
@@ -223,41 +273,57 @@ def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_name
             raise ValueError(f"frame {gt.frame_id}: ground-truth class {c} is outside 1..{C - 1}")
         pts = points[c]
         R_gt, t_gt = gt.poses[k, :, :3], gt.poses[k, :, 3]
+        e_t, e_rot, e_rot_sym = math.inf, math.nan, math.nan
         if match[k] is None:
             e_add = e_adds = math.inf
             score, detected = 0.0, False
         else:
             d = detections[match[k]]
+            e_t = float(np.linalg.norm(np.asarray(d.t, dtype=np.float64) - t_gt))
+            e_rot = e_rot_sym = rotation_error_deg(d.R, R_gt)
             if pts is None:
                 e_add = e_adds = math.nan
             else:
                 e_add = add(pts, d.R, d.t, R_gt, t_gt)
                 e_adds = adds(pts, d.R, d.t, R_gt, t_gt)
+                if symmetric[c]:
+                    e_rot_sym = symmetric_rotation_error_deg(pts, d.R, R_gt)
             score, detected = d.score, True
         out.append(InstanceResult(gt.frame_id, k, c, class_names[c], bool(symmetric[c]), detected, score, e_add,
-                                  e_adds, match[k]))
+                                  e_adds, match[k], e_t, e_rot, e_rot_sym))
     return out
 
 
+def unmatched_detections(instances: Sequence[InstanceResult], detections: Sequence[Detection]) -> list[int]:
+    """Indices of the frame's detections that ``frame_instances`` matched to no annotated object."""
+    matched = {r.detection for r in instances if r.detection is not None}
+    return [i for i in range(len(detections)) if i not in matched]
+
+
 def build_report(instances: Sequence[InstanceResult], class_names: Sequence[str], symmetric: Sequence[bool],
-                 num_frames: int, title: str = "PoseCNN evaluation", notes: Sequence[str] = ()) -> Report:
-    """Per-class, mean and pooled AUCs of `instances` (see Report)."""
+                 num_frames: int, title: str = "PoseCNN evaluation", notes: Sequence[str] = (),
+                 false_positives: Mapping[int, int] | None = None) -> Report:
+    """Per-class, mean and pooled AUCs of `instances` (see Report); `false_positives` counts the unmatched
+    detections per class id (``unmatched_detections``)."""
     notes = list(notes)
     instances = list(instances)
+    fp = dict(false_positives or {})
     per_class = []
     for c in range(1, len(class_names)):
         rows = [r for r in instances if r.class_id == c]
-        if rows:
-            per_class.append(_summary(c, class_names[c], bool(symmetric[c]), rows))
+        if rows or fp.get(c, 0):
+            per_class.append(_summary(c, class_names[c], bool(symmetric[c]), rows, fp.get(c, 0)))
     if per_class:
         mean = ClassSummary(-1, "MEAN", False, sum(s.count for s in per_class), sum(s.detected for s in per_class),
                             float(np.mean([s.add_auc for s in per_class])),
                             float(np.mean([s.adds_auc for s in per_class])),
-                            float(np.mean([s.add_or_adds_auc for s in per_class])))
+                            float(np.mean([s.add_or_adds_auc for s in per_class])),
+                            _median([s.rot_median_deg for s in per_class]),
+                            _median([s.t_median_m for s in per_class]), sum(fp.values()))
     else:
         mean = ClassSummary(-1, "MEAN", False, 0, 0, 0.0, 0.0, 0.0)
         notes.append("no annotated objects: every AUC is 0")
-    pooled = _summary(-1, "ALL", False, instances)
+    pooled = _summary(-1, "ALL", False, instances, sum(fp.values()))
     return Report(instances=instances, per_class=per_class, mean=mean, pooled=pooled, num_frames=num_frames,
                   title=title, notes=notes)
 
@@ -279,6 +345,12 @@ def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], 
         notes.append(f"{len(missing)} frames have no results entry; their objects count as misses "
                      f"(first: {missing[0]})")
     names, sym = list(object_set.class_names), np.asarray(object_set.symmetric, dtype=bool)
-    instances = [r for g in gt for r in frame_instances(g, list(frames.get(g.frame_id, [])), names, sym,
-                                                        object_set.points)]
-    return build_report(instances, names, sym, len(gt), title, notes)
+    instances: list[InstanceResult] = []
+    false_positives: dict[int, int] = {}
+    for g in gt:
+        dets = list(frames.get(g.frame_id, []))
+        rows = frame_instances(g, dets, names, sym, object_set.points)
+        instances += rows
+        for i in unmatched_detections(rows, dets):
+            false_positives[dets[i].class_id] = false_positives.get(dets[i].class_id, 0) + 1
+    return build_report(instances, names, sym, len(gt), title, notes, false_positives)
