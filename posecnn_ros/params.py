@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from posecnn_core.camera import ReferenceCamera
 from posecnn_core.estimator import EstimatorConfig
 
 C = TypeVar("C")
@@ -132,6 +133,31 @@ def _device_reason(value: str) -> str | None:
     return "must be auto, cpu, cuda or cuda:N"
 
 
+def _parse_focal(value: str) -> tuple[float, float] | None:
+    """"fx,fy" or "f" (pixels) -> (fx, fy); None for "" or anything else."""
+    parts = [p.strip() for p in value.split(",")] if value.strip() else []
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if len(nums) == 1:
+        nums = nums * 2
+    if len(nums) != 2 or not all(math.isfinite(n) and n > 0 for n in nums):
+        return None
+    return nums[0], nums[1]
+
+
+def _reference_camera_reason(value: str) -> str | None:
+    if value.strip() == "" or _parse_focal(value) is not None:
+        return None
+    return 'must be "" (from the checkpoint or object set) or "fx,fy" in pixels, e.g. "1066.778,1067.487"'
+
+
+def _reference_camera(value: str) -> ReferenceCamera | None:
+    focal = _parse_focal(value)
+    return None if focal is None else ReferenceCamera(fx=focal[0], fy=focal[1])
+
+
 def _no_whitespace(value: str) -> str | None:
     return "must not contain whitespace" if any(c.isspace() for c in value) else None
 
@@ -152,6 +178,17 @@ SPECS: tuple[ParamSpec, ...] = (
     estimator_param("nms_iou", "Per-class NMS on the regressed boxes: IoU above which the lower-scored box is "
                     "suppressed (PoseCNN-PyTorch demo: 0.2)", low=0.0, high=1.0),
     estimator_param("max_instances", "Most objects published per frame (highest scores first)", low=1, high=1000),
+    estimator_param("reference_camera", 'Focal length "fx,fy" (pixels, at the network input) the checkpoint\'s depth '
+                    "head was trained with; empty = from the checkpoint, the object set, or the YCB-Video camera for "
+                    "PoseCNN-PyTorch checkpoints", default="", to_config=_reference_camera,
+                    check=_reference_camera_reason, constraint='"" | "fx,fy"'),
+    estimator_param("depth_mode", "Focal-length-aware depth: scale the network's depth by f_cam / f_ref, or resample "
+                    "the image to the reference focal length", choices=("scale", "resample")),
+    estimator_param("amp", "On CUDA: run the dense network under autocast (amp_dtype)", read_only=True),
+    estimator_param("amp_dtype", "Autocast type with amp", choices=("bfloat16", "float16"), read_only=True),
+    estimator_param("cuda_graph", "On CUDA: capture the dense forward in a CUDA graph per input size",
+                    read_only=True),
+    estimator_param("compile", "Run the dense forward through torch.compile (slow first frames)", read_only=True),
     estimator_param("voting.label_threshold", "Minimum pixel count of a class before it votes",
                     low=0, high=10_000_000),
     estimator_param("voting.inlier_threshold", "Cosine a pixel's direction must exceed to vote for a centre",

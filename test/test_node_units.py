@@ -204,8 +204,13 @@ def test_params_validation_and_config() -> None:
     assert desc["score_threshold"].dynamic_typing and not desc["max_instances"].dynamic_typing
 
 
+OTHER_STRINGS = {"reference_camera": "500,510"}  # string parameters without choices: a valid non-default value
+
+
 def _other_valid_value(spec):
     """A valid value of `spec` different from its default."""
+    if spec.name in OTHER_STRINGS:
+        return OTHER_STRINGS[spec.name]
     if spec.kind is bool:
         return not spec.default
     if spec.choices:
@@ -222,15 +227,20 @@ def test_every_estimator_parameter_reaches_its_config_field() -> None:
     values = {spec.name: _other_valid_value(spec) for spec in specs}
     cfg = NodeSettings.from_values(values).estimator_config(EstimatorConfig())
     for spec in specs:
+        convert = spec.to_config or (lambda v: v)
         field = cfg
         for part in spec.config.split("."):
             field = getattr(field, part)
-        assert field == values[spec.name] != spec.default, spec.name
+        assert field == convert(values[spec.name]) and values[spec.name] != spec.default, spec.name
         default = EstimatorConfig()
         for part in spec.config.split("."):
             default = getattr(default, part)
-        assert spec.default == default, spec.name  # the declared default is the estimator's
+        assert convert(spec.default) == default, spec.name  # the declared default is the estimator's
     assert SPEC_BY_NAME["backend"].read_only and cfg.backend == "torch"
+    from posecnn_core.camera import ReferenceCamera
+
+    assert cfg.reference_camera == ReferenceCamera(500.0, 510.0)
+    assert check_value("reference_camera", "533") is None and check_value("reference_camera", "-1,2")
 
 
 def test_unknown_names_are_errors_not_dropped() -> None:
