@@ -15,9 +15,11 @@ import scipy.io
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _ros_required import require  # noqa: E402
+
 pytestmark = pytest.mark.ros
-pytest.importorskip("rclpy")
-pytest.importorskip("rosbags")
+require("rclpy")
+require("rosbags")
 
 import _node_helpers as helpers  # noqa: E402
 
