@@ -22,7 +22,7 @@ def path_kind(path: str | os.PathLike) -> str:
     "socket", "missing" (also a dangling symbolic link) or "unreadable" (stat failed otherwise)."""
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a path below a file
         return "missing"
     except OSError:
         return "unreadable"
