@@ -15,7 +15,6 @@ if __name__ == "__main__":  # `python -m posecnn_ros.node`: handle SIGINT/SIGTER
     stop_signals.install()
 
 import logging
-import re
 import sys
 import threading
 import time
