@@ -466,6 +466,19 @@ def test_sigterm_during_a_frame_publishes_it_then_exits(tmp_path) -> None:
             proc.proc.kill()
 
 
+def test_sigterm_during_a_frame_longer_than_the_stop_timeout_drops_it(tmp_path) -> None:
+    proc, peer = _node_in_a_slow_frame(tmp_path, sleep_s=8.0)  # > STOP_TIMEOUT_S (5 s)
+    try:
+        peer.clear()
+        proc.proc.send_signal(signal.SIGTERM)
+        helpers.assert_quiet_exit(proc.wait(60), proc.output)
+        assert peer.count("estimates") == 0 and peer.count("detections") == 0  # dropped, not published
+    finally:
+        peer.close()
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+
+
 def test_bad_ros_arguments_are_one_fatal_line(model, tmp_path) -> None:
     """rcl's start-up errors (parameters file missing or malformed, bad remapping): one FATAL line, exit 2."""
     malformed = tmp_path / "malformed.yaml"
