@@ -11,12 +11,16 @@ Accepted layouts (``read_state_dict``; ``read_checkpoint`` also says which one a
 A ``module.`` prefix (DDP / DataParallel) on every key is stripped and logged as a warning.
 A PT "detection-only" checkpoint (trained with ``POSE_REG: False``) has no rotation head (``fc10``); it is read
 like any other, but :func:`model_from_checkpoint` refuses it with an error saying so (see
-:func:`has_rotation_head`).
+:func:`has_rotation_head`). :func:`model_from_checkpoint` also refuses NaN or infinite weights, naming the tensors
+(:func:`nonfinite_tensors`). A path that is not a regular file (directory, /dev/null, FIFO) and a file holding
+pickled Python objects (e.g. a whole ``nn.Module`` saved with ``torch.save(model)``) get messages of their own.
 """
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -28,13 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from .camera import ReferenceCamera
+from .files import path_kind
 from .network import PoseCNN, trunk_channels
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "LAYOUTS", "ROTATION_HEAD_KEYS", "CheckpointError", "CheckpointMismatchError",
     "CheckpointMeta", "LoadReport", "read_state_dict", "read_checkpoint", "save_checkpoint", "load_weights",
     "load_vgg16_imagenet", "model_from_checkpoint", "infer_meta", "check_layout", "has_rotation_head",
-    "strip_module_prefix", "read_train_state",
+    "strip_module_prefix", "read_train_state", "nonfinite_tensors",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,13 +215,11 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False
     ``torch.save``'s zip format; older files are read normally), for looking at a checkpoint cheaply.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist" if not path.exists()
-                              else f"{path}: not a regular file")
+    _check_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise _load_error(path, exc) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: top level is a {type(obj).__name__}, expected a dict")
 
@@ -257,6 +260,46 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False
     if stripped:
         log.warning("%s: stripped the 'module.' (DDP) prefix from all %d keys", path, len(state_dict))
     return state_dict, meta, layout
+
+
+def _check_file(path: Path) -> None:
+    """CheckpointError unless `path` is a regular file (a directory, /dev/null or a FIFO each say so)."""
+    kind = path_kind(path)
+    if kind == "missing":
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    if kind != "regular file":
+        raise CheckpointError(f"{path}: is a {kind}, not a checkpoint file" if kind != "unreadable"
+                              else f"{path}: cannot access the checkpoint file")
+
+
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _load_error(path: Path, exc: Exception) -> CheckpointError:
+    """The CheckpointError for a file torch.load(weights_only=True) refused or could not read."""
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+        found = _UNSAFE_GLOBAL.search(str(exc))
+        what = f" (it contains {found.group(1)})" if found else ""
+        return CheckpointError(
+            f"{path}: holds pickled Python objects{what}, not just tensors; checkpoints are read as weights only, "
+            "never by running code from the file. Re-save the weights where the file was made, with "
+            "torch.save(model.state_dict(), 'weights.pt') (or {'model': model.state_dict()}), or write a "
+            "training checkpoint of this project out with `python -m posecnn_core.train.export SRC DST`")
+    if isinstance(exc, EOFError) or os.path.getsize(path) == 0:
+        return CheckpointError(f"{path}: the checkpoint file is empty or truncated")
+    text = " ".join(str(exc).split())
+    return CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {text})")
+
+
+def nonfinite_tensors(state_dict: Mapping[str, Tensor]) -> dict[str, int]:
+    """Floating-point tensors holding NaN or infinite values -> how many such values each holds."""
+    bad = {}
+    for key, value in state_dict.items():
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value.sum())):
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad[key] = count
+    return bad
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -338,12 +381,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
 def read_train_state(path: str | os.PathLike) -> dict[str, Any] | None:
     """The ``train_state`` stored by :func:`save_checkpoint` (None when the file has none); CPU tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    _check_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise _load_error(path, exc) from exc
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a {FORMAT_NAME} checkpoint, so it has no training state")
     state = obj.get("train_state")
@@ -497,10 +539,17 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
 
     For PT files the size is inferred from tensor shapes (class_names None, format_version 0); for ours it comes
     from the stored meta. A detection-only checkpoint (no ``fc10``, everything else matching) raises a
-    CheckpointMismatchError that says so: PoseCNN without its rotation head cannot estimate poses.
+    CheckpointMismatchError that says so: PoseCNN without its rotation head cannot estimate poses. NaN or infinite
+    weights raise a CheckpointError naming the tensors (such a model detects nothing).
     """
     path = Path(path)
     state_dict, meta = read_state_dict(path)
+    bad = nonfinite_tensors(state_dict)
+    if bad:
+        names = [f"{key} ({count} of {state_dict[key].numel()} values)" for key, count in list(bad.items())[:5]]
+        more = f" and {len(bad) - 5} more tensors" if len(bad) > 5 else ""
+        raise CheckpointError(f"{path}: NaN or infinite weights in {', '.join(names)}{more}; the file is corrupt or "
+                              "was saved after training diverged: use an earlier checkpoint")
     if meta is None:
         meta = infer_meta(state_dict, path)
     report = check_layout(state_dict, meta)

@@ -41,6 +41,27 @@ def message_class(msgtype: str) -> type:
         raise ValueError(f"message type {msgtype} is not installed: {exc}") from exc
 
 
+def read_topics(bag: str | Path, topics: Iterable[str]) -> dict[str, list]:
+    """Every message of `topics` in the bag, deserialised into the installed message classes, in bag order.
+    FileNotFoundError for a missing bag, ValueError naming a topic the bag lacks."""
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader
+
+    path, wanted = Path(bag), list(topics)
+    if not path.exists():
+        raise FileNotFoundError(f"bag {path} does not exist")
+    out: dict[str, list] = {topic: [] for topic in wanted}
+    with Reader(path) as reader:
+        missing = set(wanted) - {c.topic for c in reader.connections}
+        if missing:
+            raise ValueError(f"bag {path} has no topic(s) {sorted(missing)}; it has "
+                             f"{sorted({c.topic for c in reader.connections})}")
+        conns = [c for c in reader.connections if c.topic in out]
+        for conn, _, raw in reader.messages(connections=conns):
+            out[conn.topic].append(deserialize_message(bytes(raw), message_class(conn.msgtype)))
+    return out
+
+
 @dataclass
 class PlayStats:
     """What one playback did."""

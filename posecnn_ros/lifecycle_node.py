@@ -16,14 +16,17 @@ Same parameters, topics and frame handling as `posecnn_node` (both run posecnn_r
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # handle SIGINT/SIGTERM already during the imports below
+    from posecnn_ros import stop_signals
+
+    stop_signals.install()
+
 import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from posecnn_ros.node import EXIT_FATAL, NODE_NAME, EstimatorFactory, PoseCnnGlue
+from posecnn_ros.node import NODE_NAME, EstimatorFactory, PoseCnnGlue, run
 
 
 class PoseCnnLifecycleNode(PoseCnnGlue, LifecycleNode):
@@ -43,14 +46,16 @@ class PoseCnnLifecycleNode(PoseCnnGlue, LifecycleNode):
             self._managed_entities.discard(publisher)
         return super().destroy_publisher(publisher)
 
-    def _teardown(self) -> bool:
-        """Whatever is up goes down: subscriptions, publishers, worker, model. True if the model was freed."""
+    def _teardown(self) -> tuple[bool, bool]:
+        """Whatever is up goes down: subscriptions, publishers, worker, model. Returns (the worker thread has
+        ended, the model was freed)."""
+        ended = True
         if self._active:
             self._stop()
         if self._opened:
-            self._close()
+            ended = self._close()
             self._opened = False
-        return self._release_model()
+        return ended, self._release_model()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -76,7 +81,7 @@ class PoseCnnLifecycleNode(PoseCnnGlue, LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        freed = self._teardown()
+        _, freed = self._teardown()
         self.get_logger().info("cleaned up: model released" if freed else
                                "cleaned up: model released by the node but still referenced elsewhere")
         return super().on_cleanup(state)
@@ -91,36 +96,16 @@ class PoseCnnLifecycleNode(PoseCnnGlue, LifecycleNode):
         self.get_logger().error(f"error during a transition from {state.label}: everything released, unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
-    def close(self) -> None:
-        """Release everything (process exit)."""
-        self._teardown()
+    def close(self) -> bool:
+        """Release everything (process exit); True when the worker thread has ended."""
+        ended, _ = self._teardown()
+        self._detach_core_log()
+        return ended
 
 
 def main(args: list[str] | None = None, estimator_factory: EstimatorFactory | None = None) -> int:
-    """Run the managed node until SIGINT/SIGTERM (exit 0); bad parameters exit with EXIT_FATAL."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    logger = rclpy.logging.get_logger(NODE_NAME)
-    try:
-        node = PoseCnnLifecycleNode(estimator_factory)
-    except (ValueError, OSError, ImportError) as exc:
-        logger.fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return EXIT_FATAL
-    except (KeyboardInterrupt, ExternalShutdownException):
-        rclpy.try_shutdown()
-        return 0
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """`posecnn_lifecycle_node`: start-up, signals and exit codes as posecnn_node (posecnn_ros.node.run)."""
+    return run(lambda: PoseCnnLifecycleNode(estimator_factory), args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ replaces a pending one), so callbacks never block and nothing queues up. Paramet
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m posecnn_ros.node`: handle SIGINT/SIGTERM already during the imports below
+    from posecnn_ros import stop_signals
+
+    stop_signals.install()
+
 import gc
+import logging
 import sys
 import threading
 import time
@@ -24,6 +30,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
@@ -34,20 +41,25 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from posecnn_core.estimator import EstimatorConfig
+from posecnn_core.files import path_kind, require_regular_file
 from posecnn_core.overlay import draw_overlay
 from posecnn_core.resources import DEMO_CHECKPOINT, DEMO_OBJECTS, resource_path
-from posecnn_ros import diagnostics, messages, params
+from posecnn_ros import diagnostics, messages, params, stop_signals
 from posecnn_ros.frame_input import FrameDecoder
 from posecnn_ros.image_conversion import ImageError, rgb_to_image
 from posecnn_ros.latest_frame import LatestFrameWorker
 from posecnn_ros.msg import ObjectEstimateArray
 from posecnn_ros.params import SPEC_BY_NAME, NodeSettings
+from posecnn_ros.startup import RosLogHandler, StartupError, init_ros
 from posecnn_ros.tf_publisher import TfPublisher
 from posecnn_ros.throttled_log import ThrottledLog
 
 NODE_NAME = "posecnn"
 EXIT_FATAL = 2
 DIAGNOSTICS_PERIOD_S = 1.0
+STOP_TIMEOUT_S = 5.0         # on SIGINT/SIGTERM, how long the frame in progress may take to finish and be published
+INFO_HINT_MESSAGES = 5       # camera_info messages without any image before the node says so ...
+INFO_HINT_SECONDS = 5.0      # ... and seconds since the first of them
 
 # (checkpoint path, object set path, device, EstimatorConfig) -> an estimator with PoseEstimator's API
 # (docs/estimator_api.md)
@@ -64,19 +76,21 @@ def default_estimator_factory(checkpoint: str, objects: str, device: str, config
 
 
 def resolve_file(value: str, bundled: str, what: str) -> Path:
-    """The file a checkpoint/objects parameter names: empty = the bundled default; a path that does not exist
-    as given is also looked up among the bundled files. FileNotFoundError says what was tried."""
+    """The file a checkpoint/objects parameter names: empty = the bundled default; a relative path that does not
+    exist as given is also looked up among the bundled files. FileNotFoundError when there is no such file,
+    NotARegularFileError (an OSError) for a directory, /dev/null, a FIFO."""
     if not value:
         return resource_path(bundled)
     path = Path(value).expanduser()
-    if path.is_file():
+    kind = path_kind(path)
+    if kind == "regular file":
         return path.resolve()
-    if not path.is_absolute():
+    if kind == "missing" and not path.is_absolute():
         try:
             return resource_path(value)
         except FileNotFoundError:
             pass
-    raise FileNotFoundError(f"{what} file {value!r} does not exist")
+    return require_regular_file(path, what)
 
 
 def _stamp_seconds(header: Header) -> float:
@@ -103,15 +117,28 @@ class PoseCnnGlue:
 
     def _declare(self) -> None:
         self._log = ThrottledLog(self.get_logger(), period_s=5.0)
+        self._closing = False
+        self._publish_lock = threading.Lock()  # publishing vs. close(): no publish on a destroyed node
+        self._core_log = RosLogHandler(self.get_logger().get_child("core"))
+        logging.getLogger("posecnn_core").addHandler(self._core_log)  # e.g. the estimator's downscale notice
         self._settings_lock = threading.Lock()
         self.settings: NodeSettings = params.declare(self)
+        unknown = params.unknown_overrides(self)
+        if unknown:
+            self.get_logger().warning(params.unknown_parameters_message(unknown))
         self._camera_info: CameraInfo | None = None
+        self._info_without_image = 0           # camera_info messages since the last image
+        self._info_without_image_since = 0.0
+        self._info_hint_given = False
         self._depth_lock = threading.Condition()
         self._depth_buffer: deque[Any] = deque(maxlen=30)
         self._input_subs: list[Any] = []
         self._output_pubs: list[Any] = []
         self._diag_timer = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _detach_core_log(self) -> None:
+        logging.getLogger("posecnn_core").removeHandler(self._core_log)
 
     def _load_model(self, estimator_factory: EstimatorFactory | None) -> None:
         checkpoint = resolve_file(self.settings["checkpoint"], DEMO_CHECKPOINT, "checkpoint")
@@ -147,6 +174,7 @@ class PoseCnnGlue:
 
     def _open(self, create_publisher: PublisherFactory) -> None:
         """Publishers, the inference worker, the frame decoder and the diagnostics timer."""
+        self._closing = False
         self.frames_processed = 0
         self.frames_rejected = 0
         self._stats = diagnostics.FrameStats()
@@ -204,11 +232,15 @@ class PoseCnnGlue:
             self._depth_buffer.clear()
         self._camera_info = None
 
-    def _close(self) -> None:
-        """Stop the worker (finishing the frame in progress) and remove the publishers and the timer."""
+    def _close(self) -> bool:
+        """Stop the worker (the frame in progress is published if it finishes within STOP_TIMEOUT_S, else
+        dropped) and remove the publishers and the timer. True when the worker thread has ended."""
+        ended = True
         if self._worker is not None:
-            self._worker.stop()
+            ended = self._worker.stop(STOP_TIMEOUT_S)
             self._worker = None
+        with self._publish_lock:
+            self._closing = True
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self.destroy_publisher(self._pub_diag)
@@ -217,6 +249,7 @@ class PoseCnnGlue:
             self.destroy_publisher(pub)
         self._output_pubs = []
         self._tf.destroy()
+        return ended
 
     def _ready_message(self) -> str:
         return (f"ready on {self.device}: {len(self._class_names) - 1} classes, image {self._sub_image.topic_name}, "
@@ -227,6 +260,26 @@ class PoseCnnGlue:
     # ---------------------------------------------------------------- callbacks (executor thread, never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+        now = time.monotonic()
+        if self._info_without_image == 0:
+            self._info_without_image_since = now
+        self._info_without_image += 1
+        waited = now - self._info_without_image_since
+        if (not self._info_hint_given and self._info_without_image >= INFO_HINT_MESSAGES
+                and waited >= INFO_HINT_SECONDS):
+            self._info_hint_given = True
+            self.get_logger().warning(self._no_image_hint(msg, waited))
+
+    def _no_image_hint(self, info: CameraInfo, waited: float) -> str:
+        text = (f"{self._info_without_image} camera_info messages in {waited:.0f} s announce {info.width}x"
+                f"{info.height} images, but no image has arrived on {self._sub_image.topic_name}: check that the "
+                f"camera publishes it there (remapping)")
+        if self.settings["image_qos"] == "sensor_data":
+            megabytes = int(info.width) * int(info.height) * 3 / 1e6
+            text += (f"; with image_qos sensor_data (best effort) a large frame ({megabytes:.0f} MB as rgb8) is "
+                     f"lost whenever one of its fragments is, so it may never arrive: set image_qos:=reliable "
+                     f"(docs/node.md, 'Large frames')")
+        return text
 
     def _on_depth(self, msg: Any) -> None:
         with self._depth_lock:
@@ -234,6 +287,7 @@ class PoseCnnGlue:
             self._depth_lock.notify_all()
 
     def _on_image(self, msg: Any) -> None:
+        self._info_without_image, self._info_hint_given = 0, False
         if not self._active or self._worker is None:
             return
         self._stats.received()
@@ -278,17 +332,23 @@ class PoseCnnGlue:
         try:
             self.estimator.warmup(self.settings["warmup_height"], self.settings["warmup_width"])
         except Exception as exc:  # noqa: BLE001 - the first real frame will show whether the model works
-            self.get_logger().warning(f"GPU warm-up failed: {type(exc).__name__}: {exc}")
+            if not self._closing:
+                self.get_logger().warning(f"GPU warm-up failed: {type(exc).__name__}: {exc}")
             return
-        self.get_logger().info(f"GPU warm-up took {1e3 * (time.perf_counter() - start):.0f} ms")
+        if not self._closing:
+            self.get_logger().info(f"GPU warm-up took {1e3 * (time.perf_counter() - start):.0f} ms")
 
     def _on_worker_error(self, exc: BaseException) -> None:
+        if self._closing:  # a frame that outlived the node: dropped without a word
+            return
         self.frames_rejected += 1
         self._stats.failed(f"{type(exc).__name__}: {exc}")
         self._log.error(f"unexpected:{type(exc).__name__}", f"frame skipped after an unexpected error: "
                                                            f"{type(exc).__name__}: {exc}")
 
     def _reject(self, cause: str, message: str, warning: bool = False) -> None:
+        if self._closing:
+            return
         self.frames_rejected += 1
         (self._log.warning if warning else self._log.error)(cause, message + "; frame skipped")
 
@@ -331,16 +391,20 @@ class PoseCnnGlue:
             self._reject("estimator_input", f"estimator rejected the frame: {exc}")
             return
         estimated = time.perf_counter()
-        self._publish(result, frame.header, frame.rgb, frame.K, settings)
-        published = time.perf_counter()
-        self.frames_processed += 1
-        self._stats.processed(1e3 * (published - received))
-        stages = [("decode", 1e3 * (decoded - start)), *((str(k), float(v)) for k, v in result.timings_ms.items()),
-                  ("publish", 1e3 * (published - estimated))]
-        if settings["publish.estimates"]:
-            self._pub_est.publish(messages.estimates(
-                result.objects, frame.header, stages, 1e3 * (published - received), self.device,
-                self.frames_processed, self._worker.dropped, self.frames_rejected))
+        with self._publish_lock:
+            if self._closing:  # stopped while this frame was computed: its result is dropped
+                return
+            self._publish(result, frame.header, frame.rgb, frame.K, settings)
+            published = time.perf_counter()
+            self.frames_processed += 1
+            self._stats.processed(1e3 * (published - received))
+            stages = [("decode", 1e3 * (decoded - start)),
+                      *((str(k), float(v)) for k, v in result.timings_ms.items()),
+                      ("publish", 1e3 * (published - estimated))]
+            if settings["publish.estimates"]:
+                self._pub_est.publish(messages.estimates(
+                    result.objects, frame.header, stages, 1e3 * (published - received), self.device,
+                    self.frames_processed, self._worker.dropped, self.frames_rejected))
 
     def _publish(self, result: Any, header: Header, rgb: np.ndarray, K: np.ndarray, settings: NodeSettings) -> None:
         objects = result.objects
@@ -362,6 +426,16 @@ class PoseCnnGlue:
         header = Header(stamp=self.get_clock().now().to_msg())
         self._pub_label_info.publish(messages.label_info(self._class_names, header, self.settings["score_threshold"]))
 
+    def _shut(self, timeout: float) -> bool:
+        """Stop the worker: the frame in progress is finished and published if that takes at most `timeout`
+        seconds, otherwise its result is dropped. Nothing is published or logged by the node's threads afterwards,
+        so the node can be destroyed. True when the worker thread has ended (False: it is still computing)."""
+        ended = self._worker.stop(timeout) if self._worker is not None else True
+        with self._publish_lock:
+            self._closing = True
+        self._detach_core_log()
+        return ended
+
 
 class PoseCnnNode(PoseCnnGlue, Node):
     """The PoseCNN node: loads the model and subscribes at construction. `estimator_factory` defaults to the real
@@ -370,43 +444,69 @@ class PoseCnnNode(PoseCnnGlue, Node):
     def __init__(self, estimator_factory: EstimatorFactory | None = None, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self._declare()
-        self._load_model(estimator_factory)
+        try:
+            self._load_model(estimator_factory)
+        except BaseException:
+            self._detach_core_log()
+            raise
         self._open(self.create_publisher)
         self._start()
         self.get_logger().info(self._ready_message())
 
-    def close(self) -> None:
-        """Stop the worker thread (finishing the frame in progress)."""
-        if self._worker is not None:
-            self._worker.stop()
+    def close(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """See PoseCnnGlue._shut."""
+        return self._shut(timeout)
 
 
-def main(args: list[str] | None = None, estimator_factory: EstimatorFactory | None = None) -> int:
-    """Run the node until SIGINT/SIGTERM (exit 0); bad parameters or model files exit with EXIT_FATAL.
-    `estimator_factory`: see PoseCnnNode (the `posecnn_node` executable uses the real estimator)."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    logger = rclpy.logging.get_logger(NODE_NAME)
+def run(make_node: Callable[[], Any], args: list[str] | None = None) -> int:
+    """Start ROS, build the node with `make_node` and spin it until SIGINT/SIGTERM (exit 0); bad arguments,
+    parameters or model files exit with EXIT_FATAL after one fatal log line. Used by posecnn_node and
+    posecnn_lifecycle_node; the node's `close()` must return whether its worker thread has ended.
+
+    Signals (posecnn_ros.stop_signals): the first SIGINT/SIGTERM, at any moment (also during start-up), ends the
+    node cleanly: the frame in progress is published if it finishes within STOP_TIMEOUT_S, else dropped; a second
+    one ends the process at once. When a frame is still being computed at the end, the process ends with
+    `stop_signals.leave_now(0)` (the interpreter cannot finalise while the worker thread runs native code)."""
+    stop = stop_signals.install()  # the entry points install it before their imports already
+    stop.immediate = False  # from here on a signal asks for a clean stop
+    logger = get_logger(NODE_NAME)
     try:
-        node = PoseCnnNode(estimator_factory)
+        init_ros(args if args is not None else sys.argv)
+    except StartupError as exc:
+        logger.fatal(f"cannot start: {exc}")
+        return EXIT_FATAL
+    node = None
+    try:
+        if not stop.requested:
+            node = make_node()
     except (ValueError, OSError, ImportError) as exc:
         logger.fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return EXIT_FATAL
-    except (KeyboardInterrupt, ExternalShutdownException):
+    if node is None:
         rclpy.try_shutdown()
         return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        while not stop.requested:  # signal handlers run between these calls
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.close()
+        ended = node.close()
+        executor.remove_node(node)
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+    if not ended:
+        stop_signals.leave_now(0)
     return 0
+
+
+def main(args: list[str] | None = None, estimator_factory: EstimatorFactory | None = None) -> int:
+    """`posecnn_node`: see `run`. `estimator_factory`: see PoseCnnNode (the executable uses the real estimator)."""
+    return run(lambda: PoseCnnNode(estimator_factory), args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ YAML_HEADER = """\
 #   ros2 launch posecnn_ros posecnn.launch.py params_file:=<this file>
 # Read-only parameters are fixed at start-up; the others can be changed at run time
 # (`ros2 param set /posecnn <name> <value>`) and are validated: ranges in brackets.
-# Generated from posecnn_ros/params.py by tools/gen_param_docs.py; a name the node does not declare is an error.
+# Generated from posecnn_ros/params.py by tools/gen_param_docs.py. A name the node does not declare is
+# reported at start-up with a warning naming the closest parameter, and otherwise ignored.
 """
 
 

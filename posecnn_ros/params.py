@@ -7,7 +7,9 @@ such as "voting.label_threshold"); a spec without one is a setting of the node i
 - the ROS declaration (`declare`): a ParameterDescriptor with description, read-only flag and range per
   parameter; floating-point parameters also accept integers (`score_threshold:=1`) and store them as floats;
 - validation at start-up and on every set (`NodeSettings.from_values`, with a reason naming the parameter);
-  an unknown name is an error everywhere, also in a parameters file (rclpy would ignore it);
+  an override at start-up (command line, parameters file) naming no parameter is reported with a warning that
+  lists it and the closest known name (`unknown_overrides`, `unknown_parameters_message`; rclpy would ignore it
+  silently), and the node runs on;
 - the estimator's configuration (`NodeSettings.estimator_config`);
 - config/posecnn.yaml and the table in docs/node.md (`posecnn_ros.param_docs`, tools/gen_param_docs.py).
 
@@ -19,6 +21,7 @@ default take the default of their EstimatorConfig field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -158,6 +161,10 @@ def _reference_camera(value: str) -> ReferenceCamera | None:
     return None if focal is None else ReferenceCamera(fx=focal[0], fy=focal[1])
 
 
+def _pixel_limit_reason(value: int) -> str | None:
+    return None if value == 0 or value >= 256 else "must be 0 (no limit) or at least 256"
+
+
 def _no_whitespace(value: str) -> str | None:
     return "must not contain whitespace" if any(c.isspace() for c in value) else None
 
@@ -189,6 +196,10 @@ SPECS: tuple[ParamSpec, ...] = (
     estimator_param("cuda_graph", "On CUDA: capture the dense forward in a CUDA graph per input size",
                     read_only=True),
     estimator_param("compile", "Run the dense forward through torch.compile (slow first frames)", read_only=True),
+    estimator_param("max_input_pixels", "Frames with more pixels are downscaled to this many before the network "
+                    "(intrinsics scaled exactly; results are in the frame's own pixels); 0 = no limit",
+                    low=0, high=1_000_000_000, check=_pixel_limit_reason, constraint="0 or [256, 1000000000]",
+                    to_config=lambda v: v or None),
     estimator_param("voting.label_threshold", "Minimum pixel count of a class before it votes",
                     low=0, high=10_000_000),
     estimator_param("voting.inlier_threshold", "Cosine a pixel's direction must exceed to vote for a centre",
@@ -340,8 +351,8 @@ def coerce_integers(params: Sequence[Any]) -> list[Any]:
 def declare(node: Any) -> NodeSettings:
     """Declare every parameter on `node` (an rclpy Node) and return the validated start-up settings.
 
-    ParameterError for a bad value or a parameter override (command line, parameters file) that names no
-    parameter of the node. Registers `coerce_integers` as pre-set callback; validating later changes is the
+    ParameterError for a bad value. Overrides (command line, parameters file) that name no parameter are left
+    to `unknown_overrides`. Registers `coerce_integers` as pre-set callback; validating later changes is the
     node's set-parameters callback (NodeSettings.updated)."""
     from rclpy.exceptions import ParameterException
     from rclpy.parameter import Parameter
@@ -353,15 +364,33 @@ def declare(node: Any) -> NodeSettings:
         except ParameterException as exc:  # e.g. out of range, wrong type
             raise ParameterError(f"parameter {spec.name}: {exc}") from exc
     settings = NodeSettings.from_values(values)
-    # rclpy keeps overrides of undeclared names without a word; the node's own (use_sim_time, ...) are declared
-    # by now, so any other one is a typo or a parameter of another node.
-    unknown = sorted(name for name in getattr(node, "_parameter_overrides", {}) if not node.has_parameter(name))
-    if unknown:
-        raise ParameterError(f"unknown parameter(s) {', '.join(unknown)}; the node's parameters are listed in "
-                             f"docs/node.md")
     as_float = [Parameter(n, Parameter.Type.DOUBLE, settings[n]) for n, v in values.items() if type(v) is int
                 and SPEC_BY_NAME[n].kind is float]
     if as_float:
         node.set_parameters(as_float)
     node.add_pre_set_parameters_callback(coerce_integers)
     return settings
+
+
+def unknown_overrides(node: Any) -> list[str]:
+    """Names given at start-up (command line, parameters file) that `node` has not declared, sorted.
+
+    rclpy keeps such overrides without a word; once `declare` ran, the node's own parameters (use_sim_time, ...)
+    are declared, so any other name is a typo or a parameter of another node."""
+    return sorted(name for name in getattr(node, "_parameter_overrides", {}) if not node.has_parameter(name))
+
+
+def closest_parameter(name: str) -> str | None:
+    """The declared parameter name most like `name` (difflib), or None when none is close."""
+    match = difflib.get_close_matches(name, list(SPEC_BY_NAME), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def unknown_parameters_message(names: Sequence[str]) -> str:
+    """The start-up warning for parameters the node does not have: each name, with the closest known name."""
+    parts = []
+    for name in names:
+        close = closest_parameter(name)
+        parts.append(f"{name} (did you mean {close}?)" if close else name)
+    return (f"ignoring unknown parameter(s): {', '.join(parts)}; the node's parameters are listed in docs/node.md "
+            f"and config/posecnn.yaml")

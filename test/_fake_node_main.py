@@ -9,6 +9,10 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
+from posecnn_ros import stop_signals  # noqa: E402
+
+stop_signals.install()  # as the real entry points: signals during the imports below are handled
+
 from _node_helpers import make_fake_estimator  # noqa: E402
 from posecnn_ros.node import main  # noqa: E402
 

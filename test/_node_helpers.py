@@ -1,8 +1,9 @@
 """Test helpers for the ROS node: a deterministic stand-in estimator with PoseEstimator's API, files describing it,
 Image/CameraInfo builders, and a process/peer harness (unique ROS_DOMAIN_ID, localhost discovery).
 
-The stand-in ("fake") reads a JSON "checkpoint" holding the class names, the poses to return and a sleep time,
-and a YAML object set holding class names, extents and optional mesh paths. It returns the checkpoint's poses
+The stand-in ("fake") reads a JSON "checkpoint" holding the class names, the poses to return, a time to sleep per
+frame (it then prints "fake estimate started" at the start of each frame) and one to sleep while loading, and a
+YAML object set holding class names, extents and optional mesh paths. It returns the checkpoint's poses
 for every frame; its label image marks each object's projected 3D box with the class index.
 """
 
@@ -61,6 +62,9 @@ class FakeEstimator:
             extents[i] = c["extents"]
             points.append(box_corners(extents[i]))
         meshes = [None] + [c.get("mesh") for c in spec["classes"]]
+        if ckpt.get("load_s"):
+            print("fake model loading", flush=True)  # tests wait for this
+            time.sleep(float(ckpt["load_s"]))
         self.object_set = SimpleNamespace(class_names=names, extents=extents, points=points, mesh_paths=meshes)
         self.class_names = names
         self.device = str(ckpt.get("device", "cpu"))  # a stand-in "cuda:0" exercises the node's warm-up path
@@ -83,6 +87,7 @@ class FakeEstimator:
             raise ValueError(f"K must be a finite [3, 3] camera matrix, got {K.tolist()}")
         start = time.perf_counter()
         if self.sleep_s:
+            print(f"fake estimate started ({rgb.shape[1]}x{rgb.shape[0]})", flush=True)  # tests wait for this
             time.sleep(self.sleep_s)
         h, w = rgb.shape[:2]
         label = np.zeros((h, w), np.int32)
@@ -126,14 +131,15 @@ DEFAULT_POSES = [
 
 
 def write_fake_model(folder: Path, poses: list[dict] | None = None, sleep_s: float = 0.0,
-                     mesh: str | None = None, device: str = "cpu") -> tuple[Path, Path]:
-    """Write a fake checkpoint (JSON) and matching object set (YAML); returns (checkpoint, objects)."""
+                     mesh: str | None = None, device: str = "cpu", load_s: float = 0.0) -> tuple[Path, Path]:
+    """Write a fake checkpoint (JSON) and matching object set (YAML); returns (checkpoint, objects).
+    `sleep_s`: time each frame takes; `load_s`: time loading takes."""
     folder.mkdir(parents=True, exist_ok=True)
     classes = [{"name": "box", "extents": [0.1, 0.06, 0.2], "mesh": mesh}, {"name": "can", "extents": [0.07, 0.07, 0.1]}]
     ckpt, objs = folder / "fake.json", folder / "fake_objects.yaml"
     ckpt.write_text(json.dumps({"class_names": ["__background__", "box", "can"],
                                 "objects": DEFAULT_POSES if poses is None else poses, "sleep_s": sleep_s,
-                                "device": device}))
+                                "device": device, "load_s": load_s}))
     objs.write_text(yaml.safe_dump({"classes": classes}))
     return ckpt, objs
 
@@ -200,16 +206,16 @@ REAL_LIFECYCLE_COMMAND = [sys.executable, "-m", "posecnn_ros.lifecycle_node"]
 class NodeProcess:
     """The node as a subprocess (`test/_fake_node_main.py`, the stand-in estimator, unless `fake` is False:
     then `python -m posecnn_ros.node`; the managed node with `lifecycle`), stdout+stderr collected in the
-    background."""
+    background. `ros_args` are added as they are after `--ros-args` (e.g. a malformed remapping)."""
 
     def __init__(self, domain_id: int, params: dict[str, Any], remaps: dict[str, str] | None = None,
                  extra_env: dict[str, str] | None = None, params_file: Path | None = None,
-                 fake: bool = True, lifecycle: bool = False) -> None:
+                 fake: bool = True, lifecycle: bool = False, ros_args: list[str] | None = None) -> None:
         if lifecycle:
             command = FAKE_LIFECYCLE_COMMAND if fake else REAL_LIFECYCLE_COMMAND
         else:
             command = FAKE_NODE_COMMAND if fake else REAL_NODE_COMMAND
-        args = [*command, "--ros-args"]
+        args = [*command, "--ros-args", *(ros_args or [])]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for name, value in params.items():
@@ -246,6 +252,13 @@ class NodeProcess:
                 return text in self.output
             time.sleep(0.05)
         return False
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident memory so far (VmHWM; Linux), while it runs."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc/<pid>/status")
 
     def wait(self, timeout: float) -> int:
         code = self.proc.wait(timeout)
@@ -351,3 +364,10 @@ class Peer:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self.context.try_shutdown()
+
+
+def assert_quiet_exit(code: int, output: str) -> None:
+    """Exit code 0 and nothing alarming in the output: no traceback, no ERROR/FATAL line, no C++ abort."""
+    assert code == 0, output
+    for bad in ("Traceback", "[ERROR]", "[FATAL]", "terminate called", "Failed to publish"):
+        assert bad not in output, f"{bad!r} in the output:\n{output}"

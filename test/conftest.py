@@ -21,7 +21,15 @@ def _ros_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `ros`-marked tests without rclpy, unless POSECNN_REQUIRE_ROS=1 (the test command sets it)."""
+    """Skip `ros`-marked tests without rclpy, unless POSECNN_REQUIRE_ROS=1 (the test command sets it). Skip the
+    test cases of launch tests (modules with `generate_test_description`) unless the launch_testing pytest plugin
+    runs them (setup.cfg disables it: they run with `launch_test` or `colcon test`)."""
+    if not config.pluginmanager.has_plugin("launch_testing"):
+        launch = pytest.mark.skip(reason="a launch test: run it with `launch_test test/test_launch_posecnn.py` or "
+                                         "`colcon test` (the launch_testing pytest plugin is disabled in setup.cfg)")
+        for item in items:
+            if hasattr(getattr(item, "module", None), "generate_test_description"):
+                item.add_marker(launch)
     if _ros_available() or os.environ.get("POSECNN_REQUIRE_ROS") == "1":
         return
     skip = pytest.mark.skip(reason="rclpy / interface packages not importable (run tools/setup_env.sh)")

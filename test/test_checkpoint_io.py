@@ -159,6 +159,54 @@ def test_unreadable_files_raise_checkpoint_error_naming_path(tmp_path):
         read_state_dict(future)
 
 
+def test_not_a_regular_file_is_named_as_such(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.pth"
+    os.mkfifo(fifo)
+    cases = {tmp_path: "is a directory, not a checkpoint file", "/dev/null": "is a character device, not a checkpoint",
+             fifo: "is a FIFO (named pipe), not a checkpoint file", tmp_path / "missing.pt": "does not exist"}
+    for path, expected in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            read_state_dict(path)
+        assert expected in str(info.value) and str(path) in str(info.value)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty or truncated"):
+        read_state_dict(empty)
+
+
+def test_pickled_module_says_how_to_resave_without_unsafe_advice(tmp_path):
+    path = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Linear(2, 2), path)  # a whole module, pickled: not loadable as weights
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(path)
+    text = str(info.value)
+    assert str(path) in text and "torch.nn.modules.linear.Linear" in text
+    assert "torch.save(model.state_dict()" in text and "posecnn_core.train.export" in text
+    assert "weights_only=False" not in text and "weights_only` set to `False" not in text
+    assert "add_safe_globals" not in text and "\n" not in text
+
+
+def test_nonfinite_weights_are_fatal_naming_the_tensor(tmp_path):
+    torch.manual_seed(0)
+    model = PoseCNN(3, fc_dim=16, trunk_width=0.125)
+    with torch.no_grad():
+        model.conv_score[0].weight[0, 0, 0, 0] = float("nan")
+        model.fc10.bias[2] = float("inf")
+    path = save_checkpoint(tmp_path / "diverged.pt", model, CheckpointMeta(num_classes=3, fc_dim=16,
+                                                                           trunk_width=0.125))
+    with pytest.raises(CheckpointError, match="NaN or infinite weights") as info:
+        model_from_checkpoint(path)
+    text = str(info.value)
+    assert "conv_score.0.weight (1 of " in text and "fc10.bias (1 of " in text and str(path) in text
+    from posecnn_core.checkpoint import nonfinite_tensors
+
+    assert nonfinite_tensors(read_state_dict(path)[0]) == {"conv_score.0.weight": 1, "fc10.bias": 1}
+    assert nonfinite_tensors(model.state_dict() | {"x": torch.ones(3)}) != {}
+    assert nonfinite_tensors({"a": torch.ones(3), "n": torch.zeros(0), "i": torch.arange(3)}) == {}
+
+
 def _fake_vgg16(net, fc_rows):
     sd = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("features.")}
     sd["classifier.0.weight"], sd["classifier.0.bias"] = torch.randn(fc_rows, 25088), torch.randn(fc_rows)

@@ -6,12 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_helpers import write_object_set, write_toy_dataset  # noqa: E402
-
-pytest.importorskip("posecnn_core.voting", reason="the estimator needs posecnn_core.voting")
 
 from posecnn_core.checkpoint import CheckpointMeta, save_checkpoint  # noqa: E402
 from posecnn_core.evaluate.cli import main as eval_main  # noqa: E402

@@ -169,3 +169,47 @@ def test_rotation_translation_and_false_positives_by_hand(objects, scene):
     assert math.isinf(missed.t_error) and math.isnan(missed.rot_error_deg)
     assert any("1 in 3 frames" in line for line in rep.summary_lines())
     assert "false pos." in rep.table()
+
+
+def test_cli_never_replaces_a_report_and_checks_out_before_work(tmp_path, capsys, monkeypatch):
+    """An --out holding a report is refused (nothing changed) unless --overwrite; --out naming a file, an empty
+    split: one-line errors, exit 2, before anything is run."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from _train_helpers import write_object_set, write_toy_dataset
+    from posecnn_core.evaluate import runner
+
+    yaml_path = write_object_set(tmp_path)
+    write_toy_dataset(tmp_path / "ds", frames=1, test_frames=2)
+    save_results(tmp_path / "res.json", FrameResults(class_names=["__background__", "plate", "brick"], frames={}))
+    base = ["--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"), "--split", "test",
+            "--results", str(tmp_path / "res.json")]
+    out = tmp_path / "out"
+    assert eval_main(base + ["--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert eval_main(base + ["--out", str(out), "--title", "second"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} already holds a report (report.md, per_object.csv" in err and "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1 and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert eval_main(base + ["--out", str(out), "--title", "second", "--overwrite"]) == 0
+    assert "# second" in (out / "report.md").read_text()
+
+    # checked before any work: the estimator runner must not be reached
+    monkeypatch.setattr(runner, "run_estimator", lambda *a, **k: pytest.fail("inference ran"))
+    afile = tmp_path / "a_file.txt"
+    afile.write_text("keep")
+    ckpt_args = ["--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"), "--split", "test",
+                 "--checkpoint", str(tmp_path / "unused.pt")]
+    capsys.readouterr()
+    assert eval_main(ckpt_args + ["--out", str(afile)]) == 2
+    assert f"--out {afile} is a regular file, not a folder" in capsys.readouterr().err
+    assert afile.read_text() == "keep"
+    assert eval_main(ckpt_args + ["--out", str(afile / "sub")]) == 2
+    assert "cannot be created" in capsys.readouterr().err
+    (tmp_path / "ds" / "image_sets" / "empty.txt").write_text("\n")
+    assert eval_main(base[:5] + ["empty", "--results", str(tmp_path / "res.json"), "--out",
+                                 str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "split 'empty' of" in err and "lists no frames" in err
+    assert not (tmp_path / "o2").exists()

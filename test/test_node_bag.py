@@ -15,9 +15,11 @@ import scipy.io
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _ros_required import require  # noqa: E402
+
 pytestmark = pytest.mark.ros
-pytest.importorskip("rclpy")
-pytest.importorskip("rosbags")
+require("rclpy")
+require("rosbags")
 
 import _node_helpers as helpers  # noqa: E402
 
@@ -93,8 +95,22 @@ def test_sample_bag_contents_and_playback(tmp_path) -> None:
     np.testing.assert_allclose(Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(), R, atol=1e-9)
     assert gt.detections[1].bbox.size.z == pytest.approx(0.1)
 
+    # read back into the installed message classes (the launch test's ground truth)
+    from posecnn_ros.bag_player import BagPlayer, read_topics
+
+    read = read_topics(bag, ["/ground_truth", "/camera_info"])
+    assert [len(v) for v in read.values()] == [3, 3]
+    assert type(read["/ground_truth"][2]).__name__ == "Detection3DArray"
+    assert [d.id for d in read["/ground_truth"][2].detections] == ["box_0", "can_0"]
+    assert read["/ground_truth"][0].header.stamp.sec * 10**9 + read["/ground_truth"][0].header.stamp.nanosec \
+        == stamp0
+    np.testing.assert_allclose(np.asarray(read["/camera_info"][0].k).reshape(3, 3), truth[0]["K"])
+    with pytest.raises(ValueError, match="no topic"):
+        read_topics(bag, ["/nope"])
+    with pytest.raises(FileNotFoundError):
+        read_topics(tmp_path / "nobag", ["/image"])
+
     # replay with rclpy: stored bytes published on the recorded topics, timing honoured
-    from posecnn_ros.bag_player import BagPlayer
 
     peer = helpers.Peer(helpers.session_domain_id(20))
     got: list = []

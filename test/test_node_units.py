@@ -13,9 +13,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _ros_required import require  # noqa: E402
+
 pytestmark = pytest.mark.ros
 
-ros = pytest.importorskip("rclpy")
+ros = require("rclpy")
 
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -27,9 +29,10 @@ from posecnn_ros import image_conversion as ic  # noqa: E402
 from posecnn_ros import messages  # noqa: E402
 from posecnn_ros.latest_frame import LatestFrameWorker  # noqa: E402
 from posecnn_core.overlay import class_colour, draw_overlay, project  # noqa: E402
-from posecnn_ros import param_docs  # noqa: E402
+from posecnn_ros import param_docs, startup  # noqa: E402
 from posecnn_ros.params import (SPEC_BY_NAME, SPECS, NodeSettings, ParameterError, check_value,  # noqa: E402
-                                declare, descriptor)
+                                closest_parameter, declare, descriptor, unknown_overrides,
+                                unknown_parameters_message)
 from posecnn_ros.throttled_log import ThrottledLog  # noqa: E402
 
 
@@ -280,7 +283,7 @@ def test_estimator_parameter_with_a_converter(monkeypatch) -> None:
     assert NodeSettings.from_values({"camera": "ycb"}).estimator_config(Config()).camera == "ycb"
 
 
-def test_declare_accepts_integers_for_floats_and_rejects_unknown_overrides() -> None:
+def test_declare_accepts_integers_for_floats_and_reports_unknown_overrides() -> None:
     from rclpy.context import Context
     from rclpy.parameter import Parameter
 
@@ -300,11 +303,12 @@ def test_declare_accepts_integers_for_floats_and_rejects_unknown_overrides() -> 
         value = node.get_parameter("depth_scale").value
         assert value == 1.0 and type(value) is float
         assert not node.set_parameters([Parameter("checkpoint", value="x.pt")])[0].successful  # read-only
-        typo = ros.create_node("params_typo", context=context,
-                                     parameter_overrides=[Parameter("score_treshold", value=0.5)])
+        assert unknown_overrides(node) == []
+        typo = ros.create_node("params_typo", context=context, parameter_overrides=[
+            Parameter("score_treshold", value=0.5), Parameter("zzz", value=1)])
         nodes.append(typo)
-        with pytest.raises(ParameterError, match="unknown parameter.*score_treshold"):
-            declare(typo)
+        assert declare(typo)["score_threshold"] == SPEC_BY_NAME["score_threshold"].default  # the typo is not used
+        assert unknown_overrides(typo) == ["score_treshold", "zzz"]
         bad = ros.create_node("params_bad", context=context,
                                     parameter_overrides=[Parameter("score_threshold", value="high")])
         nodes.append(bad)
@@ -314,6 +318,110 @@ def test_declare_accepts_integers_for_floats_and_rejects_unknown_overrides() -> 
         for n in nodes:
             n.destroy_node()
         context.try_shutdown()
+
+
+def test_unknown_parameters_message_names_the_closest_parameter() -> None:
+    assert closest_parameter("score_treshold") == "score_threshold"
+    assert closest_parameter("voting.skip_pixel") == "voting.skip_pixels"
+    assert closest_parameter("publish_overlay") == "publish.overlay"
+    assert closest_parameter("foo") is None
+    text = unknown_parameters_message(["foo", "score_treshold"])
+    assert text.startswith("ignoring unknown parameter(s): foo, score_treshold (did you mean score_threshold?); ")
+
+
+def test_max_input_pixels_parameter() -> None:
+    spec = SPEC_BY_NAME["max_input_pixels"]
+    assert spec.config == "max_input_pixels" and spec.default == EstimatorConfig().max_input_pixels == 1280 * 960
+    assert not spec.read_only
+    assert check_value("max_input_pixels", 0) is None and check_value("max_input_pixels", 256) is None
+    assert "0 (no limit) or at least 256" in check_value("max_input_pixels", 100)
+    assert check_value("max_input_pixels", -1) and check_value("max_input_pixels", 1.5e6)
+    assert NodeSettings.from_values({"max_input_pixels": 0}).estimator_config(EstimatorConfig()).max_input_pixels \
+        is None
+    cfg = NodeSettings.from_values({"max_input_pixels": 640 * 480}).estimator_config(EstimatorConfig())
+    assert cfg.max_input_pixels == 640 * 480
+
+
+# ------------------------------------------------------------------------------------------- start-up
+def test_params_files_are_found_in_ros_args_only() -> None:
+    argv = ["node", "--params-file", "not_ros.yaml", "--ros-args", "-p", "a:=1", "--params-file", "a.yaml", "--",
+            "--params-file", "plain.yaml", "--ros-args", "--params-file", "b.yaml"]
+    assert startup.params_files(argv) == ["a.yaml", "b.yaml"]
+
+
+def test_params_file_checks(tmp_path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("posecnn:\n  ros__parameters:\n    score_threshold: 0.5\n")
+    startup.check_params_file(str(good))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("posecnn:\n  ros__parameters: {score_threshold: 0.5\n")
+    cases = {str(tmp_path / "missing.yaml"): "does not exist", str(tmp_path): "is not a regular file",
+             str(bad): "is not valid YAML: "}
+    for path, expected in cases.items():
+        with pytest.raises(startup.StartupError, match=expected) as info:
+            startup.check_params_file(path)
+        assert path in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(startup.StartupError, match="at line 3"):
+        startup.check_params_file(str(bad))
+
+
+def test_rcl_reason_is_one_line_without_source_locations() -> None:
+    text = ("failed to initialize rcl: Couldn't parse params file: '--params-file x.yaml'. Error: Sequences can "
+            "only be values and not keys in params. Error at line 1\n, at /project/src/parse.c:835, at "
+            "/project/src/rcl/arguments.c:415")
+    assert startup.rcl_reason(RuntimeError(text)) == ("Couldn't parse params file: '--params-file x.yaml'. Error: "
+                                                      "Sequences can only be values and not keys in params. Error at "
+                                                      "line 1")
+
+
+def test_python_logging_is_forwarded_to_the_ros_logger() -> None:
+    import logging
+
+    calls = []
+
+    class Recorder:
+        def __getattr__(self, level):
+            return lambda text: calls.append((level, text))
+
+    logger = logging.getLogger("posecnn_core.test_forwarding")
+    logger.setLevel(logging.WARNING)
+    handler = startup.RosLogHandler(Recorder())
+    logger.addHandler(handler)
+    try:
+        logger.warning("input %dx%d is large", 4000, 3000)
+        logger.error("bad")
+        logger.info("not shown: below the logger's level")
+    finally:
+        logger.removeHandler(handler)
+    assert calls == [("warning", "input 4000x3000 is large"), ("error", "bad")]
+
+
+_STOP_SCRIPT = """
+import os, signal, sys, time
+from posecnn_ros import stop_signals
+stop = stop_signals.install()
+assert stop_signals.install() is stop and stop.immediate
+stop.immediate = {immediate}
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.5)
+print("first handled", stop.requested, stop.signum == signal.SIGTERM, flush=True)
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(0.5)
+print("still running", flush=True)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("immediate", [False, True])
+def test_stop_signals(immediate) -> None:
+    """First SIGTERM/SIGINT: a stop request (or, before anything needs cleaning up, exit 0 at once); a second one:
+    exit 0 at once, with what was printed flushed."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _STOP_SCRIPT.format(immediate=immediate)], capture_output=True,
+                         text=True, timeout=60, env=helpers.ros_env(0))
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out
+    assert out.stdout == ("" if immediate else "first handled True True\n"), out
 
 
 # ------------------------------------------------------------------------------------------- worker

@@ -361,3 +361,93 @@ def test_cli_builds_the_scene_config(monkeypatch, tmp_path):
     assert seen["config"].camera == (300.0, 301.0, 159.0, 119.0) and seen["config"].background_weights is None
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--objects", "x", "--out", "y", "--frames", "1", "--backgrounds", "sky"])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_cli_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    """A folder holding one unrelated file: refused (also with --append / --overwrite), left untouched."""
+    from posecnn_core.synth.__main__ import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes\n")
+    before = _snapshot(out)
+    base = ["--objects", str(REPO / "config/objects/demo.yaml"), "--out", str(out), "--frames", "1",
+            "--width", "64", "--height", "48", "--no-progress"]
+    for extra, expected in (([], "is not empty (notes.txt)"), (["--append"], "no synth_info.yaml"),
+                            (["--overwrite"], "no synth_info.yaml")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert expected in err and str(out) in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert _snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    assert main(base[:3] + [str(afile)] + base[4:]) == 2
+    assert "is a regular file, not a folder" in capsys.readouterr().err and afile.read_text() == "x"
+    with pytest.raises(SystemExit):  # --append and --overwrite exclude each other
+        main(base + ["--append", "--overwrite"])
+
+
+@needs_osmesa
+def test_append_continues_the_dataset_and_overwrite_replaces_it(tmp_path):
+    import yaml
+
+    from posecnn_core.synth.output import OutputError
+
+    cfg = SceneConfig(width=64, height=48, min_objects=1, max_objects=2)
+    objects = REPO / "config/objects/demo.yaml"
+    a, whole = tmp_path / "a", tmp_path / "whole"
+    first = generate_dataset(objects, a, 3, seed=5, config=cfg, test_fraction=0.34, progress=False)
+    second = generate_dataset(objects, a, 2, seed=5, config=cfg, test_fraction=0.5, progress=False, mode="append")
+    assert first.train == ["0000/000001", "0000/000002"] and first.test == ["0000/000003"]
+    assert second.first_frame == 3 and second.train == ["0000/000004"] and second.test == ["0000/000005"]
+    assert second.total_frames == 5
+    assert (a / "image_sets/train.txt").read_text().split() == ["0000/000001", "0000/000002", "0000/000004"]
+    assert (a / "image_sets/test.txt").read_text().split() == ["0000/000003", "0000/000005"]
+    info = yaml.safe_load((a / "synth_info.yaml").read_text())
+    assert info["frames"] == 5 and info["classes"] == (a / "image_sets/classes.txt").read_text().split()
+    assert [(r["first_frame"], r["frames"], r["train"], r["test"], r["test_fraction"]) for r in info["runs"]] == \
+        [(0, 3, 2, 1, 0.34), (3, 2, 1, 1, 0.5)]
+    # frame i comes from frame_rng(seed, i): appended frames are those of one longer run with the same seed
+    generate_dataset(objects, whole, 5, seed=5, config=cfg, progress=False)
+    assert (a / "data/0000/000005-color.png").read_bytes() == (whole / "data/0000/000005-color.png").read_bytes()
+
+    before = _snapshot(a)
+    with pytest.raises(OutputError, match="is not empty"):
+        generate_dataset(objects, a, 1, seed=1, config=cfg, progress=False)
+    with pytest.raises(OutputError, match="cannot append 32x24 frames"):
+        generate_dataset(objects, a, 1, config=SceneConfig(width=32, height=24), progress=False, mode="append")
+    with pytest.raises(OutputError, match="frames_per_sequence 1000, this run 2"):
+        generate_dataset(objects, a, 1, config=cfg, progress=False, mode="append", frames_per_sequence=2)
+    orphan = a / "data/0000/000009-meta.mat"
+    orphan.write_bytes(b"")
+    with pytest.raises(OutputError, match="000009-meta.mat"):
+        generate_dataset(objects, a, 1, config=cfg, progress=False, mode="append")
+    orphan.unlink()
+    assert _snapshot(a) == before
+
+    (a / "keep.txt").write_text("mine")
+    third = generate_dataset(objects, a, 2, seed=8, config=cfg, test_fraction=0.0, progress=False, mode="overwrite")
+    assert third.first_frame == 0 and third.total_frames == 2
+    assert sorted(p.name for p in (a / "data/0000").glob("*-meta.mat")) == ["000001-meta.mat", "000002-meta.mat"]
+    assert (a / "image_sets/test.txt").read_text() == "" and (a / "keep.txt").read_text() == "mine"
+    assert [r["seed"] for r in yaml.safe_load((a / "synth_info.yaml").read_text())["runs"]] == [8]
+
+
+def test_old_flat_synth_info_reads_as_one_run(tmp_path):
+    from posecnn_core.synth.output import frame_id, frame_index, read_info
+
+    path = tmp_path / "synth_info.yaml"
+    path.write_text("objects: /x/demo.yaml\nframes: 7\nseed: 3\nframes_per_sequence: 5\ntest_fraction: 0.1\n"
+                    "scene: {width: 64, height: 48}\nnotes: []\n")
+    info = read_info(path)
+    assert info["frames_per_sequence"] == 5 and info["runs"][0]["first_frame"] == 0
+    assert info["runs"][0]["seed"] == 3 and info["runs"][0]["scene"]["width"] == 64
+    assert [frame_id(i, 5) for i in (0, 4, 5, 12)] == ["0000/000001", "0000/000005", "0001/000001", "0002/000003"]
+    assert all(frame_index(frame_id(i, 5), 5) == i for i in range(30))
+    with pytest.raises(ValueError):
+        frame_index("0000/000006", 5)

@@ -74,11 +74,24 @@ if ! done_with standins "$standin_hash-$req_hash"; then
 fi
 
 # 5. this package
-pkg_hash=$(hash_of package.xml CMakeLists.txt msg posecnn_core posecnn_ros launch config cuda_ops scripts $( [ -d "$ROOT/data" ] && echo data ))
+pkg_hash=$(hash_of package.xml CMakeLists.txt setup.cfg msg posecnn_core posecnn_ros launch config cuda_ops scripts $( [ -d "$ROOT/data" ] && echo data ))
 if ! done_with package "$pkg_hash"; then
   log "building posecnn_ros with colcon"
   colcon_build "$V/.build/posecnn_ros" --paths "$ROOT"
   mark package "$pkg_hash"
 fi
+
+# 6. the console scripts of setup.cfg (posecnn-train, posecnn-eval, ...): the colcon build installs them to $V/bin
+scripts=$("$V/bin/python" - "$ROOT/setup.cfg" <<'PY'
+import configparser, sys
+cfg = configparser.ConfigParser()
+cfg.read(sys.argv[1])
+entries = cfg["options.entry_points"]["console_scripts"].splitlines()
+print(" ".join(line.split("=")[0].strip() for line in entries if line.strip()))
+PY
+)
+for s in $scripts; do
+  [ -x "$V/bin/$s" ] || { log "console script $s is missing from $V/bin (see CMakeLists.txt)"; exit 1; }
+done
 
 log "environment ready: $V (activate with: source tools/env.sh)"

@@ -2,16 +2,45 @@
 
 Either runs ``--checkpoint`` over ``--dataset``/``--split`` (writing the estimates to OUT/results.json) or reads
 saved estimates with ``--results``; then prints the per-object table and writes per_object.csv, instances.csv,
-report.md and accuracy.png to ``--out``.
+report.md and accuracy.png to ``--out``. An ``--out`` that already holds a report is refused (``--overwrite``
+replaces it), checked before any work like the rest of the arguments; an empty split is an error. Errors are one
+line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+from ..files import path_kind
+
+__all__ = ["build_parser", "main", "REPORT_FILES", "check_out_dir"]
+
+# What a run writes into --out; any of them there means a report would be replaced.
+REPORT_FILES = ("results.json", "report.md", "per_object.csv", "instances.csv", "accuracy.png", "without_refinement")
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """ValueError unless ``out`` can receive a report: a folder (or one that can be created) holding no report,
+    unless ``overwrite``."""
+    kind = path_kind(out)
+    if kind == "missing":
+        parent = out.parent
+        while path_kind(parent) == "missing" and parent != parent.parent:
+            parent = parent.parent
+        if path_kind(parent) != "directory" or not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {out} cannot be created: {parent} is not a writable folder")
+        return
+    if kind != "directory":
+        raise ValueError(f"--out {out} is a {kind}, not a folder")
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} is not writable")
+    present = [name for name in REPORT_FILES if (out / name).exists()]
+    if present and not overwrite:
+        raise ValueError(f"--out {out} already holds a report ({', '.join(present)}); give another folder, or "
+                         f"--overwrite to replace it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="dataset root in the YCB-Video layout")
     p.add_argument("--split", default="test", help="frame list: image_sets/<split>.txt (default: test)")
     p.add_argument("--out", required=True, help="output folder for the table, CSV, Markdown and plot")
+    p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="model checkpoint to run (through PoseEstimator)")
     src.add_argument("--results", help="saved estimates (.json or .npz) instead of running a model")
@@ -53,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     try:
+        check_out_dir(out, args.overwrite)
+        if args.max_frames is not None and args.max_frames < 1:
+            raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+        if args.rotation_search is not None and args.rotation_search < 0:
+            raise ValueError(f"--rotation-search must be >= 0, got {args.rotation_search}")
         objects = load_object_set(args.objects, models_root=args.models_root)
         ids = read_frame_list(args.dataset, args.split)
+        if not ids:
+            raise ValueError(f"split {args.split!r} of {args.dataset} lists no frames: nothing to evaluate")
         if args.max_frames is not None:
-            if args.max_frames < 1:
-                raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
             ids = ids[:args.max_frames]
         gt = read_ground_truth(args.dataset, args.split, objects, frame_ids=ids)
         timing = None
@@ -73,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.depth_mode is not None:
                 cfg = dataclasses.replace(cfg, depth_mode=args.depth_mode)
             if args.rotation_search is not None:
-                if args.rotation_search < 0:
-                    raise ValueError(f"--rotation-search must be >= 0, got {args.rotation_search}")
                 cfg = dataclasses.replace(cfg, refine_options=dataclasses.replace(
                     cfg.refine_options, rotation_search=args.rotation_search))
             est = PoseEstimator(args.checkpoint, objects, device=args.device, config=cfg)
@@ -91,17 +124,22 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_results(results, gt, objects, title=title + (" with depth refinement" if initial else ""))
         before = (evaluate_results(initial, gt, objects, title=title + " without refinement")
                   if initial is not None else None)
-    except (ValueError, FileNotFoundError, BadFrameFileError, ResultsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, BadFrameFileError, ResultsError, RuntimeError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if timing is not None:
         report.notes.append(f"{timing['frames']} frames in {timing['seconds']:.1f} s "
                             f"({timing['ms_per_frame']:.1f} ms per frame, device {args.device})")
+    try:
+        if before is not None:
+            before.write(out / "without_refinement")
+        files = report.write(out)
+    except OSError as exc:
+        print(f"error: cannot write the report to {out}: {exc}", file=sys.stderr)
+        return 2
     if before is not None:
-        before.write(out / "without_refinement")
         print(before.table())
         print()
-    files = report.write(out)
     print(report.table())
     for line in report.summary_lines():
         print(line)

@@ -54,7 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m posecnn_core.synth",
                                 description="Render a synthetic dataset in the YCB-Video layout.")
     p.add_argument("--objects", required=True, help="object set YAML (e.g. config/objects/demo.yaml)")
-    p.add_argument("--out", required=True, help="output dataset root")
+    p.add_argument("--out", required=True, help="output dataset root: a new or empty folder (see --append, "
+                                                "--overwrite)")
+    into = p.add_mutually_exclusive_group()
+    into.add_argument("--append", action="store_true",
+                      help="add the frames to the dataset this generator wrote in --out: numbered after its frames, "
+                           "lists extended, synth_info.yaml records both runs (same objects, size, "
+                           "--frames-per-sequence)")
+    into.add_argument("--overwrite", action="store_true",
+                      help="replace the dataset this generator wrote in --out (its data/, image_sets/, "
+                           "synth_info.yaml); other files stay")
     p.add_argument("--frames", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=320)
@@ -116,12 +125,17 @@ def main(argv: list[str] | None = None) -> int:
                                        test_fraction=args.test_fraction,
                                        min_visible_pixels=args.min_visible_pixels,
                                        platform=args.platform, progress=not args.no_progress,
-                                       workers=args.workers, require_photos=args.require_photos)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+                                       workers=args.workers, require_photos=args.require_photos,
+                                       mode="append" if args.append else "overwrite" if args.overwrite else "new")
+    except (ValueError, OSError, RuntimeError) as exc:  # OutputError is a ValueError
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    rate = summary.frames / max(summary.seconds, 1e-9)
     print(f"wrote {summary.frames} frames ({len(summary.train)} train, {len(summary.test)} test) "
-          f"to {summary.root} in {summary.seconds:.1f} s ({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s)")
+          + (f"as frames {summary.first_frame}..{summary.first_frame + summary.frames - 1} "
+             if summary.first_frame else "")
+          + f"to {summary.root} in {summary.seconds:.1f} s ({rate:.1f} frames/s); the dataset lists "
+          f"{summary.total_frames} frames")
     return 0
 
 

@@ -13,13 +13,14 @@ import numpy as np
 import yaml
 
 from .assets import RenderAsset, read_render_assets
+from .output import INFO_FILE, OutputError, frame_id, plan_output
 from .backgrounds import BACKGROUND_KINDS, random_background, sample_background
 from .photos import DEFAULT_PHOTO_DIR, PhotoCollection, find_photos
 from .scene import SceneConfig, sample_scene
 from .writer import DEFAULT_FACTOR_DEPTH, make_meta, write_classes, write_frame, write_image_set
 
 __all__ = ["GenerationSummary", "generate_dataset", "frame_rng", "composite", "MissingPhotosWarning",
-           "resolve_photo_config", "distractor_texture_bank"]
+           "resolve_photo_config", "distractor_texture_bank", "OutputError"]
 
 DISTRACTOR_TEXTURE_SIZE = 128
 
@@ -30,11 +31,16 @@ class MissingPhotosWarning(UserWarning):
 
 @dataclass
 class GenerationSummary:
+    """One run: the frames it wrote (``train``/``test``: this run's frame ids), from ``first_frame`` on (> 0 when
+    appending); ``total_frames``: the frames the dataset lists afterwards."""
+
     root: Path
     train: list[str] = field(default_factory=list)
     test: list[str] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # fallbacks taken (e.g. no background photos)
+    first_frame: int = 0
+    total_frames: int = 0
 
     @property
     def frames(self) -> int:
@@ -140,9 +146,9 @@ class _FrameWriter:
         background = sample_background(rng, cfg.height, cfg.width, cfg.background_kinds, cfg.background_weights,
                                        self.photos)
         color = composite(res.color, rendered, background)
-        frame_id = f"{i // self.frames_per_sequence:04d}/{i % self.frames_per_sequence + 1:06d}"
-        write_frame(self.root, frame_id, color, depth, label, instance, meta)
-        return frame_id
+        fid = frame_id(i, self.frames_per_sequence)
+        write_frame(self.root, fid, color, depth, label, instance, meta)
+        return fid
 
     def close(self) -> None:
         self.renderer.close()
@@ -165,11 +171,14 @@ def generate_dataset(objects: str | Path, out: str | Path, frames: int, seed: in
                      config: SceneConfig | None = None, frames_per_sequence: int = 1000,
                      test_fraction: float = 0.1, min_visible_pixels: int = 10,
                      platform: str = "osmesa", progress: bool = True, workers: int = 1,
-                     require_photos: bool = False) -> GenerationSummary:
+                     require_photos: bool = False, mode: str = "new") -> GenerationSummary:
     """Render ``frames`` random frames of the object set YAML ``objects`` into ``out``.
 
+    ``mode`` (``posecnn_core.synth.output``): "new" needs ``out`` missing or empty, "overwrite" replaces a
+    dataset this generator wrote there, "append" adds the frames after its listed ones; anything else in the
+    folder makes it an OutputError (a ValueError) before anything is rendered or changed.
     Frames go to sequences of ``frames_per_sequence`` (``data/0000/000001`` ...); the last
-    ``round(frames * test_fraction)`` frames are listed in ``image_sets/test.txt``, the rest in
+    ``round(frames * test_fraction)`` frames of the run are listed in ``image_sets/test.txt``, the rest in
     ``train.txt``. Objects with fewer than ``min_visible_pixels`` visible pixels are left out of
     the frame's meta; a scene with none visible is re-drawn. ``workers`` > 1 renders in that many
     processes. Output depends only on the inputs (not on ``workers``). Photos (background kind
@@ -191,15 +200,20 @@ def generate_dataset(objects: str | Path, out: str | Path, frames: int, seed: in
     cfg, notes = resolve_photo_config(cfg, require_photos)
     root = Path(out)
     assets = read_render_assets(objects)
-    summary = GenerationSummary(root=root, notes=notes)
+    class_names = [a.name for a in assets]
+    plan = plan_output(root, mode, class_names, cfg.width, cfg.height, frames_per_sequence)
+    first = plan.first_frame
+    summary = GenerationSummary(root=root, notes=notes, first_frame=first)
     n_test = int(round(frames * test_fraction))
     args = (assets, root, seed, cfg, frames_per_sequence, min_visible_pixels, platform)
     bar = dict(total=frames, desc="synth", unit="frame", disable=not progress)
     start = time.perf_counter()
+    plan.clear_replaced()
+    indices = range(first, first + frames)
     if workers == 1:
         writer = _FrameWriter(*args)
         try:
-            frame_ids = [writer(i) for i in tqdm(range(frames), **bar)]
+            frame_ids = [writer(i) for i in tqdm(indices, **bar)]
         finally:
             writer.close()
     else:
@@ -207,15 +221,19 @@ def generate_dataset(objects: str | Path, out: str | Path, frames: int, seed: in
         # OSMesa) raises BrokenProcessPool here instead of hanging.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=args) as pool:
-            frame_ids = list(tqdm(pool.map(_work, range(frames), chunksize=4), **bar))
-    for i, frame_id in enumerate(frame_ids):
-        (summary.test if i >= frames - n_test else summary.train).append(frame_id)
+            frame_ids = list(tqdm(pool.map(_work, indices, chunksize=4), **bar))
+    for i, fid in enumerate(frame_ids):
+        (summary.test if i >= frames - n_test else summary.train).append(fid)
     summary.seconds = time.perf_counter() - start
-    write_image_set(root, "train", summary.train)
-    write_image_set(root, "test", summary.test)
-    write_classes(root, [a.name for a in assets])
-    info = {"objects": str(Path(objects).resolve()), "frames": frames, "seed": seed,
-            "frames_per_sequence": frames_per_sequence, "test_fraction": test_fraction,
-            "min_visible_pixels": min_visible_pixels, "scene": dataclasses.asdict(cfg), "notes": notes}
-    (root / "synth_info.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+    train, test = plan.train + summary.train, plan.test + summary.test
+    summary.total_frames = len(train) + len(test)
+    write_image_set(root, "train", train)
+    write_image_set(root, "test", test)
+    write_classes(root, class_names)
+    run = {"first_frame": first, "frames": frames, "train": len(summary.train), "test": len(summary.test),
+           "seed": seed, "test_fraction": test_fraction, "min_visible_pixels": min_visible_pixels,
+           "objects": str(Path(objects).resolve()), "scene": dataclasses.asdict(cfg), "notes": notes}
+    info = {"objects": str(Path(objects).resolve()), "classes": class_names, "frames": summary.total_frames,
+            "frames_per_sequence": frames_per_sequence, "runs": plan.runs + [run]}
+    (root / INFO_FILE).write_text(yaml.safe_dump(info, sort_keys=False))
     return summary

@@ -1,6 +1,7 @@
 """``posecnn-train --config cfg.yaml [--set key=value ...]`` (also ``python -m posecnn_core.train``).
 
 Multi-GPU: ``torchrun --nproc_per_node=N -m posecnn_core.train --config cfg.yaml``.
+Errors (config, data, checkpoints, files, a diverging loss) are one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -38,18 +39,21 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .trainer import Trainer, TrainingError  # torch-heavy imports only when training
+    from ..checkpoint import CheckpointError  # torch-heavy imports only when training
+    from ..datasets.ycb import BadFrameFileError
+    from .trainer import Trainer, TrainingError
 
+    failures = (ConfigError, TrainingError, CheckpointError, BadFrameFileError, OSError, ValueError)
     try:
         trainer = Trainer(cfg)
-    except (ConfigError, TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except failures as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     try:
         summary = trainer.train()
-    except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except failures as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     finally:
         trainer.close()
     if trainer.env.is_main:

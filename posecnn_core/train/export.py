@@ -1,18 +1,21 @@
 """Export a training checkpoint as a deployable one: weights + metadata only (no optimizer/RNG state).
 
-    python -m posecnn_core.train.export runs/demo/latest.pt data/models/demo.pt [--float32]
+    python -m posecnn_core.train.export runs/demo/latest.pt data/models/demo.pt [--float32] [--overwrite]
 
 Weights are stored as float16 by default (half the size; loading casts them back to float32). Training info in
-the metadata (`extra`) is kept, plus the source file name and iteration.
+the metadata (`extra`) is kept, plus the source file name and iteration. An existing output file is never replaced
+unless --overwrite is given; errors are one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..checkpoint import model_from_checkpoint, read_train_state, save_checkpoint
+from ..checkpoint import CheckpointError, model_from_checkpoint, read_train_state, save_checkpoint
+from ..files import path_kind
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
@@ -26,13 +29,33 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Pa
     return save_checkpoint(dst, model, replace(meta, extra=extra), half=half)
 
 
+def check_destination(dst: Path, overwrite: bool) -> None:
+    """ValueError unless ``dst`` can be written: not a folder, not an existing file (unless ``overwrite``)."""
+    kind = path_kind(dst)
+    if kind == "regular file" and not overwrite:
+        raise ValueError(f"{dst} already exists; give another output file, or --overwrite to replace it")
+    if kind not in ("missing", "regular file"):
+        raise ValueError(f"output {dst} is a {kind}, not a file")
+    parent = dst.parent
+    while path_kind(parent) == "missing" and parent != parent.parent:
+        parent = parent.parent
+    if path_kind(parent) != "directory":
+        raise ValueError(f"output {dst} cannot be created: {parent} is not a folder")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m posecnn_core.train.export", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="training checkpoint (e.g. runs/demo/latest.pt)")
     p.add_argument("dst", help="output checkpoint")
     p.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
+    p.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
     args = p.parse_args(argv)
-    out = export_checkpoint(args.src, args.dst, half=not args.float32)
+    try:
+        check_destination(Path(args.dst), args.overwrite)
+        out = export_checkpoint(args.src, args.dst, half=not args.float32)
+    except (CheckpointError, OSError, ValueError, TypeError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
