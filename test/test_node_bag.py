@@ -272,7 +272,7 @@ def test_compressed_bag_and_on_the_fly_compression_feed_the_node(tmp_path) -> No
         raw = BagPlayer(peer.node, tmp_path / "rawbag", topics=["/image", "/camera_info", "/depth"],
                         compress="jpeg")
         assert peer.wait_until(lambda: all(raw.subscription_counts().values()), 20)
-        assert raw.play(rate=2.0).published == 9
+        assert raw.play(rate=0.1).published == 9  # 2 frames/s: no frame is dropped on a loaded machine
         from rosbags.rosbag2 import Reader
         with Reader(tmp_path / "rawbag") as reader:
             raw_stamps = [s for c, s, _ in reader.messages() if c.topic == "/image"]

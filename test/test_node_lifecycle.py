@@ -131,7 +131,7 @@ def test_failed_configure_keeps_the_node_unconfigured(tmp_path) -> None:
         life = Lifecycle(peer, "/bad/posecnn")
         assert not life.transition(Transition.TRANSITION_CONFIGURE)
         assert life.state() == "unconfigured"
-        assert "configure failed" in proc.output and "missing.json' does not exist" in proc.output, proc.output
+        assert "configure failed" in proc.output and "missing.json does not exist" in proc.output, proc.output
         # shutdown from unconfigured, then the process still ends cleanly on SIGTERM
         assert life.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
         assert life.state() == "finalized"
