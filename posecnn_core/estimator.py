@@ -25,7 +25,7 @@ import torch
 from .boxes import BoxCoder, clip_boxes, nms
 from .camera import YCB_VIDEO_CAMERA, ReferenceCamera, focal_length, scale_intrinsics
 from .checkpoint import CheckpointError, CheckpointMeta, model_from_checkpoint
-from .geometry import allo_to_ego, mat_to_quat, quat_to_mat
+from .geometry import allo_to_ego, backproject, mat_to_quat, quat_to_mat
 from .inference_runtime import DenseRunner, HostCopies, StageClock, pinned, upload
 from .network import PIXEL_MEANS_BGR, PoseCNN
 from .objects import ObjectSet, load_object_set, matching_object_sets_hint
@@ -377,7 +377,7 @@ class PoseEstimator:
         if self.net.in_channels == 6:
             if depth is None:
                 raise InputError("this checkpoint is RGB-D (6 input channels): a depth image is required")
-            xyz = backproject_depth(upload(depth, self.device), K)
+            xyz = backproject(upload(depth, self.device), torch.as_tensor(K, dtype=torch.float32, device=self.device))
             xyz = torch.nn.functional.pad(xyz.permute(2, 0, 1).unsqueeze(0), (0, pad_w, 0, pad_h))
             img = torch.cat([img, xyz], dim=1)
         return img.contiguous(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
@@ -638,13 +638,3 @@ class PoseEstimator:
                 obj.R = np.asarray(res.R, dtype=np.float64)
                 obj.t = np.asarray(res.t, dtype=np.float64)
                 obj.quaternion = np.asarray(mat_to_quat(obj.R), dtype=np.float64)
-
-
-def backproject_depth(depth: torch.Tensor, K: np.ndarray) -> torch.Tensor:
-    """Depth [H, W] metres → camera-frame points [H, W, 3] (zeros where depth is 0)."""
-    h, w = depth.shape
-    v, u = torch.meshgrid(torch.arange(h, device=depth.device, dtype=torch.float32),
-                          torch.arange(w, device=depth.device, dtype=torch.float32), indexing="ij")
-    x = (u - float(K[0, 2])) / float(K[0, 0]) * depth
-    y = (v - float(K[1, 2])) / float(K[1, 1]) * depth
-    return torch.stack([x, y, depth], dim=-1)

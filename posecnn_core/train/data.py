@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..augment import BackgroundImages, augment
 from ..camera import scale_intrinsics
+from ..geometry import backproject
 from ..datasets.ycb import Frame, YCBVideoDataset
 from ..network import PIXEL_MEANS_BGR
 from ..objects import ObjectSet
@@ -143,12 +144,8 @@ def image_to_input(color_bgr: np.ndarray, depth: np.ndarray | None, K: np.ndarra
     if in_channels == 6:
         if depth is None:
             raise ValueError("in_channels 6 needs depth images: the frame has none (load_depth off?)")
-        h, w = depth.shape
-        v, u = np.mgrid[0:h, 0:w].astype(np.float32)
-        z = depth.astype(np.float32)
-        x = (u - np.float32(K[0, 2])) / np.float32(K[0, 0]) * z
-        y = (v - np.float32(K[1, 2])) / np.float32(K[1, 1]) * z
-        chans.append(np.stack([x, y, z]))
+        xyz = backproject(depth.astype(np.float32), np.asarray(K, dtype=np.float32))
+        chans.append(np.ascontiguousarray(np.asarray(xyz, dtype=np.float32).transpose(2, 0, 1)))
     elif in_channels != 3:
         raise ValueError(f"in_channels must be 3 or 6, got {in_channels}")
     return np.ascontiguousarray(np.concatenate(chans, axis=0))
