@@ -41,9 +41,9 @@ def test_4000x3000_frame_is_downscaled_with_exact_intrinsics(estimator, monkeypa
     seen = []
     real_input = estimator._network_input
 
-    def spy(rgb, K_net, depth):
+    def spy(rgb, K_net, depth, config=None):
         seen.append((rgb.shape, K_net.copy()))
-        return real_input(rgb, K_net, depth)
+        return real_input(rgb, K_net, depth, config)
 
     monkeypatch.setattr(estimator, "_network_input", spy)
     rgb = np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)
@@ -70,8 +70,8 @@ def test_the_limit_is_configurable_and_can_be_lifted(estimator, monkeypatch) -> 
 
     seen = []
     real_input = estimator._network_input
-    monkeypatch.setattr(estimator, "_network_input", lambda rgb, K, depth: seen.append(rgb.shape) or
-                        real_input(rgb, K, depth))
+    monkeypatch.setattr(estimator, "_network_input", lambda rgb, K, depth, config=None: seen.append(rgb.shape) or
+                        real_input(rgb, K, depth, config))
     rgb = np.zeros((600, 800, 3), np.uint8)
     K = np.array([[700.0, 0, 399.5], [0, 700.0, 299.5], [0, 0, 1]])
     for limit in (640 * 480, None):
