@@ -183,7 +183,7 @@ def test_sample_rois_labels_and_deltas(toy):
                                            "bg_rois_per_image=4", "min_visible_pixels=1", "roi_source=gt"))
     ds = TrainDataset(cfg.train_data, objects)
     b = collate([ds[0], ds[1]])
-    roi = sample_rois(b, cfg, np.random.default_rng(0))
+    roi = sample_rois(b, cfg, [np.random.default_rng(0), np.random.default_rng(1)])
     assert roi.rois.shape == (4 * 3 + 2 * 4, 5)
     fg = roi.classes > 0
     assert fg.sum() >= 8
@@ -197,6 +197,14 @@ def test_sample_rois_labels_and_deltas(toy):
     dec = BoxCoder().decode(roi.rois[fg, 1:].double(), roi.box_deltas[fg].double())
     assert torch.allclose(dec, b.inst_box[gt].double() + torch.tensor([0, 0, 1.0, 1.0], dtype=torch.float64),
                           atol=1e-3)
+    # an image's RoIs come from its own generator alone: the same as in a batch of that image only (what makes
+    # data-parallel runs equal one process)
+    alone = sample_rois(collate([ds[1]]), cfg, [np.random.default_rng(1)])
+    mine = roi.rois[:, 0] == 1
+    assert torch.equal(roi.rois[mine, 1:], alone.rois[:, 1:]) and torch.equal(roi.classes[mine], alone.classes)
+    assert torch.equal(roi.box_deltas[mine], alone.box_deltas)
+    with pytest.raises(ValueError, match="one random generator per image"):
+        sample_rois(b, cfg, [np.random.default_rng(0)])
 
 
 def _voting_inputs(b, C: int, reference_focal: float | None = None):
@@ -220,7 +228,7 @@ def test_voting_rois_follow_pts_roi_and_pose_target_layers(tmp_path):
     extents = torch.from_numpy(objects.extents)
     rows = voting_rois(scores, vertex, b, extents, cfg.reference.focal, cfg)
     assert rows.shape[0] >= 2 * 9 and rows.shape[0] % 9 == 0  # each peak and its 8 shifted copies
-    planner = RoiPlanner(b, cfg, np.random.default_rng(0), extents, cfg.reference.focal)
+    planner = RoiPlanner(b, cfg, [], extents, cfg.reference.focal)  # voting draws nothing
     box = planner.box_targets(scores, vertex)
     assert torch.equal(box.roi_classes, rows[:, 1].long()) and torch.equal(box.rois[:, 1:], rows[:, 2:6])
     # PT's roi_target_layer: the best-IoU ground-truth box of the RoI's image, foreground at IoU >= 0.5
@@ -319,7 +327,7 @@ def test_train_model_repools_rotation_head_on_regressed_boxes(tmp_path):
     torch.manual_seed(0)
     net = PoseCNN(3, trunk_width=0.125, fc_dim=32)
     model = TrainModel(net)
-    out = model(b.image, PerfectOutputs(b, cfg, np.random.default_rng(0), extents, cfg.reference.focal))
+    out = model(b.image, PerfectOutputs(b, cfg, [], extents, cfg.reference.focal))
     assert out.pose_targets.box_rows is None and out.class_scores.shape[0] == out.box_targets.rois.shape[0] > 0
     P = out.pose_targets.rois.shape[0]
     assert P > 0 and out.quaternions.shape == (P, 12)
