@@ -84,7 +84,9 @@ def test_yaml_overrides_and_errors(tmp_path):
                       (["rotation_loss=l2"], "rotation_loss"), (["roi_source=rpn"], "roi_source"),
                       (["reference_camera={fx: 0, fy: 500}"], "reference_camera"),
                       (["reference_camera=500"], "reference_camera"), (["augment.scale_min=2"], "scale_min"),
-                      (["hard_angle=-1"], "hard_angle"), (["pose_fg_iou=0"], "pose_fg_iou")):
+                      (["hard_angle=-1"], "hard_angle"), (["pose_fg_iou=0"], "pose_fg_iou"),
+                      (["dist_timeout_s=0"], "dist_timeout_s"), (["lr_scaling=sqrt"], "lr_scaling"),
+                      (["lr_reference_batch=0"], "lr_reference_batch")):
         with pytest.raises(ConfigError, match=word):
             load_config(p, bad)
     with pytest.raises(ConfigError, match="train_data' is empty"):
@@ -106,7 +108,7 @@ def test_example_configs_load():
     for name in ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "lr_milestones", "lr_gamma",
                  "freeze_early_convs", "hard_label_threshold", "vertex_inside_weight", "vertex_loss_weight",
                  "rotation_loss", "hard_angle", "roi_source", "voting_label_threshold", "roi_fg_iou", "pose_fg_iou",
-                 "dropout", "amp", "reference_camera", "augment"):
+                 "dropout", "amp", "reference_camera", "augment", "lr_scaling", "lr_reference_batch"):
         assert getattr(ycb, name) == getattr(pt, name), name
     assert ycb.input_size == [480, 640]
 
@@ -174,6 +176,14 @@ def test_epoch_sampler_splits_ranks_and_resumes():
     assert list(a) != ia
     with pytest.raises(ValueError, match="rank"):
         EpochSampler(5, 6, rank=2, world_size=2)
+    # a sample's position in the epoch's global order does not depend on the world size: step k of 2 ranks x 3
+    # samples takes the positions 6k .. 6k + 5 of the order one process with batch 6 takes
+    one = EpochSampler(7, 12, seed=1)
+    for rank in (0, 1):
+        s = EpochSampler(7, 6, seed=1, rank=rank, world_size=2)
+        pos = s.positions(1, 3)
+        assert pos == [6 + rank, 8 + rank, 10 + rank]
+        assert list(s.indices()[3:6]) == list(one.indices()[pos])
 
 
 def test_sample_rois_labels_and_deltas(toy):
@@ -474,6 +484,15 @@ def test_ddp_world_size_one_gloo(toy, tmp_path):
     assert out["iterations"] == 1 and np.isfinite(out["last_losses"]["loss"])
     model, _ = model_from_checkpoint(out["final_checkpoint"])  # no 'module.' keys
     assert not any(k.startswith("module.") for k in model.state_dict())
+
+
+def test_lr_scaling_with_the_global_batch(toy, tmp_path):
+    root, yaml_path = toy
+    t = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path, "batch_size=4", "lr=0.001")))
+    assert t.global_batch == 4 and t.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)  # PT: as given
+    t = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path, "batch_size=4", "lr=0.001",
+                                                 "lr_scaling=linear")))
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.002)  # x 4 / lr_reference_batch 2
 
 
 def test_env_from_environ():

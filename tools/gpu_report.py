@@ -6,8 +6,9 @@
 
 ``step`` appends one line to DIR/steps.jsonl. ``render`` writes OUTDIR/gpu_report.{json,md} (``check``) or
 OUTDIR/train_report.{json,md} (``train``) from everything the steps left in DIR: steps.jsonl, machine.json,
-build.json, tests.xml (JUnit), memcheck.log / racecheck.log, bench.json, ddp.json, train.json, eval/per_object.csv. Missing
-pieces are reported as missing, so a run cut short still gives a report. Standard library only.
+build.json, tests.xml (JUnit), memcheck.log / racecheck.log, bench.json, ddp.json, train.json,
+eval/per_object.csv. Missing pieces are reported as missing, so a run cut short still gives a report. Standard
+library only.
 """
 
 from __future__ import annotations

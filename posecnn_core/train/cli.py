@@ -1,6 +1,6 @@
 """``posecnn-train --config cfg.yaml [--set key=value ...]`` (also ``python -m posecnn_core.train``).
 
-Multi-GPU: ``torchrun --nproc_per_node=N -m posecnn_core.train --config cfg.yaml``.
+Multi-GPU: ``torchrun --standalone --nproc_per_node=N -m posecnn_core.train --config cfg.yaml`` (docs/training.md).
 Errors (config, data, checkpoints, files, a diverging loss, and under torchrun a collective that timed out) are
 one line on stderr (naming the rank under torchrun) and exit status 2; torchrun then stops the other processes.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import yaml
@@ -40,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # under torchrun an unexpected exception's traceback also goes to torchrun's failure summary
-    from torch.distributed.elastic.multiprocessing.errors import record
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # under torchrun: an unexpected exception's traceback also
+        from torch.distributed.elastic.multiprocessing.errors import record  # goes to its failure summary
 
-    return record(_train)(cfg)
+        return record(_train)(cfg)
+    return _train(cfg)
 
 
 def _train(cfg) -> int:  # noqa: ANN001 (TrainConfig; torch-heavy imports only when training)
