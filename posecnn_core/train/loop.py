@@ -170,10 +170,15 @@ def sample_rois(batch: Batch, cfg: TrainConfig, rngs: Sequence[np.random.Generat
 
 
 def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, reference_focal: float,
-                cfg: TrainConfig) -> Tensor:
+                cfg: TrainConfig, global_batch: int | None = None) -> Tensor:
     """PT's training-mode Hough voting on the network's own outputs -> rows [N, 7] (b, cls, x1, y1, x2, y2,
     votes) on the CPU. Labels are the argmax of ``scores`` (0 outside each image's own size); the depth channels,
-    trained relative to ``reference_focal``, are made metric for this frame's camera first (+ log(f / f_ref))."""
+    trained relative to ``reference_focal``, are made metric for this frame's camera first (+ log(f / f_ref)).
+    Voting treats each image alone except for PT's cap of ``max_peaks`` (128) peaks per batch, max_peaks // B per
+    image; ``global_batch`` (data-parallel: this batch is part of a larger one) applies the global batch's cap,
+    max_peaks // global_batch per image, as one process with the whole global batch would."""
+    B = scores.shape[0]
+    per_image = max(VotingParams().max_peaks // (global_batch or B), 1)
     with torch.no_grad():
         labels = scores.detach().argmax(dim=1)
         B, H, W = labels.shape
@@ -185,7 +190,7 @@ def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, r
         K = batch.K.to(device=v.device, dtype=torch.float64)
         f = torch.sqrt(K[:, 0, 0] * K[:, 1, 1])
         v[:, 2::3] += torch.log(f / reference_focal).to(v.dtype)[:, None, None, None]
-        params = VotingParams(mode="train", label_threshold=cfg.voting_label_threshold)
+        params = VotingParams(mode="train", label_threshold=cfg.voting_label_threshold, max_peaks=per_image * B)
         out = hough_voting(labels, v, batch.K.to(v.device).float(), extents.to(v.device), params,
                            backend=cfg.voting_backend)
     return out.rois.detach().float().cpu()
@@ -217,17 +222,19 @@ def pose_targets_from_boxes(box: RoiTargets, box_deltas: Tensor, batch: Batch, f
 
 class RoiPlanner:
     """Makes the RoIs and their targets of one step from the batch and the network's (detached) outputs.
-    ``rngs``: one random generator per image of the batch (ground-truth RoIs)."""
+    ``rngs``: one random generator per image of the batch (ground-truth RoIs); ``global_batch``: the images of
+    the whole step when this batch is one process's part of it (voting's peak cap), None = this batch."""
 
     def __init__(self, batch: Batch, cfg: TrainConfig, rngs: Sequence[np.random.Generator], extents: Tensor,
-                 reference_focal: float) -> None:
-        self.batch, self.cfg, self.rngs = batch, cfg, list(rngs)
+                 reference_focal: float, global_batch: int | None = None) -> None:
+        self.batch, self.cfg, self.rngs, self.global_batch = batch, cfg, list(rngs), global_batch
         self.extents, self.reference_focal = extents, reference_focal
 
     def box_targets(self, scores: Tensor, vertex: Tensor) -> RoiTargets:
         if self.cfg.roi_source == "gt":
             return sample_rois(self.batch, self.cfg, self.rngs)
-        rows = voting_rois(scores, vertex, self.batch, self.extents, self.reference_focal, self.cfg)
+        rows = voting_rois(scores, vertex, self.batch, self.extents, self.reference_focal, self.cfg,
+                           global_batch=self.global_batch)
         rois = torch.cat([rows[:, :1], rows[:, 2:6]], dim=1)
         return label_rois(rois, self.batch, self.cfg.roi_fg_iou, roi_classes=rows[:, 1].long())
 

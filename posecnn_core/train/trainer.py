@@ -274,7 +274,8 @@ class Trainer:
         # one RoI random stream per sample, keyed by its position in the epoch's global order (not by rank)
         rngs = [np.random.default_rng([ROI_STREAM, cfg.seed, epoch, pos])
                 for pos in self.sampler.positions(step_in_epoch, len(batch.frame_ids))]
-        planner = RoiPlanner(batch, cfg, rngs, self.extents, self.reference_camera.focal)
+        planner = RoiPlanner(batch, cfg, rngs, self.extents, self.reference_camera.focal,
+                             global_batch=self.global_batch)
         self.model.train()
         image = batch.image.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch.image
         with torch.autocast(self.device.type, enabled=self.amp):
@@ -285,10 +286,10 @@ class Trainer:
         # the losses are this process's shares of the global batch's losses: summed over the processes they are
         # the global batch's; the RoI counts add up likewise
         box_t, pose_t = outputs.box_targets, outputs.pose_targets
-        local = [*(losses[name].detach().float() for name in LOSS_NAMES),
-                 *(torch.tensor(float(n), device=self.device) for n in (
-                     box_t.rois.shape[0], int((box_t.classes > 0).sum()), pose_t.classes.shape[0]))]
-        totals = ddp.all_reduce_sum(torch.stack(local), env).cpu().tolist()
+        counts = torch.stack([box_t.classes.new_tensor(box_t.rois.shape[0]), (box_t.classes > 0).sum(),
+                              box_t.classes.new_tensor(pose_t.classes.shape[0])]).float()
+        local = torch.cat([torch.stack([losses[name].detach().float() for name in LOSS_NAMES]), counts])
+        totals = ddp.all_reduce_sum(local, env).cpu().tolist()
         if not math.isfinite(totals[0]):
             where = f" on rank {env.rank}" if env.distributed else ""
             raise TrainingError(f"loss is {totals[0]} at iteration {self.iteration} (frames {batch.frame_ids}{where});"
