@@ -2,8 +2,15 @@
 
 All inputs are torch tensors; every loss returns a scalar that is differentiable with respect to the
 network outputs (also when it is zero because nothing contributes).
+
+Every loss is a normalised sum (hard pixels, weights, hard RoIs). The ``*_sum`` variants return it as a
+:class:`LossSum` (the sum and its normaliser, the count), so that data-parallel training can divide each
+process's sum by the count of the whole global batch (``LossSum.mean(global_count)``); ``loss(...)`` is
+``loss_sum(...).mean()`` with the same floating-point operations.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +18,29 @@ import torch.nn.functional as F
 from .geometry import quat_to_mat
 
 _EPS = 1e-10
+
+
+@dataclass(frozen=True)
+class LossSum:
+    """A loss as ``total / (count + eps)``: ``total`` the differentiable sum, ``count`` its (detached) normaliser.
+
+    ``eps`` > 0: the loss's own guard against an empty selection (PT's); ``eps`` = 0: the count is a number of
+    items, and no item at all gives 0 (``total`` is then a differentiable zero)."""
+
+    total: torch.Tensor
+    count: torch.Tensor
+    eps: float = _EPS
+
+    def mean(self, count: torch.Tensor | None = None) -> torch.Tensor:
+        """``total`` normalised by ``count`` (default: its own count; data-parallel: the global batch's)."""
+        c = self.count if count is None else count.to(device=self.total.device, dtype=self.total.dtype)
+        if self.eps > 0:
+            return self.total / (c + self.eps)
+        return self.total / c.clamp(min=1)
+
+
+def _count(value: float | int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device).detach()
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -25,7 +55,13 @@ def _smooth_l1(x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
 
 
 def semantic_loss(scores: torch.Tensor, labels: torch.Tensor, hard_threshold: float = 0.9) -> torch.Tensor:
-    """Cross-entropy over hard pixels, the mean of -log softmax(scores)[gt] over those pixels.
+    """Cross-entropy over hard pixels, the mean of -log softmax(scores)[gt] over those pixels (see
+    :func:`semantic_loss_sum`)."""
+    return semantic_loss_sum(scores, labels, hard_threshold).mean()
+
+
+def semantic_loss_sum(scores: torch.Tensor, labels: torch.Tensor, hard_threshold: float = 0.9) -> LossSum:
+    """Cross-entropy over hard pixels as (Σ over hard pixels of -log softmax(scores)[gt], number of hard pixels).
 
     scores: `[B, C, H, W]` unnormalised class scores; labels: int `[B, H, W]` in [0, C).
     A pixel is hard when its predicted probability of the ground-truth class is below
@@ -42,12 +78,19 @@ def semantic_loss(scores: torch.Tensor, labels: torch.Tensor, hard_threshold: fl
     logp = F.log_softmax(scores, dim=1)
     logp_gt = logp.gather(1, labels.unsqueeze(1)).squeeze(1)
     hard = (logp_gt.detach().exp() < hard_threshold).to(logp.dtype)
-    return -(logp_gt * hard).sum() / (hard.sum() + _EPS)
+    return LossSum(-(logp_gt * hard).sum(), hard.sum().detach())
 
 
 def vertex_loss(vertex_pred: torch.Tensor, vertex_target: torch.Tensor,
                 vertex_weights: torch.Tensor) -> torch.Tensor:
-    """Σ smoothL1(w ⊙ (pred − target)) / (Σ w + eps), smooth-L1 with beta 1 (PoseCNN-PyTorch).
+    """Σ smoothL1(w ⊙ (pred − target)) / (Σ w + eps), smooth-L1 with beta 1 (PoseCNN-PyTorch); see
+    :func:`vertex_loss_sum`."""
+    return vertex_loss_sum(vertex_pred, vertex_target, vertex_weights).mean()
+
+
+def vertex_loss_sum(vertex_pred: torch.Tensor, vertex_target: torch.Tensor,
+                    vertex_weights: torch.Tensor) -> LossSum:
+    """(Σ smoothL1(w ⊙ (pred − target)), Σ w), smooth-L1 with beta 1 (PoseCNN-PyTorch).
 
     vertex_pred, vertex_target: `[B, 3C, H, W]`; vertex_weights broadcastable to them (PT: 10 on the three
     channels of a pixel's class, 0 elsewhere). Σ w counts the weights broadcast to the full shape.
@@ -62,13 +105,21 @@ def vertex_loss(vertex_pred: torch.Tensor, vertex_target: torch.Tensor,
     except RuntimeError as exc:
         raise ValueError(f"vertex_weights of shape {tuple(vertex_weights.shape)} does not broadcast to "
                          f"{tuple(vertex_pred.shape)}") from exc
-    return _smooth_l1(w * (vertex_pred - vertex_target)).sum() / (w.sum() + _EPS)
+    return LossSum(_smooth_l1(w * (vertex_pred - vertex_target)).sum(), w.sum().detach())
 
 
 def box_loss(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: torch.Tensor,
              gt_deltas: torch.Tensor, weights: torch.Tensor | None = None,
              hard_threshold: float | None = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoI classification and box-regression losses → (cross-entropy, smooth-L1).
+    """RoI classification and box-regression losses → (cross-entropy, smooth-L1); see :func:`box_loss_sums`."""
+    ce, l1 = box_loss_sums(class_scores, box_deltas, gt_classes, gt_deltas, weights, hard_threshold)
+    return ce.mean(), l1.mean()
+
+
+def box_loss_sums(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: torch.Tensor,
+                  gt_deltas: torch.Tensor, weights: torch.Tensor | None = None,
+                  hard_threshold: float | None = 0.9) -> tuple[LossSum, LossSum]:
+    """RoI classification and box-regression losses as sums → (cross-entropy, smooth-L1).
 
     class_scores: `[R, C]` unnormalised; box_deltas: `[R, 4C]` (class c at columns 4c..4c+3);
     gt_classes: int `[R]` (0 = background); gt_deltas: `[R, 4]` normalised regression targets;
@@ -101,16 +152,16 @@ def box_loss(class_scores: torch.Tensor, box_deltas: torch.Tensor, gt_classes: t
         w = (weights.unsqueeze(1) if weights.dim() == 1 else weights).to(box_deltas.dtype).expand(R, 4)
     if R == 0:
         zero = class_scores.sum() * 0 + box_deltas.sum() * 0
-        return zero, zero.clone()
+        return LossSum(zero, _count(0, zero), eps=0.0), LossSum(zero.clone(), _count(0, zero), eps=0.0)
     logp_gt = F.log_softmax(class_scores, dim=1).gather(1, gt.unsqueeze(1)).squeeze(1)
     if hard_threshold is None:
-        ce = -logp_gt.mean()
+        ce = LossSum(-logp_gt.sum(), _count(R, logp_gt), eps=0.0)
     else:
         hard = (logp_gt.detach().exp() < hard_threshold).to(logp_gt.dtype)
-        ce = -(logp_gt * hard).sum() / (hard.sum() + _EPS)
+        ce = LossSum(-(logp_gt * hard).sum(), hard.sum().detach())
     idx = (4 * gt).unsqueeze(1) + torch.arange(4, device=gt.device)
     pred = box_deltas.gather(1, idx)
-    l1 = _smooth_l1(w * (pred - gt_deltas.to(pred.dtype))).sum() / (w.sum() + _EPS)
+    l1 = LossSum(_smooth_l1(w * (pred - gt_deltas.to(pred.dtype))).sum(), w.sum().detach())
     return ce, l1
 
 
@@ -177,7 +228,14 @@ def _rotated_pairs(q_pred: torch.Tensor, q_gt: torch.Tensor, pts: torch.Tensor, 
 
 def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
               point_counts: torch.Tensor | None, symmetric: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """Mean over RoIs of PoseLoss (non-symmetric) or ShapeMatch-Loss (symmetric), in the points' units² (the paper).
+    """Mean over RoIs of PoseLoss (non-symmetric) or ShapeMatch-Loss (symmetric); see :func:`pose_loss_sum`."""
+    return pose_loss_sum(q_pred, q_gt, points, point_counts, symmetric, chunk).mean()
+
+
+def pose_loss_sum(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
+                  point_counts: torch.Tensor | None, symmetric: torch.Tensor, chunk: int = 1024) -> LossSum:
+    """(Σ over RoIs, number of RoIs) of PoseLoss (non-symmetric) or ShapeMatch-Loss (symmetric), in the points'
+    units² (the paper).
 
     PLoss = 1/(2m) Σ_x ‖R(q̃)x − R(q)x‖²; SLoss = 1/(2m) Σ_{x1} min_{x2} ‖R(q̃)x1 − R(q)x2‖².
     q_pred, q_gt: `[R, 4]` (w, x, y, z), both normalised here; points: `[R, N, 3]` model points per RoI,
@@ -189,14 +247,15 @@ def pose_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor,
     counts = _check_pose_inputs(q_pred, q_gt, points, point_counts, symmetric, chunk)
     R, N = points.shape[:2]
     if R == 0 or N == 0:
-        return q_pred.sum() * 0
+        zero = q_pred.sum() * 0
+        return LossSum(zero, _count(0, zero), eps=0.0)
     dtype = q_pred.dtype
     pts = points.to(dtype)
     valid = torch.arange(N, device=pts.device).unsqueeze(0) < counts.unsqueeze(1)  # [R, N]
     x_pred, target = _rotated_pairs(q_pred, q_gt, pts, valid, symmetric, chunk)
     sq = ((x_pred - target) ** 2).sum(-1) * valid.to(dtype)  # [R, N]
     per_roi = sq.sum(1) / (2 * counts.to(dtype))
-    return per_roi.mean()
+    return LossSum(per_roi.sum(), _count(R, per_roi), eps=0.0)
 
 
 def point_matching_weights(extents: torch.Tensor, symmetric: torch.Tensor) -> torch.Tensor:
@@ -227,7 +286,15 @@ def rotation_angle_from_quats(q_a: torch.Tensor, q_b: torch.Tensor) -> torch.Ten
 def point_matching_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor, extents: torch.Tensor,
                         symmetric: torch.Tensor, hard_angle: float = 5.0,
                         point_counts: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
-    """PoseCNN-PyTorch's point-matching rotation loss (the loss its checkpoints were trained with).
+    """PoseCNN-PyTorch's point-matching rotation loss (the loss its checkpoints were trained with); see
+    :func:`point_matching_loss_sum` for the rules."""
+    return point_matching_loss_sum(q_pred, q_gt, points, extents, symmetric, hard_angle, point_counts, chunk).mean()
+
+
+def point_matching_loss_sum(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.Tensor, extents: torch.Tensor,
+                            symmetric: torch.Tensor, hard_angle: float = 5.0,
+                            point_counts: torch.Tensor | None = None, chunk: int = 1024) -> LossSum:
+    """PoseCNN-PyTorch's point-matching rotation loss as (Σ over hard RoIs, number of hard RoIs).
 
     q_pred: `[R, 4]` raw (w, x, y, z) outputs, L2-normalised here (the gradient flows through the
     normalisation); q_gt: `[R, 4]` targets; points: `[R, N, 3]` model points in metres, the first
@@ -247,11 +314,11 @@ def point_matching_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.
              f"hard_angle must be a number >= 0 (degrees), got {hard_angle!r}")
     zero = q_pred.sum() * 0
     if R == 0 or N == 0:
-        return zero
+        return LossSum(zero, _count(0, zero), eps=0.0)
     dtype = q_pred.dtype
     hard = rotation_angle_from_quats(q_pred, q_gt) > hard_angle
     if not bool(hard.any()):
-        return zero
+        return LossSum(zero, _count(0, zero), eps=0.0)
     scale = point_matching_weights(extents.to(device=points.device, dtype=dtype), symmetric)
     pts = points.to(dtype) * scale[:, None, None]
     valid = torch.arange(N, device=pts.device).unsqueeze(0) < counts.unsqueeze(1)  # [R, N]
@@ -261,4 +328,4 @@ def point_matching_loss(q_pred: torch.Tensor, q_gt: torch.Tensor, points: torch.
     x_pred, target = _rotated_pairs(q_unit[h], q_gt[h], pts[h], valid[h], sym[h], chunk)
     per_point = _smooth_l1(x_pred - target).sum(-1) * valid[h].to(dtype)  # [H, N]
     per_roi = per_point.sum(1) / counts[h].to(dtype)
-    return per_roi.sum() / h.numel() + zero
+    return LossSum(per_roi.sum() + zero, _count(h.numel(), per_roi), eps=0.0)

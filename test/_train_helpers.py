@@ -43,9 +43,9 @@ def write_object_set(root: Path, symmetric_training=("brick",)) -> Path:
     return path
 
 
-def draw_frame(h: int, w: int, K: np.ndarray, objects, seed: int):
+def draw_frame(h: int, w: int, K: np.ndarray, objects, seed: int, noise: float = 0.0):
     """(color_rgb, depth, label, instance, meta) of boxes drawn as filled projected hulls, far to near.
-    ``objects`` = [(class, R, t)]."""
+    ``objects`` = [(class, R, t)]; ``noise``: std of Gaussian pixel noise (grey levels) added at the end."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     base = rng.uniform(60, 190, 3)
@@ -72,6 +72,8 @@ def draw_frame(h: int, w: int, K: np.ndarray, objects, seed: int):
                  (20, 20, 20), 2)
         color[~sel] = np.where(m[..., None] > 0, color, color)[~sel]
         label[sel], inst[sel], depth[sel] = cls, k + 1, t[2]
+    if noise > 0:
+        color = np.clip(color + rng.normal(0, noise, color.shape), 0, 255).astype(np.uint8)
     poses = np.stack([np.hstack([R, np.asarray(t).reshape(3, 1)]) for _, R, t in objects])
     meta = make_meta([o[0] for o in objects], poses, K)
     return color, depth, label, inst, meta
@@ -82,8 +84,9 @@ def toy_K(h: int, w: int) -> np.ndarray:
 
 
 def write_toy_dataset(root: Path, frames: int = 3, h: int = 48, w: int = 64, seed: int = 0,
-                      test_frames: int = 0) -> list[str]:
-    """``frames`` train frames (+ ``test_frames``) with one plate and one brick each (random poses)."""
+                      test_frames: int = 0, noise: float = 0.0) -> list[str]:
+    """``frames`` train frames (+ ``test_frames``) with one plate and one brick each (random poses); ``noise``:
+    Gaussian pixel noise (grey levels), so that no two image patches are equal."""
     rng = np.random.default_rng(seed)
     K = toy_K(h, w)
     ids = []
@@ -94,7 +97,7 @@ def write_toy_dataset(root: Path, frames: int = 3, h: int = 48, w: int = 64, see
             t = np.array([x + rng.uniform(-0.01, 0.01), rng.uniform(-0.02, 0.02), rng.uniform(0.55, 0.65)])
             objs.append((cls, R, t))
         fid = f"0000/{i:06d}"
-        write_frame(root, fid, *draw_frame(h, w, K, objs, seed + i))
+        write_frame(root, fid, *draw_frame(h, w, K, objs, seed + i, noise))
         ids.append(fid)
     write_image_set(root, "train", ids[:frames])
     write_image_set(root, "test", ids[frames:])

@@ -42,9 +42,9 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
     report = json.loads((out / "gpu_report.json").read_text())
     assert report["kind"] == "check" and report["dry_run"] and report["complete"]
     steps = _steps(report)
-    assert list(steps) == ["machine", "install", "build", "tests", "bench", "syncs", "memcheck", "racecheck",
+    assert list(steps) == ["machine", "install", "build", "tests", "bench", "syncs", "ddp", "memcheck", "racecheck",
                            "compile"]
-    for name in ("machine", "install", "build", "tests", "bench", "syncs", "compile"):
+    for name in ("machine", "install", "build", "tests", "bench", "syncs", "ddp", "compile"):
         assert steps[name]["status"] == "ok", steps[name]
     for name in ("memcheck", "racecheck"):
         assert steps[name]["status"].startswith("skipped: needs CUDA"), steps[name]
@@ -68,8 +68,14 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
         assert bench["voting"][mode]["5"]["found"] >= 1
     assert bench["syncs"]["status"] == "skipped: needs CUDA"
     assert bench["summary"]["targets"]["e2e_median_ms"] == 3.0 and "voting_5_ms" in bench["summary"]
+    # data-parallel training: the CPU dry run compares torchrun/gloo (2 x batch 1) with 1 process x batch 2
+    ddp = report["ddp"]
+    assert ddp["mode"] == "gloo" and ddp["ok"] and ddp["world_size"] == 2 and ddp["iterations"] == 4
+    assert ddp["max_weight_diff"] <= ddp["tolerance"] < ddp["max_weight_change"] / 100
+    assert ddp["runs"]["a"]["processes"] == 2 and ddp["runs"]["b"]["batch_size"] == 2
     md = (out / "gpu_report.md").read_text()
-    for heading in ("## Machine", "## Steps", "## Operator build", "## CUDA tests", "## Benchmark"):
+    for heading in ("## Machine", "## Steps", "## Operator build", "## CUDA tests", "## Benchmark",
+                    "## Data-parallel training"):
         assert heading in md
     assert "==== " in (out / "gpu_check.log").read_text()
 

@@ -387,3 +387,60 @@ def test_point_matching_loss_validates_inputs():
         point_matching_loss(q, q, pts, ext, sym, hard_angle=-1)
     with pytest.raises(ValueError, match="point_counts"):
         point_matching_loss(q, q, pts, ext, sym, point_counts=torch.tensor([0]))
+
+
+# ------------------------------------------------------------------ sums over a split batch (data-parallel)
+
+def test_loss_sums_split_over_processes_add_up_to_the_whole_batch():
+    """Each loss as (sum, count): the parts of a batch split in two, each divided by the count of the whole batch
+    (what data-parallel training does), add up to the loss of the whole batch, in value and gradient; the mean
+    of the parts' own means does not."""
+    from posecnn_core.losses import (box_loss_sums, point_matching_loss_sum, pose_loss_sum, semantic_loss_sum,
+                                     vertex_loss_sum)
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(2, 3, 4, 5, generator=g, dtype=DT, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 4, 5), generator=g)
+    vpred = torch.randn(2, 9, 4, 5, generator=g, dtype=DT, requires_grad=True)
+    vtarget = torch.randn(2, 9, 4, 5, generator=g, dtype=DT)
+    keep = torch.tensor([0.3, 0.8], dtype=DT)[:, None, None, None]  # the two images get unequal weight counts
+    vweight = (torch.rand(2, 9, 4, 5, generator=g, dtype=DT) > keep).to(DT)
+    cls_scores = torch.randn(7, 3, generator=g, dtype=DT, requires_grad=True)
+    deltas = torch.randn(7, 12, generator=g, dtype=DT, requires_grad=True)
+    gt_cls = torch.tensor([0, 1, 2, 1, 0, 2, 2])
+    gt_deltas = torch.randn(7, 4, generator=g, dtype=DT)
+    q_gt = _random_unit_quats(5, 4)
+    q_pred = (q_gt + 0.3 * torch.randn(5, 4, generator=g, dtype=DT)).requires_grad_(True)
+    pts = _points(30, 5).expand(5, 30, 3).contiguous()
+    ext = torch.tensor([[0.1, 0.2, 0.3]], dtype=DT).expand(5, 3)
+    sym = torch.tensor([False, True, False, False, True])
+    halves = {"semantic": (slice(0, 1), slice(1, 2)), "vertex": (slice(0, 1), slice(1, 2)),
+              "box": (slice(0, 3), slice(3, 7)), "pose": (slice(0, 2), slice(2, 5))}
+
+    def sums(part: str, s: slice):
+        if part == "semantic":
+            return [semantic_loss_sum(scores[s], labels[s], 0.9)]
+        if part == "vertex":
+            return [vertex_loss_sum(vpred[s], vtarget[s], vweight[s])]
+        if part == "box":
+            return list(box_loss_sums(cls_scores[s], deltas[s], gt_cls[s], gt_deltas[s]))
+        return [point_matching_loss_sum(q_pred[s], q_gt[s], pts[s], ext[s], sym[s], hard_angle=5.0),
+                pose_loss_sum(q_pred[s], q_gt[s], pts[s], None, sym[s])]
+
+    everything = slice(None)
+    for part, (a, b) in halves.items():
+        for k, whole in enumerate(sums(part, everything)):
+            sa, sb = sums(part, a)[k], sums(part, b)[k]
+            assert float(sa.count) > 0 and float(sb.count) > 0, (part, k)
+            count = sa.count + sb.count
+            assert float(count) == pytest.approx(float(whole.count))
+            shares = sa.mean(count) + sb.mean(count)
+            loss = whole.mean()
+            assert float(shares.detach()) == pytest.approx(float(loss.detach()), rel=1e-12), (part, k)
+            ga = torch.autograd.grad(shares, [scores, vpred, cls_scores, deltas, q_pred], allow_unused=True)
+            gb = torch.autograd.grad(loss, [scores, vpred, cls_scores, deltas, q_pred], allow_unused=True)
+            for x, y in zip(ga, gb):
+                assert (x is None) == (y is None) and (x is None or torch.allclose(x, y, rtol=1e-10, atol=1e-14))
+            if part in ("vertex", "box", "pose") and k == 0:  # parts with unequal counts
+                mean_of_means = float(0.5 * (sa.mean() + sb.mean()).detach())
+                assert abs(mean_of_means - float(loss.detach())) > 1e-3 * abs(float(loss.detach())), part

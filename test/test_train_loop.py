@@ -84,7 +84,9 @@ def test_yaml_overrides_and_errors(tmp_path):
                       (["rotation_loss=l2"], "rotation_loss"), (["roi_source=rpn"], "roi_source"),
                       (["reference_camera={fx: 0, fy: 500}"], "reference_camera"),
                       (["reference_camera=500"], "reference_camera"), (["augment.scale_min=2"], "scale_min"),
-                      (["hard_angle=-1"], "hard_angle"), (["pose_fg_iou=0"], "pose_fg_iou")):
+                      (["hard_angle=-1"], "hard_angle"), (["pose_fg_iou=0"], "pose_fg_iou"),
+                      (["dist_timeout_s=0"], "dist_timeout_s"), (["lr_scaling=sqrt"], "lr_scaling"),
+                      (["lr_reference_batch=0"], "lr_reference_batch")):
         with pytest.raises(ConfigError, match=word):
             load_config(p, bad)
     with pytest.raises(ConfigError, match="train_data' is empty"):
@@ -106,7 +108,7 @@ def test_example_configs_load():
     for name in ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "lr_milestones", "lr_gamma",
                  "freeze_early_convs", "hard_label_threshold", "vertex_inside_weight", "vertex_loss_weight",
                  "rotation_loss", "hard_angle", "roi_source", "voting_label_threshold", "roi_fg_iou", "pose_fg_iou",
-                 "dropout", "amp", "reference_camera", "augment"):
+                 "dropout", "amp", "reference_camera", "augment", "lr_scaling", "lr_reference_batch"):
         assert getattr(ycb, name) == getattr(pt, name), name
     assert ycb.input_size == [480, 640]
 
@@ -174,6 +176,14 @@ def test_epoch_sampler_splits_ranks_and_resumes():
     assert list(a) != ia
     with pytest.raises(ValueError, match="rank"):
         EpochSampler(5, 6, rank=2, world_size=2)
+    # a sample's position in the epoch's global order does not depend on the world size: step k of 2 ranks x 3
+    # samples takes the positions 6k .. 6k + 5 of the order one process with batch 6 takes
+    one = EpochSampler(7, 12, seed=1)
+    for rank in (0, 1):
+        s = EpochSampler(7, 6, seed=1, rank=rank, world_size=2)
+        pos = s.positions(1, 3)
+        assert pos == [6 + rank, 8 + rank, 10 + rank]
+        assert list(s.indices()[3:6]) == list(one.indices()[pos])
 
 
 def test_sample_rois_labels_and_deltas(toy):
@@ -183,7 +193,7 @@ def test_sample_rois_labels_and_deltas(toy):
                                            "bg_rois_per_image=4", "min_visible_pixels=1", "roi_source=gt"))
     ds = TrainDataset(cfg.train_data, objects)
     b = collate([ds[0], ds[1]])
-    roi = sample_rois(b, cfg, np.random.default_rng(0))
+    roi = sample_rois(b, cfg, [np.random.default_rng(0), np.random.default_rng(1)])
     assert roi.rois.shape == (4 * 3 + 2 * 4, 5)
     fg = roi.classes > 0
     assert fg.sum() >= 8
@@ -197,6 +207,14 @@ def test_sample_rois_labels_and_deltas(toy):
     dec = BoxCoder().decode(roi.rois[fg, 1:].double(), roi.box_deltas[fg].double())
     assert torch.allclose(dec, b.inst_box[gt].double() + torch.tensor([0, 0, 1.0, 1.0], dtype=torch.float64),
                           atol=1e-3)
+    # an image's RoIs come from its own generator alone: the same as in a batch of that image only (what makes
+    # data-parallel runs equal one process)
+    alone = sample_rois(collate([ds[1]]), cfg, [np.random.default_rng(1)])
+    mine = roi.rois[:, 0] == 1
+    assert torch.equal(roi.rois[mine, 1:], alone.rois[:, 1:]) and torch.equal(roi.classes[mine], alone.classes)
+    assert torch.equal(roi.box_deltas[mine], alone.box_deltas)
+    with pytest.raises(ValueError, match="one random generator per image"):
+        sample_rois(b, cfg, [np.random.default_rng(0)])
 
 
 def _voting_inputs(b, C: int, reference_focal: float | None = None):
@@ -220,7 +238,7 @@ def test_voting_rois_follow_pts_roi_and_pose_target_layers(tmp_path):
     extents = torch.from_numpy(objects.extents)
     rows = voting_rois(scores, vertex, b, extents, cfg.reference.focal, cfg)
     assert rows.shape[0] >= 2 * 9 and rows.shape[0] % 9 == 0  # each peak and its 8 shifted copies
-    planner = RoiPlanner(b, cfg, np.random.default_rng(0), extents, cfg.reference.focal)
+    planner = RoiPlanner(b, cfg, [], extents, cfg.reference.focal)  # voting draws nothing
     box = planner.box_targets(scores, vertex)
     assert torch.equal(box.roi_classes, rows[:, 1].long()) and torch.equal(box.rois[:, 1:], rows[:, 2:6])
     # PT's roi_target_layer: the best-IoU ground-truth box of the RoI's image, foreground at IoU >= 0.5
@@ -290,6 +308,11 @@ def test_voting_in_training_sees_metric_depth(tmp_path):
     ref = hough_voting(b.label, metric, b.K, torch.from_numpy(objects.extents),
                        VotingParams(mode="train", label_threshold=20), backend="torch")
     assert rows.shape[0] > 0 and torch.equal(rows, ref.rois)
+    # PT caps the peaks at 128 per batch; as part of a global batch of 128 this image may keep one peak (+ its 8
+    # shifted copies), as in one process's batch of 128
+    assert rows.shape[0] > 9  # several peaks (training mode keeps ties)
+    capped = voting_rois(scores, vertex, b, torch.from_numpy(objects.extents), f_ref, cfg, global_batch=128)
+    assert torch.equal(capped, rows[:9])
     unscaled = hough_voting(b.label, vertex, b.K, torch.from_numpy(objects.extents),
                             VotingParams(mode="train", label_threshold=20), backend="torch")
     assert not torch.equal(unscaled.rois, ref.rois)  # the depth matters to voting (its window size)
@@ -319,7 +342,7 @@ def test_train_model_repools_rotation_head_on_regressed_boxes(tmp_path):
     torch.manual_seed(0)
     net = PoseCNN(3, trunk_width=0.125, fc_dim=32)
     model = TrainModel(net)
-    out = model(b.image, PerfectOutputs(b, cfg, np.random.default_rng(0), extents, cfg.reference.focal))
+    out = model(b.image, PerfectOutputs(b, cfg, [], extents, cfg.reference.focal))
     assert out.pose_targets.box_rows is None and out.class_scores.shape[0] == out.box_targets.rois.shape[0] > 0
     P = out.pose_targets.rois.shape[0]
     assert P > 0 and out.quaternions.shape == (P, 12)
@@ -466,6 +489,15 @@ def test_ddp_world_size_one_gloo(toy, tmp_path):
     assert out["iterations"] == 1 and np.isfinite(out["last_losses"]["loss"])
     model, _ = model_from_checkpoint(out["final_checkpoint"])  # no 'module.' keys
     assert not any(k.startswith("module.") for k in model.state_dict())
+
+
+def test_lr_scaling_with_the_global_batch(toy, tmp_path):
+    root, yaml_path = toy
+    t = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path, "batch_size=4", "lr=0.001")))
+    assert t.global_batch == 4 and t.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)  # PT: as given
+    t = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path, "batch_size=4", "lr=0.001",
+                                                 "lr_scaling=linear")))
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.002)  # x 4 / lr_reference_batch 2
 
 
 def test_env_from_environ():

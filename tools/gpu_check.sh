@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, one command for a bare GPU machine (docs/gpu.md): install offline, build the operators for the
-# GPU, run the CUDA tests, compute-sanitizer (memcheck, racecheck), and benchmark the estimator; results in OUTDIR:
+# GPU, run the CUDA tests, benchmark the estimator, check data-parallel training (NCCL on several GPUs, CUDA == CPU
+# on one), compute-sanitizer (memcheck, racecheck); results in OUTDIR:
 #   gpu_report.md, gpu_report.json (machine, driver, torch, every step's status and time, every figure), gpu_check.log
 # The whole run keeps to --budget seconds (default 470, under 8 minutes): every step has a limit, later steps are
 # skipped when time runs out, and the report is rewritten after each step.
@@ -88,12 +89,22 @@ step_compile() {  # the fastest configuration first: its number matters most if 
 }
 export -f step_bench step_syncs step_compile
 
+# Step: data-parallel training equals one process (tools/gpu_ddp_check.py): with several GPUs torchrun/NCCL,
+# 1 image per GPU, vs one GPU with the whole global batch; with one GPU, CUDA vs CPU; CPU dry run: gloo -> $WORK/ddp.json
+step_ddp() {
+  local dry=""
+  if [ "$DRY_RUN" = 1 ]; then dry="--cpu-dry-run"; fi
+  "$PY" "$ROOT/tools/gpu_ddp_check.py" --out "$WORK/ddp.json" $dry --timeout "$(( STEP_LIMIT / 2 ))"
+}
+export -f step_ddp
+
 run_step machine 30 step_machine
 run_step install 90 step_install
 run_step build 300 step_build
 run_step tests 180 step_tests
 run_step bench 150 step_bench
 run_step syncs 60 step_syncs
+run_step ddp 120 step_ddp
 run_step memcheck 100 step_memcheck
 run_step racecheck 80 step_racecheck
 run_step compile 240 step_compile

@@ -6,8 +6,9 @@
 
 ``step`` appends one line to DIR/steps.jsonl. ``render`` writes OUTDIR/gpu_report.{json,md} (``check``) or
 OUTDIR/train_report.{json,md} (``train``) from everything the steps left in DIR: steps.jsonl, machine.json,
-build.json, tests.xml (JUnit), memcheck.log / racecheck.log, bench.json, train.json, eval/per_object.csv. Missing
-pieces are reported as missing, so a run cut short still gives a report. Standard library only.
+build.json, tests.xml (JUnit), memcheck.log / racecheck.log, bench.json, ddp.json, train.json,
+eval/per_object.csv. Missing pieces are reported as missing, so a run cut short still gives a report. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def build_report(work: Path, kind: str) -> dict[str, Any]:
         rep["tests"] = read_tests(work / "tests.xml")
         rep["sanitizer"] = {t: read_sanitizer(work / f"{t}.log") for t in ("memcheck", "racecheck")}
         rep["benchmark"] = _load_json(work / "bench.json")
+        rep["ddp"] = _load_json(work / "ddp.json")
     else:
         rep["train"] = _load_json(work / "train.json")
         rep["eval"] = read_eval(work)
@@ -205,6 +207,19 @@ def _md_check(rep: dict[str, Any]) -> list[str]:
     bench = rep.get("benchmark")
     if bench:
         lines += _md_bench(bench)
+    d = rep.get("ddp")
+    if d:
+        what = {"nccl": f"torchrun/NCCL, {d.get('world_size')} GPUs x batch 1 vs 1 GPU x batch {d.get('world_size')}",
+                "cuda_vs_cpu": "1 process on CUDA vs 1 on the CPU, batch 2",
+                "gloo": "torchrun/gloo, 2 CPU processes x batch 1 vs 1 x batch 2"}.get(d.get("mode"), d.get("mode"))
+        lines += ["## Data-parallel training", "", f"{what}: {'agree' if d.get('ok') else 'DIFFER'} after "
+                  f"{d.get('iterations', '—')} iterations" + (f" ({d['error']})" if d.get("error") else "") + ".", ""]
+        lines += _table(["max weight difference", "tolerance", "max weight change", "max loss rel. difference",
+                         "seconds (a / b)"],
+                        [[_f(d.get("max_weight_diff"), 9), d.get("tolerance"), _f(d.get("max_weight_change"), 5),
+                          _f(d.get("max_loss_rel_diff"), 7),
+                          " / ".join(_f((d.get("runs") or {}).get(k, {}).get("seconds"), 1) for k in ("a", "b"))]]) \
+            + [""]
     return lines
 
 

@@ -1,12 +1,14 @@
 """``posecnn-train --config cfg.yaml [--set key=value ...]`` (also ``python -m posecnn_core.train``).
 
-Multi-GPU: ``torchrun --nproc_per_node=N -m posecnn_core.train --config cfg.yaml``.
-Errors (config, data, checkpoints, files, a diverging loss) are one line on stderr and exit status 2.
+Multi-GPU: ``torchrun --standalone --nproc_per_node=N -m posecnn_core.train --config cfg.yaml`` (docs/training.md).
+Errors (config, data, checkpoints, files, a diverging loss, and under torchrun a collective that timed out) are
+one line on stderr (naming the rank under torchrun) and exit status 2; torchrun then stops the other processes.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import yaml
@@ -39,20 +41,40 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from ..checkpoint import CheckpointError  # torch-heavy imports only when training
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # under torchrun: an unexpected exception's traceback also
+        from torch.distributed.elastic.multiprocessing.errors import record  # goes to its failure summary
+
+        return record(_train)(cfg)
+    return _train(cfg)
+
+
+def _train(cfg) -> int:  # noqa: ANN001 (TrainConfig; torch-heavy imports only when training)
+    from ..checkpoint import CheckpointError
     from ..datasets.ycb import BadFrameFileError
+    from .ddp import env_from_environ
     from .trainer import Trainer, TrainingError
+
+    env = env_from_environ()
+    where = f"[rank {env.rank} of {env.world_size}] " if env.distributed else ""
+
+    def fail(exc: BaseException) -> int:
+        print(f"error: {where}{' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
     failures = (ConfigError, TrainingError, CheckpointError, BadFrameFileError, OSError, ValueError)
     try:
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, env=env)
     except failures as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return fail(exc)
     try:
         summary = trainer.train()
     except failures as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return fail(exc)
+    except RuntimeError as exc:
+        if not (env.distributed and "timed out" in str(exc).lower()):
+            raise
+        print(f"error: {where}a collective operation timed out after dist_timeout_s = {cfg.dist_timeout_s:g} s: "
+              f"another process failed or stalled ({' '.join(str(exc).split())})", file=sys.stderr)
         return 2
     finally:
         trainer.close()

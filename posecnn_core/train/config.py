@@ -131,8 +131,12 @@ class TrainConfig:
     # periodic rotation check on training frames (ground-truth boxes, no augmentation); 0 = off
     rotation_eval_interval: int = 0
     rotation_eval_frames: int = 16
+    # learning rate and the global batch (world_size x batch_size): PT's lr is for its global batch of 2
+    lr_scaling: str = "none"              # none (PT): lr as given; linear: lr x global batch / lr_reference_batch
+    lr_reference_batch: int = 2           # the global batch `lr` is meant for (linear scaling)
     # runtime
     device: str = "auto"                  # auto, cpu, cuda, cuda:N (torchrun: cuda:LOCAL_RANK)
+    dist_timeout_s: float = 1800.0        # torchrun: rendezvous and collectives fail after this many seconds
     amp: bool = False                     # mixed precision, on CUDA only (our option; PT trains in float32)
     channels_last: bool = True            # NHWC memory layout for the network (same numbers, faster convolutions)
     workers: int = 2
@@ -192,6 +196,8 @@ class TrainConfig:
         num("iters_per_epoch", 1, integer=True, optional=True)
         num("max_iters", 0, integer=True, optional=True)
         num("fc_dim", 1, integer=True)
+        num("lr_reference_batch", 1, integer=True)
+        num("dist_timeout_s", 0, strict_low=True)
         num("trunk_width", 0, strict_low=True)
         for name in ("lr", "weight_decay", "momentum", "lr_gamma", "roi_jitter", "vertex_inside_weight",
                      "semantic_loss_weight", "vertex_loss_weight", "box_class_loss_weight",
@@ -205,6 +211,7 @@ class TrainConfig:
         num("roi_fg_iou", 0, 1, strict_low=True)
         num("pose_fg_iou", 0, 1, strict_low=True)
         for name, allowed in (("rotation_loss", ("pt", "paper")), ("roi_source", ("voting", "gt")),
+                              ("lr_scaling", ("none", "linear")),
                               ("voting_backend", ("auto", "torch", "cpp", "cuda"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"field '{name}' must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

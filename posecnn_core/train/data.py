@@ -270,10 +270,13 @@ def collate(samples: Sequence[TrainSample]) -> Batch:
 class EpochSampler(torch.utils.data.Sampler):
     """Sample indices for one epoch of one process, reproducible from (seed, epoch).
 
-    The epoch draws ``samples_per_rank · world_size`` indices from concatenated fresh permutations of the data
-    (so an epoch may be longer than the data, as PT's 20k-iteration epochs are) and gives rank r every
-    world_size-th one starting at r, like DistributedSampler. ``start`` skips the first samples of this rank's
-    share (resuming mid-epoch).
+    The epoch's global order is a function of (seed, epoch) alone: concatenated fresh permutations of the data
+    (so an epoch may be longer than the data, as PT's 20k-iteration epochs are), of which the epoch takes its
+    first ``samples_per_rank · world_size``. Rank r gets every world_size-th one starting at r, like
+    DistributedSampler, so that with batches of b samples per rank, step k of all ranks together takes the
+    global positions [k·G, (k+1)·G), G = b · world_size, whatever the world size: within one pass over the data
+    the ranks' samples are disjoint. ``start`` skips the first samples of this rank's share (resuming mid-epoch:
+    step k of the epoch starts at start = k · b).
     """
 
     def __init__(self, num_items: int, samples_per_rank: int, *, seed: int = 0, rank: int = 0,
@@ -300,6 +303,13 @@ class EpochSampler(torch.utils.data.Sampler):
         else:
             order = np.tile(np.arange(self.num_items), cycles)
         return order[:total][self.rank::self.world_size]
+
+    def positions(self, step: int, count: int) -> list[int]:
+        """Positions in the epoch's global order (0-based) of the ``count`` samples of this rank's ``step``-th
+        batch of the epoch (a step takes the global positions [step·G, (step+1)·G), G = count · world_size, rank r
+        those ≡ r mod world_size): the same sample has the same position whatever the world size."""
+        base = step * count * self.world_size + self.rank
+        return [base + self.world_size * j for j in range(count)]
 
     def __iter__(self) -> Iterator[int]:
         return iter(int(i) for i in self.indices()[self.start:])

@@ -1,11 +1,14 @@
 """torch.distributed plumbing: torchrun environment, process group, DDP wrapping, rank-0-only side effects.
 
 Launch multi-GPU training with ``torchrun --nproc_per_node=N -m posecnn_core.train --config cfg.yaml``; each
-process then trains on ``cuda:LOCAL_RANK`` with NCCL and 1/N of every epoch's samples (``data.EpochSampler``).
-Without torchrun variables it is one process and nothing is initialised. CPU runs use gloo.
+process then trains on ``cuda:LOCAL_RANK`` with NCCL and 1/N of every global batch (``data.EpochSampler``).
+Without torchrun variables it is one process and nothing is initialised. CPU runs use gloo. Every collective
+(and the rendezvous) gives up after the process group's timeout (``dist_timeout_s``), so a stalled process makes
+the others fail instead of waiting for ever. docs/training.md says what makes N processes equal one.
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Mapping
@@ -15,7 +18,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = ["DistEnv", "env_from_environ", "resolve_device", "init_distributed", "wrap_model", "unwrap",
-           "all_reduce_mean", "barrier", "shutdown"]
+           "all_reduce_sum", "min_max", "barrier", "shutdown", "DEFAULT_TIMEOUT_S"]
+
+DEFAULT_TIMEOUT_S = 1800.0  # torch's own default for gloo (30 min)
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,21 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
     return dev
 
 
-def init_distributed(env: DistEnv, device: torch.device, init_method: str | None = None) -> None:
+def init_distributed(env: DistEnv, device: torch.device, init_method: str | None = None,
+                     timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
     """Start the process group (NCCL on CUDA, gloo on CPU) when ``env.distributed``; no-op otherwise.
 
-    ``init_method`` defaults to torchrun's env:// rendezvous; tests pass e.g. ``file:///tmp/x``.
+    ``init_method`` defaults to torchrun's env:// rendezvous; tests pass e.g. ``file:///tmp/x``. ``timeout_s``:
+    how long the rendezvous and every collective wait for the other processes before raising (NCCL: its
+    watchdog aborts the process, with TORCH_NCCL_ASYNC_ERROR_HANDLING at its default).
     """
     if not env.distributed or dist.is_initialized():
         return
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method=init_method or "env://", rank=env.rank,
-                            world_size=env.world_size)
+                            world_size=env.world_size, timeout=datetime.timedelta(seconds=timeout_s))
 
 
 def wrap_model(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
@@ -89,13 +99,22 @@ def unwrap(model: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) else model
 
 
-def all_reduce_mean(values: Tensor, env: DistEnv) -> Tensor:
-    """Mean of a tensor over all processes (a copy; the input itself when not distributed)."""
+def all_reduce_sum(values: Tensor, env: DistEnv) -> Tensor:
+    """Sum of a tensor over all processes (a detached copy; the input itself when not distributed)."""
     if not env.distributed or not dist.is_initialized():
         return values
     out = values.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / env.world_size
+    return out
+
+
+def min_max(value: int, env: DistEnv, device: torch.device) -> tuple[int, int]:
+    """(smallest, largest) of an integer over all processes (``(value, value)`` when not distributed)."""
+    if not env.distributed or not dist.is_initialized():
+        return value, value
+    t = torch.tensor([-value, value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return -int(t[0]), int(t[1])
 
 
 def barrier(env: DistEnv) -> None:

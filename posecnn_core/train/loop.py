@@ -20,6 +20,7 @@ Rotation targets are allocentric (``geometry.ego_to_allo``, w >= 0); the rotatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +28,8 @@ from torch import Tensor, nn
 
 from ..boxes import BoxCoder, box_iou, clip_boxes
 from ..geometry import ego_to_allo
-from ..losses import box_loss, point_matching_loss, pose_loss, semantic_loss, vertex_loss
+from ..losses import (LossSum, box_loss_sums, point_matching_loss_sum, pose_loss_sum, semantic_loss_sum,
+                      vertex_loss_sum)
 from ..network import PoseCNN
 from ..voting import VotingParams, hough_voting
 from .config import TrainConfig
@@ -117,27 +119,31 @@ def label_rois(rois: Tensor, batch: Batch, fg_iou: float, roi_classes: Tensor | 
                                    else roi_classes.detach().cpu().long()))
 
 
-def sample_rois(batch: Batch, cfg: TrainConfig, rng: np.random.Generator) -> RoiTargets:
-    """Ground-truth RoIs (our option): ``rois_per_object`` jittered copies of each ground-truth box with at least
-    ``min_visible_pixels`` labelled pixels and ``bg_rois_per_image`` random boxes per image, clipped to the image
-    and labelled by :func:`label_rois`. CPU tensors."""
+def sample_rois(batch: Batch, cfg: TrainConfig, rngs: Sequence[np.random.Generator]) -> RoiTargets:
+    """Ground-truth RoIs (our option): per image, ``rois_per_object`` jittered copies of each of its ground-truth
+    boxes with at least ``min_visible_pixels`` labelled pixels, then ``bg_rois_per_image`` random boxes, clipped to
+    the image and labelled by :func:`label_rois`. ``rngs``: one generator per image, so that an image's RoIs do
+    not depend on the other images of its batch (data-parallel runs equal one process). CPU tensors."""
     B, _, H, W = batch.image.shape
+    if len(rngs) != B:
+        raise ValueError(f"sample_rois needs one random generator per image: {len(rngs)} for {B} images")
     gt_boxes, gt_batch, _ = _gt_boxes(batch)
     gt_ok = (batch.inst_visible.detach().cpu() >= max(cfg.min_visible_pixels, 1)) \
         & (gt_boxes[:, 2] > gt_boxes[:, 0]) & (gt_boxes[:, 3] > gt_boxes[:, 1])
     boxes: list[np.ndarray] = []
     owners: list[np.ndarray] = []
-    for k in torch.nonzero(gt_ok).flatten().tolist():
-        x1, y1, x2, y2 = gt_boxes[k].tolist()
-        w, h = x2 - x1 + 1, y2 - y1 + 1
-        n = cfg.rois_per_object
-        shift = rng.normal(0.0, cfg.roi_jitter, size=(n, 2)) * [w, h]
-        scale = np.exp(rng.normal(0.0, cfg.roi_jitter, size=(n, 2)))
-        cx, cy = x1 + 0.5 * w + shift[:, 0], y1 + 0.5 * h + shift[:, 1]
-        nw, nh = w * scale[:, 0], h * scale[:, 1]
-        boxes.append(np.stack([cx - 0.5 * nw, cy - 0.5 * nh, cx + 0.5 * nw - 1, cy + 0.5 * nh - 1], 1))
-        owners.append(np.full(n, int(gt_batch[k])))
     for b in range(B):
+        rng = rngs[b]
+        for k in torch.nonzero(gt_ok & (gt_batch == b)).flatten().tolist():
+            x1, y1, x2, y2 = gt_boxes[k].tolist()
+            w, h = x2 - x1 + 1, y2 - y1 + 1
+            n = cfg.rois_per_object
+            shift = rng.normal(0.0, cfg.roi_jitter, size=(n, 2)) * [w, h]
+            scale = np.exp(rng.normal(0.0, cfg.roi_jitter, size=(n, 2)))
+            cx, cy = x1 + 0.5 * w + shift[:, 0], y1 + 0.5 * h + shift[:, 1]
+            nw, nh = w * scale[:, 0], h * scale[:, 1]
+            boxes.append(np.stack([cx - 0.5 * nw, cy - 0.5 * nh, cx + 0.5 * nw - 1, cy + 0.5 * nh - 1], 1))
+            owners.append(np.full(n, b))
         n = cfg.bg_rois_per_image
         if n == 0:
             continue
@@ -164,10 +170,15 @@ def sample_rois(batch: Batch, cfg: TrainConfig, rng: np.random.Generator) -> Roi
 
 
 def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, reference_focal: float,
-                cfg: TrainConfig) -> Tensor:
+                cfg: TrainConfig, global_batch: int | None = None) -> Tensor:
     """PT's training-mode Hough voting on the network's own outputs -> rows [N, 7] (b, cls, x1, y1, x2, y2,
     votes) on the CPU. Labels are the argmax of ``scores`` (0 outside each image's own size); the depth channels,
-    trained relative to ``reference_focal``, are made metric for this frame's camera first (+ log(f / f_ref))."""
+    trained relative to ``reference_focal``, are made metric for this frame's camera first (+ log(f / f_ref)).
+    Voting treats each image alone except for PT's cap of ``max_peaks`` (128) peaks per batch, max_peaks // B per
+    image; ``global_batch`` (data-parallel: this batch is part of a larger one) applies the global batch's cap,
+    max_peaks // global_batch per image, as one process with the whole global batch would."""
+    B = scores.shape[0]
+    per_image = max(VotingParams().max_peaks // (global_batch or B), 1)
     with torch.no_grad():
         labels = scores.detach().argmax(dim=1)
         B, H, W = labels.shape
@@ -179,7 +190,7 @@ def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, r
         K = batch.K.to(device=v.device, dtype=torch.float64)
         f = torch.sqrt(K[:, 0, 0] * K[:, 1, 1])
         v[:, 2::3] += torch.log(f / reference_focal).to(v.dtype)[:, None, None, None]
-        params = VotingParams(mode="train", label_threshold=cfg.voting_label_threshold)
+        params = VotingParams(mode="train", label_threshold=cfg.voting_label_threshold, max_peaks=per_image * B)
         out = hough_voting(labels, v, batch.K.to(v.device).float(), extents.to(v.device), params,
                            backend=cfg.voting_backend)
     return out.rois.detach().float().cpu()
@@ -210,17 +221,20 @@ def pose_targets_from_boxes(box: RoiTargets, box_deltas: Tensor, batch: Batch, f
 
 
 class RoiPlanner:
-    """Makes the RoIs and their targets of one step from the batch and the network's (detached) outputs."""
+    """Makes the RoIs and their targets of one step from the batch and the network's (detached) outputs.
+    ``rngs``: one random generator per image of the batch (ground-truth RoIs); ``global_batch``: the images of
+    the whole step when this batch is one process's part of it (voting's peak cap), None = this batch."""
 
-    def __init__(self, batch: Batch, cfg: TrainConfig, rng: np.random.Generator, extents: Tensor,
-                 reference_focal: float) -> None:
-        self.batch, self.cfg, self.rng = batch, cfg, rng
+    def __init__(self, batch: Batch, cfg: TrainConfig, rngs: Sequence[np.random.Generator], extents: Tensor,
+                 reference_focal: float, global_batch: int | None = None) -> None:
+        self.batch, self.cfg, self.rngs, self.global_batch = batch, cfg, list(rngs), global_batch
         self.extents, self.reference_focal = extents, reference_focal
 
     def box_targets(self, scores: Tensor, vertex: Tensor) -> RoiTargets:
         if self.cfg.roi_source == "gt":
-            return sample_rois(self.batch, self.cfg, self.rng)
-        rows = voting_rois(scores, vertex, self.batch, self.extents, self.reference_focal, self.cfg)
+            return sample_rois(self.batch, self.cfg, self.rngs)
+        rows = voting_rois(scores, vertex, self.batch, self.extents, self.reference_focal, self.cfg,
+                           global_batch=self.global_batch)
         rois = torch.cat([rows[:, :1], rows[:, 2:6]], dim=1)
         return label_rois(rois, self.batch, self.cfg.roi_fg_iou, roi_classes=rows[:, 1].long())
 
@@ -271,20 +285,29 @@ class LossWeights:
 
 
 def compute_losses(out: StepOutputs, batch: Batch, points: Tensor, point_counts: Tensor,
-                   symmetric_training: Tensor, extents: Tensor, cfg: TrainConfig) -> dict[str, Tensor]:
+                   symmetric_training: Tensor, extents: Tensor, cfg: TrainConfig,
+                   reduce_counts: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
     """Every loss of the step (float32) -> {"loss": weighted total, "semantic", "vertex", "box_class", "box_reg",
     "pose"} (the parts unweighted). ``points`` [C, M, 3], ``point_counts`` [C], ``symmetric_training`` bool [C],
-    ``extents`` [C, 3] on the outputs' device."""
+    ``extents`` [C, 3] on the outputs' device.
+
+    Each loss is a sum over this batch's pixels or RoIs divided by a count (hard pixels, weights, hard RoIs).
+    ``reduce_counts`` (data-parallel training) maps this process's counts [5] (float64) to those of the global
+    batch (the sum over processes); every loss is then this process's sum over the global count, its share of
+    the global batch's loss, so that the shares of all processes add up to the loss one process would compute on
+    the whole global batch. None: the batch is the global batch.
+    """
     scores, vertex = out.scores.float(), out.vertex.float()
     class_scores, box_deltas, quats = out.class_scores.float(), out.box_deltas.float(), out.quaternions.float()
     dev = scores.device
     C = scores.shape[1]
-    loss_sem = semantic_loss(scores, batch.label, cfg.hard_label_threshold)
+    sums: dict[str, LossSum] = {"semantic": semantic_loss_sum(scores, batch.label, cfg.hard_label_threshold)}
     vt, vw = expand_vertex_targets(batch.vertex, batch.vertex_mask, batch.label, C, cfg.vertex_inside_weight)
-    loss_vtx = vertex_loss(vertex, vt, vw)
+    sums["vertex"] = vertex_loss_sum(vertex, vt, vw)
     box_t, pose_t = out.box_targets, out.pose_targets
-    loss_cls, loss_reg = box_loss(class_scores, box_deltas, box_t.classes.to(dev), box_t.box_deltas.to(dev),
-                                  hard_threshold=cfg.hard_label_threshold)
+    sums["box_class"], sums["box_reg"] = box_loss_sums(class_scores, box_deltas, box_t.classes.to(dev),
+                                                       box_t.box_deltas.to(dev),
+                                                       hard_threshold=cfg.hard_label_threshold)
     P = pose_t.classes.shape[0]
     if P:
         c = pose_t.classes.to(dev)
@@ -292,14 +315,19 @@ def compute_losses(out: StepOutputs, batch: Batch, points: Tensor, point_counts:
         gt = pose_t.gt_index.to(dev)
         q_gt = ego_to_allo(batch.inst_quat[gt].float(), batch.inst_t[gt].float())
         if cfg.rotation_loss == "pt":
-            loss_pose = point_matching_loss(q_pred, q_gt, points[c], extents[c], symmetric_training[c],
-                                            hard_angle=cfg.hard_angle, point_counts=point_counts[c])
+            sums["pose"] = point_matching_loss_sum(q_pred, q_gt, points[c], extents[c], symmetric_training[c],
+                                                   hard_angle=cfg.hard_angle, point_counts=point_counts[c])
         else:
-            loss_pose = pose_loss(q_pred, q_gt, points[c], point_counts[c], symmetric_training[c])
+            sums["pose"] = pose_loss_sum(q_pred, q_gt, points[c], point_counts[c], symmetric_training[c])
     else:
-        loss_pose = quats.sum() * 0.0
+        zero = quats.sum() * 0.0
+        sums["pose"] = LossSum(zero, torch.zeros((), dtype=zero.dtype, device=dev), eps=0.0)
+    if reduce_counts is None:
+        parts = {k: v.mean() for k, v in sums.items()}
+    else:
+        counts = reduce_counts(torch.stack([v.count.to(torch.float64) for v in sums.values()]))
+        parts = {k: v.mean(counts[i]) for i, (k, v) in enumerate(sums.items())}
     w = LossWeights.from_config(cfg)
-    total = (w.semantic * loss_sem + w.vertex * loss_vtx + w.box_class * loss_cls + w.box_reg * loss_reg
-             + w.pose * loss_pose)
-    return {"loss": total, "semantic": loss_sem, "vertex": loss_vtx, "box_class": loss_cls, "box_reg": loss_reg,
-            "pose": loss_pose}
+    total = (w.semantic * parts["semantic"] + w.vertex * parts["vertex"] + w.box_class * parts["box_class"]
+             + w.box_reg * parts["box_reg"] + w.pose * parts["pose"])
+    return {"loss": total, **parts}

@@ -4,7 +4,12 @@ Checkpoints are our format (``posecnn_core.checkpoint``): the model weights and 
 config) plus a ``train_state`` with the optimizer, scheduler, AMP scaler, epoch/iteration counters and RNG
 states, all tensors or plain values so that ``torch.load(weights_only=True)`` reads them. Each file is also a
 model checkpoint for the estimator. Data order, augmentation and RoI sampling are derived from (seed, epoch,
-index/iteration), so a resumed single-process run continues exactly as an uninterrupted one would.
+sample index / position), never from the rank layout, so a resumed run continues exactly as an uninterrupted one
+would, with any world size that keeps the global batch (world_size x batch_size).
+
+Data-parallel runs (torchrun) equal one process with the same global batch: every loss is normalised over the
+global batch (``compute_losses(reduce_counts=...)``), so the gradients DDP averages are those of the global batch;
+see docs/training.md ("Several GPUs") for what else this needs.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ NO_INTERNET_HINT = ("This machine has no internet access, so nothing is download
 ITER_FIELDS = ["epoch", "iteration", "lr", *LOSS_NAMES, "rois", "fg_rois", "pose_rois", "seconds"]
 EPOCH_FIELDS = ["epoch", "iterations", *LOSS_NAMES, "seconds"]
 ROTATION_FIELDS = ["iteration", "instances", "median_deg", "mean_deg", "below_15", "below_30"]
+ROI_STREAM = 0x526F49  # tags the RoI-sampling random streams apart from the augmentation's
 
 
 def pt_lr_factor(iteration: int, iters_per_epoch: int, milestones: list[int], gamma: float) -> float:
@@ -83,7 +89,7 @@ class Trainer:
         self.cfg = cfg
         self.env = env if env is not None else ddp.env_from_environ()
         self.device = ddp.resolve_device(cfg.device, self.env)
-        ddp.init_distributed(self.env, self.device, init_method)
+        ddp.init_distributed(self.env, self.device, init_method, timeout_s=cfg.dist_timeout_s)
         self.amp = bool(cfg.amp and self.device.type == "cuda")
         self.objects = objects if objects is not None else load_object_set(cfg.objects, models_root=cfg.models_root)
         C = self.objects.num_classes
@@ -91,8 +97,8 @@ class Trainer:
         self.dataset = TrainDataset(cfg.train_data, self.objects, in_channels=cfg.in_channels,
                                     input_size=cfg.input_size, augment=cfg.augment, seed=cfg.seed,
                                     skip_bad=cfg.skip_bad_frames, reference_focal=self.reference_camera.focal)
-        per_step = cfg.batch_size * self.env.world_size
-        self.iters_per_epoch = cfg.iters_per_epoch or max(1, len(self.dataset) // per_step)
+        self.global_batch = cfg.batch_size * self.env.world_size
+        self.iters_per_epoch = cfg.iters_per_epoch or max(1, len(self.dataset) // self.global_batch)
         self.total_iters = cfg.epochs * self.iters_per_epoch
         if cfg.max_iters is not None:
             self.total_iters = min(self.total_iters, cfg.max_iters)
@@ -116,11 +122,15 @@ class Trainer:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.model = ddp.wrap_model(TrainModel(self.net).to(self.device), self.env, self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self.base_lr = cfg.lr * (self.global_batch / cfg.lr_reference_batch if cfg.lr_scaling == "linear" else 1.0)
+        if self.env.is_main and self.base_lr != cfg.lr:
+            log.info("lr %.4g x global batch %d / %d (lr_scaling: linear) = %.4g", cfg.lr, self.global_batch,
+                     cfg.lr_reference_batch, self.base_lr)
         if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+            self.optimizer = torch.optim.SGD(params, lr=self.base_lr, momentum=cfg.momentum,
                                              weight_decay=cfg.weight_decay)
         else:
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.AdamW(params, lr=self.base_lr, weight_decay=cfg.weight_decay)
         ipe, milestones, gamma = self.iters_per_epoch, list(cfg.lr_milestones), cfg.lr_gamma
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: pt_lr_factor(it, ipe, milestones, gamma))
@@ -136,6 +146,11 @@ class Trainer:
         torch.manual_seed(cfg.seed + 1000003 * self.env.rank)  # dropout stream of this rank
         if resume is not None:
             self._resume(resume)
+        first, last = ddp.min_max(self.iteration, self.env, self.device)
+        if first != last:
+            raise TrainingError(f"the processes start at different iterations ({first} to {last}; this one, rank "
+                                f"{self.env.rank}, at {self.iteration}): every process must read the same resume "
+                                "checkpoint (resume: auto needs an output_dir that all machines share)")
         self.last_losses: dict[str, float] = {}
 
     # -- setup helpers --------------------------------------------------------------------------------------
@@ -179,6 +194,13 @@ class Trainer:
             raise TrainingError(f"resume: {exc}") from exc
         if state is None:
             raise TrainingError(f"resume: {path} holds weights but no training state (not a training checkpoint)")
+        saved_batch = state.get("global_batch")
+        if saved_batch is not None and int(saved_batch) != self.global_batch:
+            raise TrainingError(
+                f"resume: {path} was trained with a global batch of {int(saved_batch)} ({state.get('world_size')} "
+                f"process(es) x batch_size {state.get('batch_size')}), this run has {self.global_batch} "
+                f"({self.env.world_size} x {self.cfg.batch_size}); iterations, epochs and the data order are "
+                f"counted in global batches, so keep world_size x batch_size (set batch_size accordingly)")
         if meta is not None and meta.class_names is not None and meta.class_names != self.objects.class_names:
             raise TrainingError(f"resume: {path} was trained for classes {meta.class_names}, the config's object "
                                 f"set has {self.objects.class_names}")
@@ -219,7 +241,8 @@ class Trainer:
         state: dict[str, Any] = {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.amp else {}, "iteration": self.iteration,
-            "iters_per_epoch": self.iters_per_epoch, "torch_rng": torch.get_rng_state()}
+            "iters_per_epoch": self.iters_per_epoch, "torch_rng": torch.get_rng_state(),
+            "global_batch": self.global_batch, "world_size": self.env.world_size, "batch_size": self.cfg.batch_size}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -243,36 +266,47 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------
     def step(self, batch: Batch) -> dict[str, float]:
-        """One optimisation step on ``batch``; returns the losses (averaged over ranks) and RoI counts."""
-        cfg = self.cfg
+        """One optimisation step on ``batch`` (this process's part of the global batch); returns the losses and
+        the RoI counts of the global batch, and the learning rate."""
+        cfg, env = self.cfg, self.env
         batch = batch.to(self.device, non_blocking=True)
-        planner = RoiPlanner(batch, cfg, np.random.default_rng([cfg.seed, self.iteration, self.env.rank]),
-                             self.extents, self.reference_camera.focal)
+        epoch, step_in_epoch = divmod(self.iteration, self.iters_per_epoch)
+        # one RoI random stream per sample, keyed by its position in the epoch's global order (not by rank)
+        rngs = [np.random.default_rng([ROI_STREAM, cfg.seed, epoch, pos])
+                for pos in self.sampler.positions(step_in_epoch, len(batch.frame_ids))]
+        planner = RoiPlanner(batch, cfg, rngs, self.extents, self.reference_camera.focal,
+                             global_batch=self.global_batch)
         self.model.train()
         image = batch.image.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch.image
         with torch.autocast(self.device.type, enabled=self.amp):
             outputs = self.model(image, planner)
+        reduce_counts = (lambda c: ddp.all_reduce_sum(c, env)) if env.distributed else None
         losses = compute_losses(outputs, batch, self.points, self.point_counts, self.symmetric_training,
-                                self.extents, cfg)
-        if not torch.isfinite(losses["loss"]):
-            raise TrainingError(f"loss is {float(losses['loss'].detach())} at iteration {self.iteration} (frames "
-                                f"{batch.frame_ids}); parts: { {k: float(v.detach()) for k, v in losses.items()} }. "
-                                "Lower lr or check the data.")
+                                self.extents, cfg, reduce_counts=reduce_counts)
+        # the losses are this process's shares of the global batch's losses: summed over the processes they are
+        # the global batch's; the RoI counts add up likewise
+        box_t, pose_t = outputs.box_targets, outputs.pose_targets
+        counts = torch.stack([box_t.classes.new_tensor(box_t.rois.shape[0]), (box_t.classes > 0).sum(),
+                              box_t.classes.new_tensor(pose_t.classes.shape[0])]).float()
+        local = torch.cat([torch.stack([losses[name].detach().float() for name in LOSS_NAMES]), counts])
+        totals = ddp.all_reduce_sum(local, env).cpu().tolist()
+        if not math.isfinite(totals[0]):
+            where = f" on rank {env.rank}" if env.distributed else ""
+            raise TrainingError(f"loss is {totals[0]} at iteration {self.iteration} (frames {batch.frame_ids}{where});"
+                                f" parts: { {k: float(v.detach()) for k, v in losses.items()} }. Lower lr or check "
+                                "the data.")
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["loss"]).backward()
+        # DDP averages the gradients over the processes; the global batch's gradient is the sum of the shares'
+        self.scaler.scale(losses["loss"] * env.world_size).backward()
         if cfg.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        values = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
-        values = ddp.all_reduce_mean(values, self.env).cpu().tolist()
-        out = dict(zip(LOSS_NAMES, values))
-        out.update(lr=lr, rois=int(outputs.box_targets.rois.shape[0]),
-                   fg_rois=int((outputs.box_targets.classes > 0).sum()),
-                   pose_rois=int(outputs.pose_targets.classes.shape[0]))
+        out: dict[str, float] = dict(zip(LOSS_NAMES, totals))
+        out.update(lr=lr, rois=int(totals[-3]), fg_rois=int(totals[-2]), pose_rois=int(totals[-1]))
         return out
 
     def evaluate_rotation(self) -> dict[str, float] | None:
