@@ -527,3 +527,26 @@ def test_cli_trains_and_prints_config(toy, tmp_path, capsys):
     assert raw["weights_dtype"] == "float16"
     assert train_main(["--set", "lrr=1"]) == 2
     assert "unknown field" in capsys.readouterr().err
+
+
+def test_init_weights_starts_from_a_checkpoint_and_names_mismatches(toy, tmp_path):
+    from posecnn_core.checkpoint import read_state_dict
+
+    root, yaml_path = toy
+    first = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "a", "max_iters=1")))
+    final = first.train()["final_checkpoint"]
+    saved, _ = read_state_dict(final)
+    t = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "b", f"init_weights={final}",
+                                                 "seed=7")))
+    assert t.iteration == 0  # weights only: the schedule starts again
+    for k, v in t.net.state_dict().items():
+        assert torch.equal(v, saved[k].to(v.dtype)), k
+    with pytest.raises(TrainingError, match=r"(?s)init_weights: .*classifier\.0\.weight.*fc10\.weight \(model expects \[12, 16\]"):
+        Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "c", f"init_weights={final}",
+                                                 "fc_dim=16")))
+    with pytest.raises(TrainingError, match="init_weights: .*nothing.pt"):
+        Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "d",
+                                                 f"init_weights={tmp_path / 'nothing.pt'}")))
+    with pytest.raises(ConfigError, match="'vgg16_init' and 'init_weights'"):
+        load_config(None, tiny_overrides(root, yaml_path, tmp_path / "e", f"init_weights={final}",
+                                         f"vgg16_init={final}", "trunk_width=1.0"))

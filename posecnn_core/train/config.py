@@ -89,6 +89,7 @@ class TrainConfig:
     fc_dim: int = 4096
     trunk_width: float = 1.0
     vgg16_init: str | None = "data/models/vgg16-397923af.pth"  # torchvision ImageNet VGG16; null = from scratch
+    init_weights: str | None = None       # start from this checkpoint's weights (ours or PT's; every key must match)
     freeze_early_convs: bool = False      # PT's TRAIN.FREEZE_LAYERS (conv1_1..conv3_3; off in its YCB-Video recipe)
     # optimisation (PT: SGD, momentum 0.9, lr 1e-3, x0.1 from the 12th of 16 epochs, batch 2, weight decay 1e-4)
     optimizer: str = "sgd"                # sgd (PT) or adam (AdamW; converges faster from scratch)
@@ -235,6 +236,9 @@ class TrainConfig:
         if self.vgg16_init is not None and self.trunk_width != 1.0:
             raise ConfigError(f"field 'vgg16_init' needs trunk_width 1.0 (ImageNet VGG16 has the full widths), "
                               f"got trunk_width {self.trunk_width}; set vgg16_init: null to train from scratch")
+        if self.vgg16_init is not None and self.init_weights is not None:
+            raise ConfigError("fields 'vgg16_init' and 'init_weights' both set: the weights come from one of them "
+                              "(set vgg16_init: null to start from init_weights)")
         if self.vgg16_init is not None and self.in_channels not in (3, 6):
             raise ConfigError("field 'vgg16_init' needs in_channels 3 or 6")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")

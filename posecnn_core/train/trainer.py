@@ -113,6 +113,8 @@ class Trainer:
         self.net = PoseCNN(C, in_channels=cfg.in_channels, fc_dim=cfg.fc_dim, trunk_width=cfg.trunk_width)
         if resume is None and cfg.vgg16_init is not None:
             self._load_vgg16(Path(cfg.vgg16_init))
+        if resume is None and cfg.init_weights is not None:
+            self._load_init_weights(Path(cfg.init_weights))
         for m in self.net.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = cfg.dropout
@@ -185,6 +187,16 @@ class Trainer:
             raise TrainingError(f"vgg16_init: {exc}") from exc
         if self.env.is_main:
             log.info("initialised the trunk from %s (%d tensors)", path, len(report.loaded))
+
+    def _load_init_weights(self, path: Path) -> None:
+        """Start from another checkpoint's weights (fine-tuning); every key and shape must match the model."""
+        try:
+            state_dict, _ = read_state_dict(path)
+            load_weights(self.net, {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
+        except CheckpointError as exc:
+            raise TrainingError(f"init_weights: {exc}") from exc
+        if self.env.is_main:
+            log.info("initialised every weight from %s (%d tensors)", path, len(state_dict))
 
     def _resume(self, path: Path) -> None:
         try:
