@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from ..augment import AugmentConfig as PhotometricConfig
 from ..camera import YCB_VIDEO_CAMERA, ReferenceCamera
 
 __all__ = ["ConfigError", "DataSource", "AugmentConfig", "TrainConfig", "load_config", "apply_overrides",
@@ -35,6 +36,9 @@ class DataSource:
     synthetic: bool = False
 
 
+_PT = PhotometricConfig()  # PT's photometric defaults, stated once in posecnn_core.augment
+
+
 @dataclass
 class AugmentConfig:
     """Augmentation, applied by :func:`posecnn_core.augment.augment`; the defaults are PT's (HLS colour jitter,
@@ -42,17 +46,18 @@ class AugmentConfig:
     Probabilities are per frame. ``enabled: false`` turns it all off (rescaling included)."""
 
     enabled: bool = True
-    hls_prob: float = 0.9
-    hue: float = 18.0                 # max |hue shift|, degrees
-    lightness: float = 25.6           # max |additive change| on 0..255
-    saturation: float = 25.6          # max |additive change| on 0..255
-    noise_or_blur_prob: float = 0.9
-    blur_fraction: float = 0.1        # of those frames: motion blur instead of Gaussian noise
-    noise_sigma: float = 25.6         # sigma = U(0,1)·U(0,1)·noise_sigma, grey levels
-    blur_max_length: int = 15         # pixels (kernel lengths 3, 5, 7, 9, 11, 15)
+    # PT's photometric rules: defaults and meaning as in posecnn_core.augment.AugmentConfig
+    hls_prob: float = _PT.hls_prob
+    hue: float = _PT.hue
+    lightness: float = _PT.lightness
+    saturation: float = _PT.saturation
+    noise_or_blur_prob: float = _PT.noise_or_blur_prob
+    blur_fraction: float = _PT.blur_fraction
+    noise_sigma: float = _PT.noise_sigma
+    blur_max_length: int = _PT.blur_max_length
+    background_constant_prob: float = _PT.background_constant_prob
     background_prob: float = 1.0      # synthetic sources: replace the label-0 pixels by a background
     background_prob_real: float = 0.5  # other sources
-    background_constant_prob: float = 0.1  # the background is one random colour instead of an image
     background_dir: str | None = None  # photographs (PT: COCO train2014); null = procedural backgrounds
     # our option, off in PT's recipe: rescale the frame by U(scale_min, scale_max) about its top-left corner,
     # crop or zero-pad back to its size, K adjusted exactly (trains several cameras consistently)
@@ -62,15 +67,12 @@ class AugmentConfig:
 
     def for_source(self, synthetic: bool):
         """The :class:`posecnn_core.augment.AugmentConfig` for one data source."""
-        from ..augment import AugmentConfig as Ops
-
         if not self.enabled:
-            return Ops(hls_prob=0.0, noise_or_blur_prob=0.0, background_prob=0.0)
-        return Ops(hls_prob=self.hls_prob, hue=self.hue, lightness=self.lightness, saturation=self.saturation,
-                   noise_or_blur_prob=self.noise_or_blur_prob, blur_fraction=self.blur_fraction,
-                   noise_sigma=self.noise_sigma, blur_max_length=self.blur_max_length,
-                   background_prob=self.background_prob if synthetic else self.background_prob_real,
-                   background_constant_prob=self.background_constant_prob)
+            return PhotometricConfig(hls_prob=0.0, noise_or_blur_prob=0.0, background_prob=0.0)
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(PhotometricConfig)
+                  if f.name != "background_prob"}
+        return PhotometricConfig(**shared,
+                                 background_prob=self.background_prob if synthetic else self.background_prob_real)
 
 
 @dataclass
