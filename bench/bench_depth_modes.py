@@ -15,28 +15,16 @@ docs/conventions.md ("Focal-length-aware depth").
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import cv2
 import numpy as np
 import torch
 
+from bench_cpu import timed  # run as a script: bench/ is on sys.path
 from posecnn_core.estimator import EstimatorConfig, PoseEstimator
 from posecnn_core.resources import resource_path
 
 H, W = 480, 640
-
-
-def timed(fn, repeat: int) -> float:
-    """Median wall time in ms over `repeat` runs after one warm-up run."""
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(samples)
 
 
 def bag_frame() -> np.ndarray:
