@@ -224,9 +224,8 @@ def _voting_inputs(b, C: int, reference_focal: float | None = None):
     return scores, vertex
 
 
-def test_voting_rois_follow_pts_roi_and_pose_target_layers(tmp_path):
-    from posecnn_core.train.loop import RoiPlanner, label_rois, pose_targets_from_boxes, voting_rois
-
+def _voting_step(tmp_path: Path):
+    """A two-frame toy batch with perfect dense outputs: (objects, cfg, batch, scores, vertex, extents)."""
     yaml_path = write_object_set(tmp_path)
     write_toy_dataset(tmp_path / "ds", frames=2, h=96, w=128)
     objects = load_object_set(yaml_path)
@@ -235,7 +234,13 @@ def test_voting_rois_follow_pts_roi_and_pose_target_layers(tmp_path):
     ds = TrainDataset(cfg.train_data, objects, reference_focal=cfg.reference.focal)
     b = collate([ds[0], ds[1]])
     scores, vertex = _voting_inputs(b, 3)
-    extents = torch.from_numpy(objects.extents)
+    return objects, cfg, b, scores, vertex, torch.from_numpy(objects.extents)
+
+
+def test_voting_rois_follow_pts_roi_and_pose_target_layers(tmp_path):
+    from posecnn_core.train.loop import RoiPlanner, label_rois, pose_targets_from_boxes, voting_rois
+
+    objects, cfg, b, scores, vertex, extents = _voting_step(tmp_path)
     rows = voting_rois(scores, vertex, b, extents, cfg.reference.focal, cfg)
     assert rows.shape[0] >= 2 * 9 and rows.shape[0] % 9 == 0  # each peak and its 8 shifted copies
     planner = RoiPlanner(b, cfg, [], extents, cfg.reference.focal)  # voting draws nothing
@@ -325,15 +330,7 @@ def test_train_model_repools_rotation_head_on_regressed_boxes(tmp_path):
     from posecnn_core.network import PoseCNN
     from posecnn_core.train.loop import RoiPlanner, TrainModel, compute_losses
 
-    yaml_path = write_object_set(tmp_path)
-    write_toy_dataset(tmp_path / "ds", frames=2, h=96, w=128)
-    objects = load_object_set(yaml_path)
-    cfg = load_config(None, tiny_overrides(tmp_path, yaml_path, tmp_path / "o", "voting_backend=torch",
-                                           "voting_label_threshold=20"))
-    ds = TrainDataset(cfg.train_data, objects, reference_focal=cfg.reference.focal)
-    b = collate([ds[0], ds[1]])
-    scores, vertex = _voting_inputs(b, 3)
-    extents = torch.from_numpy(objects.extents)
+    objects, cfg, b, scores, vertex, extents = _voting_step(tmp_path)
 
     class PerfectOutputs(RoiPlanner):
         def box_targets(self, s, v):
