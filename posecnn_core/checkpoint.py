@@ -21,7 +21,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .camera import ReferenceCamera
-from .files import path_kind
+from .files import atomic_replace, path_kind
 from .network import PoseCNN, trunk_channels
 
 __all__ = [
@@ -364,17 +363,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointM
         payload["train_state"] = dict(train_state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_replace(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -1,4 +1,4 @@
-"""What a path given as an input file is, in words, and the check that it is a regular file.
+"""What a path given as an input file is, in words, the check that it is a regular file, and atomic writes.
 
 A directory, /dev/null, a FIFO or a socket given where a file is expected gets its own message instead of a
 misleading "does not exist" or a confusing error from the reader further down.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["path_kind", "require_regular_file", "NotARegularFileError"]
+__all__ = ["path_kind", "require_regular_file", "NotARegularFileError", "atomic_replace"]
 
 
 class NotARegularFileError(OSError):
@@ -46,3 +49,23 @@ def require_regular_file(path: str | os.PathLike, what: str) -> Path:
     if kind == "unreadable":
         raise NotARegularFileError(f"{what} file {path} cannot be accessed")
     raise NotARegularFileError(f"{what} {path} is a {kind}, not a regular file")
+
+
+@contextmanager
+def atomic_replace(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; it replaces ``path`` when the block ends without an error and is
+    removed otherwise, so readers never see a half-written file. The result gets the permissions a plain ``open``
+    would give (0666 minus the umask), not the owner-only mode of temporary files."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -75,6 +75,19 @@ def test_own_format_round_trip_keeps_meta(net, tmp_path):
     assert read_state_dict(path)[1].extra["epoch"] == 4
 
 
+
+def test_saved_checkpoints_are_readable_as_the_umask_allows(net, tmp_path):
+    """Not the owner-only mode of the temporary file it is written through (a shared model would be unreadable)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "shared.pt", net, CheckpointMeta(num_classes=5, fc_dim=64))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_save_rejects_inconsistent_or_unsafe_meta(net, tmp_path):
     with pytest.raises(ValueError, match="num_classes"):
         save_checkpoint(tmp_path / "x.pth", net, CheckpointMeta(num_classes=6, fc_dim=64))

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from tqdm import tqdm
 
 from ..checkpoint import (CheckpointError, CheckpointMeta, load_vgg16_imagenet, load_weights, read_state_dict,
                           read_train_state, save_checkpoint)
+from ..files import atomic_replace
 from ..network import PoseCNN
 from ..objects import ObjectSet, load_object_set
 from . import ddp
@@ -64,15 +63,8 @@ class TrainingError(RuntimeError):
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
+    with atomic_replace(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Trainer:
