@@ -256,13 +256,13 @@ def test_compressed_bag_and_on_the_fly_compression_feed_the_node(tmp_path) -> No
         assert player.topics["/image/compressed"] == "sensor_msgs/msg/CompressedImage"
         assert peer.wait_until(lambda: all(player.subscription_counts().values())
                                and peer.output_subs["estimates"].get_publisher_count() > 0, 20), proc.output
-        assert player.play(rate=2.0).published == 9
+        assert player.play(rate=0.5).published == 9  # a frame every 2 s: none dropped on a loaded machine
 
         def answered(expected_ns):
             got = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in peer.messages("estimates")}
             return set(expected_ns) <= got
 
-        assert peer.wait_until(lambda: answered(stamps), 15), proc.output
+        assert peer.wait_until(lambda: answered(stamps), 30), proc.output
         est = peer.messages("estimates")
         assert all(m.header.frame_id == tool.FRAME_ID for m in est)
         assert all(e.refined for m in est for e in m.estimates), "compressedDepth not paired"
@@ -276,7 +276,7 @@ def test_compressed_bag_and_on_the_fly_compression_feed_the_node(tmp_path) -> No
         from rosbags.rosbag2 import Reader
         with Reader(tmp_path / "rawbag") as reader:
             raw_stamps = [s for c, s, _ in reader.messages() if c.topic == "/image"]
-        assert peer.wait_until(lambda: answered(raw_stamps), 15), proc.output
+        assert peer.wait_until(lambda: answered(raw_stamps), 30), proc.output
         assert all(e.refined for m in peer.messages("estimates") for e in m.estimates)
         assert "/image/compressed" in proc.output and "frame skipped" not in proc.output
     finally:
