@@ -184,7 +184,7 @@ class Trainer:
         """Start from another checkpoint's weights (fine-tuning); every key and shape must match the model."""
         try:
             state_dict, _ = read_state_dict(path)
-            load_weights(self.net, {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
+            load_weights(self.net, state_dict)  # copying casts float16 checkpoints to the model's float32
         except CheckpointError as exc:
             raise TrainingError(f"init_weights: {exc}") from exc
         if self.env.is_main:
