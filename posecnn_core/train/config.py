@@ -16,7 +16,7 @@ import yaml
 from ..augment import AugmentConfig as PhotometricConfig
 from ..camera import YCB_VIDEO_CAMERA, ReferenceCamera
 
-__all__ = ["ConfigError", "DataSource", "AugmentConfig", "TrainConfig", "load_config", "apply_overrides",
+__all__ = ["ConfigError", "DataSource", "AugmentConfig", "CropStreamConfig", "TrainConfig", "load_config", "apply_overrides",
            "config_from_dict"]
 
 
@@ -76,6 +76,30 @@ class AugmentConfig:
 
 
 @dataclass
+class CropStreamConfig:
+    """Our option (off in PT's recipe): a second stream of object-centred crops for the rotation head only, made
+    from a view bank (``posecnn_core.synth.views``) by ``posecnn_core.train.crops``. Every iteration adds the
+    point-matching (or paper) rotation loss of ``batch_size`` crops, times ``loss_weight``, to the frame losses.
+    ``bank`` null = off."""
+
+    bank: str | None = None
+    batch_size: int = 24
+    canvas: int = 112                      # crop size in pixels (a multiple of 16)
+    size_min: float = 24.0                 # object box long side, log-uniform in [size_min, size_max] pixels
+    size_max: float = 100.0
+    occlusion_prob: float = 0.5
+    max_occlusion: float = 0.6
+    roi_jitter: float = 0.1
+    photo_dir: str | None = "data/backgrounds/photos"  # crop backgrounds (null: procedural images)
+    photometric: bool = True               # PT's colour jitter and noise/blur on the crops (augment's settings)
+    loss_weight: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.bank is not None
+
+
+@dataclass
 class TrainConfig:
     """Everything ``posecnn-train`` needs. Defaults reproduce PT's YCB-Video recipe where PT has one."""
 
@@ -92,6 +116,7 @@ class TrainConfig:
     trunk_width: float = 1.0
     vgg16_init: str | None = "data/models/vgg16-397923af.pth"  # torchvision ImageNet VGG16; null = from scratch
     init_weights: str | None = None       # start from this checkpoint's weights (ours or PT's; every key must match)
+    init_exclude: list[str] = field(default_factory=list)  # init_weights: key prefixes left at their fresh init
     freeze_early_convs: bool = False      # PT's TRAIN.FREEZE_LAYERS (conv1_1..conv3_3; off in its YCB-Video recipe)
     # optimisation (PT: SGD, momentum 0.9, lr 1e-3, x0.1 from the 12th of 16 epochs, batch 2, weight decay 1e-4)
     optimizer: str = "sgd"                # sgd (PT) or adam (AdamW; converges faster from scratch)
@@ -134,6 +159,7 @@ class TrainConfig:
     # periodic rotation check on training frames (ground-truth boxes, no augmentation); 0 = off
     rotation_eval_interval: int = 0
     rotation_eval_frames: int = 16
+    rotation_eval_data: DataSource | None = None  # rotation check on these frames (default: the training data)
     # learning rate and the global batch (world_size x batch_size): PT's lr is for its global batch of 2
     lr_scaling: str = "none"              # none (PT): lr as given; linear: lr x global batch / lr_reference_batch
     lr_reference_batch: int = 2           # the global batch `lr` is meant for (linear scaling)
@@ -154,6 +180,7 @@ class TrainConfig:
     progress: bool = True
     save_half: bool = False               # write the final model's weights as float16
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    crops: CropStreamConfig = field(default_factory=CropStreamConfig)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -269,6 +296,29 @@ class TrainConfig:
         for i, src in enumerate(self.train_data):
             if not isinstance(src.root, str) or not src.root:
                 raise ConfigError(f"field 'train_data[{i}].root' must be a non-empty path, got {src.root!r}")
+        if not isinstance(self.init_exclude, list) or not all(isinstance(k, str) and k for k in self.init_exclude):
+            raise ConfigError(f"field 'init_exclude' must be a list of key prefixes, got {self.init_exclude!r}")
+        if self.init_exclude and self.init_weights is None:
+            raise ConfigError("field 'init_exclude' needs init_weights (it names keys not taken from it)")
+        self._validate_crops()
+
+    def _validate_crops(self) -> None:
+        c = self.crops
+        for name, low, integer in (("batch_size", 1, True), ("canvas", 16, True), ("size_min", 4, False),
+                                   ("size_max", 4, False), ("loss_weight", 0, False), ("roi_jitter", 0, False)):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or v < low:
+                raise ConfigError(f"field 'crops.{name}' must be {'an int' if integer else 'a number'} >= {low}, "
+                                  f"got {v!r}")
+        for name in ("occlusion_prob", "max_occlusion"):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ConfigError(f"field 'crops.{name}' must be a probability in [0, 1], got {v!r}")
+        if c.canvas % 16:
+            raise ConfigError(f"field 'crops.canvas' must be a multiple of 16, got {c.canvas}")
+        if not c.size_min <= c.size_max <= c.canvas - 2:
+            raise ConfigError(f"fields 'crops.size_min' <= 'crops.size_max' <= canvas - 2 must hold, got "
+                              f"{c.size_min}, {c.size_max}, canvas {c.canvas}")
 
     def check_ready(self) -> None:
         """Checks that only matter when training actually starts (data and objects given)."""
@@ -319,6 +369,14 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         ftype = fields[name].type
         if name == "augment":
             kwargs[name] = value if isinstance(value, AugmentConfig) else _build(AugmentConfig, value or {}, key)
+        elif name == "crops":
+            kwargs[name] = value if isinstance(value, CropStreamConfig) else _build(CropStreamConfig, value or {},
+                                                                                  key)
+        elif name == "rotation_eval_data":
+            kwargs[name] = None if value is None else (
+                value if isinstance(value, DataSource) else _build(DataSource, value, key))
+        elif name == "init_exclude":
+            kwargs[name] = list(value) if isinstance(value, (list, tuple)) else value
         elif name == "train_data":
             if isinstance(value, (str, Mapping)):
                 value = [value]

@@ -32,6 +32,7 @@ from ..network import PoseCNN
 from ..objects import ObjectSet, load_object_set
 from . import ddp
 from .config import AugmentConfig, TrainConfig
+from .crop_stream import CropStream
 from .data import Batch, EpochSampler, TrainDataset, collate
 from .logs import CsvLog, TensorBoardLog
 from .loop import LOSS_NAMES, RoiPlanner, TrainModel, compute_losses
@@ -45,7 +46,7 @@ NO_INTERNET_HINT = ("This machine has no internet access, so nothing is download
                     "VGG16 weights (vgg16-397923af.pth, https://download.pytorch.org/models/vgg16-397923af.pth) "
                     "elsewhere and copy the file to that path (or point vgg16_init at it), or set "
                     "vgg16_init: null to train from scratch.")
-ITER_FIELDS = ["epoch", "iteration", "lr", *LOSS_NAMES, "rois", "fg_rois", "pose_rois", "seconds"]
+ITER_FIELDS = ["epoch", "iteration", "lr", *LOSS_NAMES, "crop_pose", "rois", "fg_rois", "pose_rois", "seconds"]
 EPOCH_FIELDS = ["epoch", "iterations", *LOSS_NAMES, "seconds"]
 ROTATION_FIELDS = ["iteration", "instances", "median_deg", "mean_deg", "below_15", "below_30"]
 ROI_STREAM = 0x526F49  # tags the RoI-sampling random streams apart from the augmentation's
@@ -136,6 +137,7 @@ class Trainer:
         self.symmetric_training = torch.as_tensor(np.asarray(sym, dtype=bool), device=self.device)
         self.extents = torch.as_tensor(np.asarray(self.objects.extents, dtype=np.float32), device=self.device)
         self.rotation_probe = self._rotation_probe() if cfg.rotation_eval_interval and self.env.is_main else None
+        self.crop_stream = CropStream(cfg, self.objects, self.device, self.env) if cfg.crops.enabled else None
         self.iteration = 0
         torch.manual_seed(cfg.seed + 1000003 * self.env.rank)  # dropout stream of this rank
         if resume is not None:
@@ -151,7 +153,8 @@ class Trainer:
     def _rotation_probe(self) -> RotationProbe:
         """The first ``rotation_eval_frames`` frames spread evenly over the training data, without augmentation."""
         cfg = self.cfg
-        plain = TrainDataset(cfg.train_data, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
+        sources = [cfg.rotation_eval_data] if cfg.rotation_eval_data is not None else cfg.train_data
+        plain = TrainDataset(sources, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
                              augment=AugmentConfig(enabled=False), seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
                              reference_focal=self.reference_camera.focal)
         n = min(cfg.rotation_eval_frames, len(plain))
@@ -181,14 +184,28 @@ class Trainer:
             log.info("initialised the trunk from %s (%d tensors)", path, len(report.loaded))
 
     def _load_init_weights(self, path: Path) -> None:
-        """Start from another checkpoint's weights (fine-tuning); every key and shape must match the model."""
+        """Start from another checkpoint's weights (fine-tuning); every key and shape must match the model, except
+        the keys under ``init_exclude`` prefixes, which keep their fresh initialisation (and are listed)."""
+        prefixes = tuple(self.cfg.init_exclude)
         try:
             state_dict, _ = read_state_dict(path)
+            if prefixes:
+                own = self.net.state_dict()
+                unused = [p for p in prefixes if not any(k.startswith(p) for k in own)]
+                if unused:
+                    raise TrainingError(f"init_exclude: no weight of the model starts with {unused}")
+                fresh = {k: v for k, v in own.items() if k.startswith(prefixes)}
+                state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+                state_dict.update(fresh)
             load_weights(self.net, state_dict)  # copying casts float16 checkpoints to the model's float32
         except CheckpointError as exc:
             raise TrainingError(f"init_weights: {exc}") from exc
         if self.env.is_main:
-            log.info("initialised every weight from %s (%d tensors)", path, len(state_dict))
+            log.info("initialised the weights from %s (%d tensors)", path, len(state_dict) - len(fresh)
+                     if prefixes else len(state_dict))
+            if prefixes:
+                log.info("init_exclude: %d tensors keep their fresh initialisation: %s", len(fresh),
+                         ", ".join(sorted(fresh)))
 
     def _resume(self, path: Path) -> None:
         try:
@@ -287,6 +304,10 @@ class Trainer:
         reduce_counts = (lambda c: ddp.all_reduce_sum(c, env)) if env.distributed else None
         losses = compute_losses(outputs, batch, self.points, self.point_counts, self.symmetric_training,
                                 self.extents, cfg, reduce_counts=reduce_counts)
+        crop_pose = None
+        if self.crop_stream is not None:
+            crop_pose = self.crop_stream.loss(self.net, self.iteration)
+            losses["loss"] = losses["loss"] + cfg.crops.loss_weight * crop_pose
         # the losses are this process's shares of the global batch's losses: summed over the processes they are
         # the global batch's; the RoI counts add up likewise
         box_t, pose_t = outputs.box_targets, outputs.pose_targets
@@ -310,6 +331,7 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         out: dict[str, float] = dict(zip(LOSS_NAMES, totals))
+        out["crop_pose"] = float(crop_pose.detach()) if crop_pose is not None else float("nan")
         out.update(lr=lr, rois=int(totals[-3]), fg_rois=int(totals[-2]), pose_rois=int(totals[-1]))
         return out
 
@@ -398,7 +420,7 @@ class Trainer:
         if row is None:
             return
         rot_log.write(row)
-        log.info("iteration %d: rotation error on %d training objects: median %.1f deg, < 30 deg %.0f %%",
+        log.info("iteration %d: rotation error on %d probe objects: median %.1f deg, < 30 deg %.0f %%",
                  row["iteration"], row["instances"], row["median_deg"], 100 * row["below_30"])
 
     def close(self) -> None:
