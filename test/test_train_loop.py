@@ -547,3 +547,20 @@ def test_init_weights_starts_from_a_checkpoint_and_names_mismatches(toy, tmp_pat
     with pytest.raises(ConfigError, match="'vgg16_init' and 'init_weights'"):
         load_config(None, tiny_overrides(root, yaml_path, tmp_path / "e", f"init_weights={final}",
                                          f"vgg16_init={final}", "trunk_width=1.0"))
+
+
+def test_freeze_early_convs_applies_to_init_weights_and_refuses_random_weights(toy, tmp_path):
+    from posecnn_core.network import _EARLY_CONVS
+
+    root, yaml_path = toy
+    final = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "a", "max_iters=1"))).train()[
+        "final_checkpoint"]
+    t = Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "b", f"init_weights={final}",
+                                                 "freeze_early_convs=true", "max_iters=2")))
+    early = [t.net.features[i] for i in _EARLY_CONVS]
+    before = [m.weight.detach().clone() for m in early]
+    assert not any(p.requires_grad for m in early for p in m.parameters())
+    t.train()
+    assert all(torch.equal(b, m.weight) for b, m in zip(before, early))
+    with pytest.raises(ConfigError, match="freeze_early_convs: true needs pretrained weights"):
+        Trainer(load_config(None, tiny_overrides(root, yaml_path, tmp_path / "c", "freeze_early_convs=true")))

@@ -31,7 +31,7 @@ from ..files import atomic_replace
 from ..network import PoseCNN
 from ..objects import ObjectSet, load_object_set
 from . import ddp
-from .config import AugmentConfig, TrainConfig
+from .config import AugmentConfig, ConfigError, TrainConfig
 from .crop_stream import CropStream
 from .data import Batch, EpochSampler, TrainDataset, collate
 from .logs import CsvLog, TensorBoardLog
@@ -111,7 +111,10 @@ class Trainer:
         for m in self.net.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = cfg.dropout
-        if cfg.vgg16_init is not None and cfg.freeze_early_convs:
+        if cfg.freeze_early_convs:  # pretrained early convs (ImageNet or init_weights) stay as they are
+            if cfg.vgg16_init is None and cfg.init_weights is None:
+                raise ConfigError("freeze_early_convs: true needs pretrained weights (vgg16_init or init_weights); "
+                                  "it would freeze randomly initialised convolutions")
             self.net.freeze_early_convs(True)
         if cfg.channels_last:  # a memory layout only: about 20 % faster convolutions on the CPU (oneDNN)
             self.net = self.net.to(memory_format=torch.channels_last)
