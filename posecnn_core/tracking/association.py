@@ -24,6 +24,21 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+def ray_distance(a: np.ndarray, b: np.ndarray, depth_weight: float) -> np.ndarray:
+    """Distance [N, M] between points a [N, 3] and b [M, 3] (camera frame) with the part along the viewing ray
+    weighted by depth_weight: sqrt(lateral² + (depth_weight · radial)²), where radial = |b| - |a| and lateral =
+    the angle between the rays x |a|. A monocular estimate knows the direction of an object far better than its
+    distance, so its errors lie mostly along the ray (depth_weight 1: the plain distance up to second order)."""
+    a = np.asarray(a, np.float64).reshape(-1, 3)
+    b = np.asarray(b, np.float64).reshape(-1, 3)
+    na = np.linalg.norm(a, axis=1).clip(1e-9)
+    nb = np.linalg.norm(b, axis=1).clip(1e-9)
+    cos = np.clip((a / na[:, None]) @ (b / nb[:, None]).T, -1.0, 1.0)
+    lateral = np.arccos(cos) * na[:, None]
+    radial = nb[None, :] - na[:, None]
+    return np.sqrt(lateral ** 2 + (depth_weight * radial) ** 2)
+
+
 @dataclass(frozen=True)
 class Match:
     """Result of one association: ``pairs`` (track index, detection index), and what stayed unmatched."""
@@ -35,12 +50,12 @@ class Match:
 
 def association_cost(track_classes: np.ndarray, track_centres: np.ndarray, track_boxes: np.ndarray,
                      det_classes: np.ndarray, det_centres: np.ndarray, det_boxes: np.ndarray,
-                     max_distance: float, min_iou: float, iou_weight: float) -> np.ndarray:
+                     max_distance: float, min_iou: float, iou_weight: float, depth_weight: float = 1.0
+                     ) -> np.ndarray:
     """Cost [T, D]: distance / max_distance + iou_weight x (1 - IoU) for pairs of the same class whose centres
-    are within max_distance or whose boxes overlap with IoU >= min_iou; GATED for every other pair."""
-    tc = np.asarray(track_centres, np.float64).reshape(-1, 3)
-    dc = np.asarray(det_centres, np.float64).reshape(-1, 3)
-    dist = np.linalg.norm(tc[:, None, :] - dc[None, :, :], axis=2)
+    are within max_distance (:func:`ray_distance` with depth_weight) or whose boxes overlap with IoU >= min_iou;
+    GATED for every other pair."""
+    dist = ray_distance(track_centres, det_centres, depth_weight)
     iou = box_iou(track_boxes, det_boxes)
     cost = dist / max_distance + iou_weight * (1.0 - iou)
     allowed = (np.asarray(track_classes)[:, None] == np.asarray(det_classes)[None, :]) & (
@@ -63,7 +78,7 @@ def assign(cost: np.ndarray) -> Match:
 
 def associate(track_classes: np.ndarray, track_centres: np.ndarray, track_boxes: np.ndarray,
               det_classes: np.ndarray, det_centres: np.ndarray, det_boxes: np.ndarray, *,
-              max_distance: float, min_iou: float, iou_weight: float) -> Match:
+              max_distance: float, min_iou: float, iou_weight: float, depth_weight: float = 1.0) -> Match:
     """:func:`association_cost` then :func:`assign` (classes never mix: their pairs are gated)."""
     return assign(association_cost(track_classes, track_centres, track_boxes, det_classes, det_centres, det_boxes,
-                                   max_distance, min_iou, iou_weight))
+                                   max_distance, min_iou, iou_weight, depth_weight))

@@ -1,6 +1,7 @@
 """Filtering one object's pose over time, and choosing among a symmetric object's equivalent rotations.
 
-`PoseFilter`: an alpha-beta (constant-velocity) filter on the translation and the same filter on the rotation in
+`PoseFilter`: an alpha-beta (constant-velocity) filter on the translation (with a smaller gain along the viewing
+ray, where a monocular estimate is noisiest) and the same filter on the rotation in
 its tangent space: the innovation is the rotation vector log(R_meas · R_predᵀ) (camera frame), the correction
 exp(alpha · innovation) · R_pred, and the angular velocity learns beta · innovation / dt. Poses are in the camera
 optical frame, so a moving camera shows up as object velocity, which the filter follows without lag in steady
@@ -17,6 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from .association import ray_distance
 from .config import TrackerConfig
 
 MIN_DT = 1e-3  # seconds; two frames with the same stamp count as this far apart
@@ -121,7 +123,8 @@ class PoseFilter:
         R_pred, t_pred = self.predict(dt)
         r_t = np.asarray(t_meas, np.float64).reshape(3) - t_pred
         r_R = rotvec(np.asarray(R_meas, np.float64) @ R_pred.T)
-        if np.linalg.norm(r_t) > cfg.gate_translation or math.degrees(np.linalg.norm(r_R)) > cfg.gate_rotation_deg:
+        far = float(ray_distance(t_pred, t_pred + r_t, cfg.depth_weight)[0, 0]) > cfg.gate_translation
+        if far or math.degrees(np.linalg.norm(r_R)) > cfg.gate_rotation_deg:
             self.outliers += 1
             if self.outliers >= cfg.max_outliers:
                 self.restart(R_meas, t_meas)
@@ -129,8 +132,12 @@ class PoseFilter:
                 self.R, self.t = R_pred, t_pred
             return False
         self.outliers = 0
-        self.t = t_pred + cfg.position_alpha * r_t
-        self.v = self.v + (cfg.position_beta / dt) * r_t
+        ray = t_pred / max(float(np.linalg.norm(t_pred)), 1e-9)
+        radial = float(r_t @ ray) * ray  # along the viewing ray: the noisy depth
+        lateral = r_t - radial
+        ratio = cfg.depth_alpha / cfg.position_alpha
+        self.t = t_pred + cfg.position_alpha * lateral + cfg.depth_alpha * radial
+        self.v = self.v + (cfg.position_beta / dt) * (lateral + ratio * radial)
         self.R = exp_rotation(cfg.rotation_alpha * r_R) @ R_pred
         self.w = self.w + (cfg.rotation_beta / dt) * r_R
         return True

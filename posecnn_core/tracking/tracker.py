@@ -7,7 +7,8 @@ association and the filter):
    or the stamp is earlier than the previous one (a bag that loops); ``reset()`` clears them on request.
 2. Prediction: every track's pose at the frame's stamp (constant velocity).
 3. Association (:mod:`.association`): detections to tracks, per class, by the distance of the detection's
-   centre from the track's predicted centre and by box overlap, with one optimal assignment.
+   centre from the track's predicted centre and by box overlap, with one optimal assignment. An unmatched
+   detection that overlaps a matched one of its class (``duplicate_iou``) is dropped as a duplicate.
 4. Update: a matched track folds the detection into its filter (:mod:`.pose_filter`; for a symmetric object the
    equivalent rotation closest to the track's first) and counts a hit; an unmatched detection starts a new,
    tentative track; an unmatched track counts a miss and coasts on its prediction.
@@ -26,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..geometry import mat_to_quat
-from .association import Match, associate
+from .association import Match, associate, box_iou
 from .config import TrackerConfig
 from .pose_filter import PoseFilter, SymmetryAligner
 
@@ -52,13 +53,15 @@ class Track:
 @dataclass
 class FramePlan:
     """One frame between association and update: ``tracks[i]`` is the track detection i was matched with (None:
-    a new object), ``predicted[i]`` that track's predicted pose, ``confirmed[i]`` whether it is confirmed."""
+    a new object), ``predicted[i]`` that track's predicted pose; ``duplicates``: detections dropped as duplicates
+    of tracked objects; ``unmatched``: the tracks no detection was matched with."""
 
     stamp: float
     tracks: list[Track | None]
     predicted: list[tuple[np.ndarray, np.ndarray] | None]
     unmatched: list[Track] = field(default_factory=list)
     reset_reason: str = ""
+    duplicates: set[int] = field(default_factory=set)
 
     def tracked_starts(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Detection index -> predicted pose, for the detections matched with confirmed tracks."""
@@ -128,12 +131,24 @@ class Tracker:
             np.array([int(o.class_id) for o in objects], dtype=np.int64),
             np.array([np.asarray(o.t, np.float64) for o in objects]).reshape(-1, 3),
             np.array([np.asarray(o.roi, np.float64) for o in objects]).reshape(-1, 4),
-            max_distance=cfg.max_distance, min_iou=cfg.min_iou, iou_weight=cfg.iou_weight)
+            max_distance=cfg.max_distance, min_iou=cfg.min_iou, iou_weight=cfg.iou_weight,
+            depth_weight=cfg.depth_weight)
         tracks: list[Track | None] = [None] * len(objects)
         preds: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(objects)
         for ti, di in match.pairs:
             tracks[di], preds[di] = self.tracks[ti], predicted[ti]
-        return FramePlan(stamp, tracks, preds, [self.tracks[i] for i in match.unmatched_tracks], reason)
+        duplicates = self._duplicates(objects, [di for _, di in match.pairs], match.unmatched_detections)
+        return FramePlan(stamp, tracks, preds, [self.tracks[i] for i in match.unmatched_tracks], reason, duplicates)
+
+    def _duplicates(self, objects: Sequence[Any], matched: list[int], unmatched: list[int]) -> set[int]:
+        """Unmatched detections whose box overlaps a matched detection of their class by >= duplicate_iou."""
+        out = set()
+        for di in unmatched:
+            same = [m for m in matched if int(objects[m].class_id) == int(objects[di].class_id)]
+            if same and box_iou(np.asarray(objects[di].roi), np.array([objects[m].roi for m in same])).max() \
+                    >= self.config.duplicate_iou:
+                out.add(di)
+        return out
 
     def finish(self, plan: FramePlan, objects: Sequence[Any]) -> list[Any]:
         """Fold the frame's (possibly refined) ``objects`` into their tracks, start tracks for new ones, age and
@@ -141,7 +156,9 @@ class Tracker:
         ``filter`` on, the filtered pose (R, t, quaternion)."""
         cfg = self.config
         out = []
-        for obj, track in zip(objects, plan.tracks):
+        for i, (obj, track) in enumerate(zip(objects, plan.tracks)):
+            if i in plan.duplicates:
+                continue
             R = np.asarray(obj.R, np.float64)
             t = np.asarray(obj.t, np.float64).reshape(3)
             if track is None:
