@@ -38,7 +38,7 @@ class TrackerConfig:
     max_distance: float = 0.15
     min_iou: float = 0.3
     iou_weight: float = 0.5
-    depth_weight: float = 0.25
+    depth_weight: float = 0.5
     duplicate_iou: float = 0.5
     min_hits: int = 2
     max_missed: int = 10

@@ -77,8 +77,10 @@ class Tracker:
                  symmetric: Sequence[bool] | None = None, points: Sequence[np.ndarray] | None = None) -> None:
         self.config = config or TrackerConfig()
         if object_set is not None:
-            symmetric = list(object_set.symmetric) if symmetric is None else symmetric
-            points = list(object_set.points) if points is None else points
+            if symmetric is None and getattr(object_set, "symmetric", None) is not None:
+                symmetric = list(object_set.symmetric)
+            if points is None and getattr(object_set, "points", None) is not None:
+                points = list(object_set.points)
         self._symmetric = [bool(s) for s in symmetric] if symmetric is not None else []
         self._points = list(points) if points is not None else []
         self._aligners: dict[int, SymmetryAligner | None] = {}
@@ -89,10 +91,12 @@ class Tracker:
         self._stamp: float | None = None
         self._frames = 0
         self.resets = 0
+        self.last_reset_reason = ""
 
     # -- resets ----------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every track (ids are not reused) and the stream's frame id, size and time."""
+        self.last_reset_reason = "reset requested"
         self.tracks = []
         self._frame_id, self._size, self._stamp = None, None, None
         self.resets += 1
@@ -119,6 +123,7 @@ class Tracker:
         reason = self._stream_change(stamp, frame_id, image_size)
         if reason:
             self.reset()
+            self.last_reset_reason = reason
         self._frame_id = frame_id if frame_id is not None else self._frame_id
         self._size = tuple(image_size) if image_size is not None else self._size
         self._stamp = stamp
