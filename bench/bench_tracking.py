@@ -114,6 +114,32 @@ SYMMETRIC: list[bool] = []
 COLUMNS = ("id_switches", "recall", "jitter_t_mm", "jitter_r_deg", "add_mm", "adds_mm")
 
 
+def step_response(cfg: TrackerConfig, frames: int = 30) -> dict[str, int]:
+    """Frames until the filtered pose covers 90 % of a sudden change (a 2 cm sideways or along-ray move, a 10
+    degree turn) of a still object seen at 0.7 m, one frame per time unit: the filter's lag in frames."""
+    from scipy.spatial.transform import Rotation
+
+    from posecnn_core.tracking import PoseFilter
+    from posecnn_core.tracking.pose_filter import angle_deg
+
+    out = {}
+    t0 = np.array([0.0, 0.0, 0.7])
+    for name, dt, dR in (("sideways 2 cm", np.array([0.02, 0, 0]), np.eye(3)),
+                         ("along the ray 2 cm", np.array([0, 0, 0.02]), np.eye(3)),
+                         ("turn 10 deg", np.zeros(3), Rotation.from_euler("y", 10, degrees=True).as_matrix())):
+        f = PoseFilter(np.eye(3), t0, cfg)
+        for _ in range(5):
+            f.update(np.eye(3), t0, 1.0)
+        for k in range(1, frames + 1):
+            f.update(dR, t0 + dt, 1.0)
+            moved = np.linalg.norm(f.t - t0) / max(np.linalg.norm(dt), 1e-12) if dt.any() else \
+                angle_deg(f.R, np.eye(3)) / 10.0
+            if moved >= 0.9:
+                break
+        out[name] = k
+    return out
+
+
 def row(name: str, s: dict, ms: float) -> str:
     return (f"| {name} | {s['id_switches']} | {s['recall']:.2f} | {s['jitter_t_mm']:.1f} | {s['jitter_r_deg']:.1f} | "
             f"{s['add_mm']:.1f} | {s['adds_mm']:.1f} | {ms:.2f} |")
@@ -151,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     print(row("off (per frame)", *score(frames, per_frame, points, static, None)))
     print(row("on (defaults)", *score(frames, per_frame, points, static, TrackerConfig())))
+    lag = step_response(TrackerConfig())
+    print("\nFilter lag (defaults): frames to 90 % of a sudden change: "
+          + ", ".join(f"{k} {v}" for k, v in lag.items()))
     if args.sweep:
         base = TrackerConfig()
         variants = {"ids only (filter off)": dict(filter=False), "min_hits 1": dict(min_hits=1),

@@ -25,9 +25,9 @@ class TrackerConfig:
     along it; rotation by the same filter in the tangent space (rotation
     vectors of the innovation) with ``rotation_alpha`` and ``rotation_beta``. alpha = 1, beta = 0 passes the
     measurements through. A measurement further than ``gate_translation`` or ``gate_rotation_deg`` from the
-    prediction is an outlier: the track keeps its prediction; after ``max_outliers`` outliers in a row the
-    filter restarts from the measurement (the object really moved). The translation gate weighs the part along
-    the viewing ray by ``depth_weight`` like the association. ``symmetric_alignment``: for objects the
+    prediction is an outlier: the track keeps its prediction; after ``max_outliers`` outliers in a row, each
+    within the gates of the one before, the filter restarts from the measurement (the object really moved).
+    The translation gate weighs the part along the viewing ray by ``depth_weight`` like the association. ``symmetric_alignment``: for objects the
     object set marks symmetric, the measured rotation is first replaced by its equivalent (same shape) closest
     to the track's, so rotations never flip between symmetric copies.
 

@@ -108,6 +108,16 @@ class PoseFilter:
         self.v = np.zeros(3)
         self.w = np.zeros(3)
         self.outliers = 0
+        self._outlier: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _agrees(self, R: np.ndarray, t: np.ndarray) -> bool:
+        """Whether an outlier lies within the gates of the previous outlier (both say the object moved there)."""
+        if self._outlier is None:
+            return False
+        R_prev, t_prev = self._outlier
+        cfg = self.config
+        return (float(ray_distance(t_prev, t, cfg.depth_weight)[0, 0]) <= cfg.gate_translation
+                and angle_deg(R_prev, R) <= cfg.gate_rotation_deg)
 
     def predict(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
         """The pose expected ``dt`` after the last update (the state is not changed)."""
@@ -117,7 +127,7 @@ class PoseFilter:
     def update(self, R_meas: np.ndarray, t_meas: np.ndarray, dt: float) -> bool:
         """Fold in a measurement taken ``dt`` after the last update; False when it was gated out as an outlier
         (the state then moves on to the prediction, or restarts from the measurement after ``max_outliers``
-        outliers in a row)."""
+        outliers in a row that agree with each other: the object really moved there)."""
         cfg = self.config
         dt = max(float(dt), MIN_DT)
         R_pred, t_pred = self.predict(dt)
@@ -125,13 +135,17 @@ class PoseFilter:
         r_R = rotvec(np.asarray(R_meas, np.float64) @ R_pred.T)
         far = float(ray_distance(t_pred, t_pred + r_t, cfg.depth_weight)[0, 0]) > cfg.gate_translation
         if far or math.degrees(np.linalg.norm(r_R)) > cfg.gate_rotation_deg:
-            self.outliers += 1
+            t_meas = np.asarray(t_meas, np.float64).reshape(3)
+            R_meas = np.asarray(R_meas, np.float64)
+            self.outliers = self.outliers + 1 if self._agrees(R_meas, t_meas) else 1
+            self._outlier = (R_meas, t_meas)
             if self.outliers >= cfg.max_outliers:
                 self.restart(R_meas, t_meas)
             else:
                 self.R, self.t = R_pred, t_pred
             return False
         self.outliers = 0
+        self._outlier = None
         ray = t_pred / max(float(np.linalg.norm(t_pred)), 1e-9)
         radial = float(r_t @ ray) * ray  # along the viewing ray: the noisy depth
         lateral = r_t - radial
