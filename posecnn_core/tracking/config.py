@@ -45,10 +45,10 @@ class TrackerConfig:
     filter: bool = True
     position_alpha: float = 0.5
     position_beta: float = 0.1
-    depth_alpha: float = 0.2
+    depth_alpha: float = 0.15
     rotation_alpha: float = 0.4
     rotation_beta: float = 0.05
-    gate_translation: float = 0.1
+    gate_translation: float = 0.06
     gate_rotation_deg: float = 45.0
     max_outliers: int = 2
     symmetric_alignment: bool = True
