@@ -205,3 +205,24 @@ def test_config_rejects_bad_values() -> None:
         TrackerConfig(position_alpha=0.0)
     with pytest.raises(ValueError, match="min_hits"):
         TrackerConfig(min_hits=True)
+
+
+def test_tracked_refinement_starts_confirmed_tracks_from_their_prediction() -> None:
+    from posecnn_core.estimator import tracked_refine_options
+    from posecnn_core.refine import RefineOptions
+
+    opts = tracked_refine_options(RefineOptions())
+    assert (opts.rotation_search, opts.tz_offsets, opts.include_initial_tz, opts.center_hypothesis) == \
+        (0, (0.0,), False, False)
+    assert opts.min_inlier_fraction == RefineOptions().min_inlier_fraction  # acceptance rules unchanged
+    tracker = Tracker(TrackerConfig(min_hits=2))
+    tracker.update([obj(1, [0, 0, 1]), obj(2, [0.2, 0, 1])], stamp=0.0)
+    tracker.update([obj(1, [0.01, 0, 1])], stamp=0.1)  # class 1 confirmed, class 2 dropped (tentative, missed)
+    plan = tracker.begin([obj(2, [0.2, 0, 1]), obj(1, [0.02, 0, 1])], stamp=0.2)
+    starts = plan.tracked_starts()
+    assert list(starts) == [1]  # only the detection of the confirmed track
+    R, t = starts[1]
+    np.testing.assert_allclose(R, np.eye(3))
+    # the filter saw 0 -> 0.01 m sideways in 0.1 s: position 0.5 x 0.01 (position_alpha), velocity
+    # 0.1 x 0.01 / 0.1 s = 0.01 m/s (position_beta), so at 0.2 s it predicts 0.005 + 0.001
+    np.testing.assert_allclose(t, [0.006, 0.0, 1.0], atol=1e-12)
