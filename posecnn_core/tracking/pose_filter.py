@@ -56,7 +56,7 @@ class SymmetryAligner:
     S0 = R_measᵀ·R_ref (nearest model points, rotation about the object origin) on at most ``sample`` points.
     """
 
-    def __init__(self, points: np.ndarray, tolerance: float = 2.0, sample: int = 300, max_points: int = 3000,
+    def __init__(self, points: np.ndarray, tolerance: float = 2.0, sample: int = 100, max_points: int = 3000,
                  iterations: int = 15) -> None:
         pts = np.asarray(points, np.float64).reshape(-1, 3)
         if len(pts) < 4:
