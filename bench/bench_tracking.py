@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import os
 import pickle
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from posecnn_core.estimator import EstimatorConfig, PoseEstimator  # noqa: E402
+from posecnn_core.estimator import PoseEstimator  # noqa: E402
 from posecnn_core.resources import DEMO_CHECKPOINT, DEMO_OBJECTS, resource_path  # noqa: E402
 from posecnn_core.tracking import Tracker, TrackerConfig  # noqa: E402
 from posecnn_core.tracking.metrics import SequenceScorer, TruthObject  # noqa: E402

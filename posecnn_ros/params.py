@@ -191,7 +191,8 @@ TRACKING_SPECS: tuple[ParamSpec, ...] = (
     tracking_param("max_missed", "Frames a confirmed track may go undetected before it is dropped",
                    low=0, high=10_000),
     tracking_param("max_distance", "Association gate (m): largest distance of a detection's centre from "
-                   "a track's predicted centre (along-ray part weighted by tracking.depth_weight)", low=0.001, high=10.0),
+                   "a track's predicted centre (along-ray part weighted by tracking.depth_weight)",
+                   low=0.001, high=10.0),
     tracking_param("min_iou", "Association: a detection whose box overlaps the track's last box by this "
                    "IoU may be matched beyond max_distance", low=0.0, high=1.0),
     tracking_param("depth_weight", "Weight of the distance along the viewing ray (a monocular estimate's "

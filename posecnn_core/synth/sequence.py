@@ -156,7 +156,8 @@ def generate_sequence(objects: str | Path, out: str | Path, seq: SequenceConfig 
             label = np.where(instance > 0, cls[np.maximum(instance - 1, 0)] if len(keep) else 0, 0).astype(np.uint8)
             rendered = (instance > 0) | res.distractor
             depth = np.where(rendered, res.depth, 0.0)
-            poses = np.array([np.hstack([instances[i].R, instances[i].t.reshape(3, 1)]) for i in keep]).reshape(-1, 3, 4)
+            poses = np.array([np.hstack([instances[i].R, instances[i].t.reshape(3, 1)])
+                              for i in keep]).reshape(-1, 3, 4)
             meta = make_meta(cls, poses, scene.K, DEFAULT_FACTOR_DEPTH)
             meta["object_ids"] = np.asarray(keep, np.float64).reshape(-1, 1)
             meta["moving"] = np.array([[1.0 if i == len(instances) - 1 else 0.0] for i in keep]).reshape(-1, 1)

@@ -27,9 +27,9 @@ class TrackerConfig:
     measurements through. A measurement further than ``gate_translation`` or ``gate_rotation_deg`` from the
     prediction is an outlier: the track keeps its prediction; after ``max_outliers`` outliers in a row, each
     within the gates of the one before, the filter restarts from the measurement (the object really moved).
-    The translation gate weighs the part along the viewing ray by ``depth_weight`` like the association. ``symmetric_alignment``: for objects the
-    object set marks symmetric, the measured rotation is first replaced by its equivalent (same shape) closest
-    to the track's, so rotations never flip between symmetric copies.
+    The translation gate weighs the part along the viewing ray by ``depth_weight`` like the association.
+    ``symmetric_alignment``: for objects the object set marks symmetric, the measured rotation is first replaced
+    by its equivalent (same shape) closest to the track's, so rotations never flip between symmetric copies.
 
     ``tracked_refinement``: with depth, a confirmed track is refined from its predicted pose by local ICP only
     (``PoseEstimator.estimate(..., tracker=)``); new tracks keep the full refinement with rotation search.
