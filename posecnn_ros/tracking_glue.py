@@ -40,8 +40,9 @@ def tracker_config(settings: Mapping[str, Any]) -> TrackerConfig:
 
 
 class TrackingGlue:
-    """The node's tracker. `apply` runs on the inference worker; `request_reset` and `configure` on the executor
-    (a reset is carried out at the start of the next frame, so a frame never sees half a reset)."""
+    """The node's tracker. `estimate` runs on the inference worker; `request_reset` and `configure` on the
+    executor (a reset or a new configuration is taken over at the start of the next frame, so a frame never
+    mixes two)."""
 
     def __init__(self, object_set: Any, log: Callable[[str], None]) -> None:
         self._object_set = object_set
@@ -49,6 +50,7 @@ class TrackingGlue:
         self._lock = threading.Lock()
         self._tracker: Tracker | None = None
         self._reset_reason = ""
+        self._pending: TrackerConfig | None = None
         self.resets = 0
 
     def configure(self, settings: Mapping[str, Any]) -> None:
@@ -63,9 +65,7 @@ class TrackingGlue:
             if self._tracker is None:
                 self._tracker = Tracker(config, self._object_set)
                 return
-            self._tracker.config = config
-            for track in self._tracker.tracks:
-                track.filter.config = config
+            self._pending = config  # taken over by the worker before its next frame
 
     @property
     def enabled(self) -> bool:
@@ -80,8 +80,12 @@ class TrackingGlue:
         """The estimator's result for one frame, with tracked objects when tracking is on: through the estimator
         (tracked refinement) when it has depth and takes a tracker, else tracked afterwards."""
         with self._lock:
-            tracker, reason = self._tracker, self._reset_reason
-            self._reset_reason = ""
+            tracker, reason, pending = self._tracker, self._reset_reason, self._pending
+            self._reset_reason, self._pending = "", None
+        if tracker is not None and pending is not None:
+            tracker.config = pending
+            for track in tracker.tracks:
+                track.filter.config = pending
         if reason:
             self.resets += 1
             if tracker is not None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -93,3 +94,33 @@ def test_ids_stay_with_their_objects_and_resets_clear_them(running) -> None:
     back = _ids_by_x(peer, _send(peer, 150))  # the stamps jump back (a bag that loops)
     assert proc.wait_for_output("tracks cleared: time went backwards", 10), proc.output
     assert {v[0] for v in back.values()} == {"can_4", "can_5"}
+
+
+def test_glue_configuration_and_resets_without_a_node(tmp_path) -> None:
+    """TrackingGlue on the stand-in estimator: switching on and off, new gains kept with the tracks, resets."""
+    from posecnn_ros.params import NodeSettings
+    from posecnn_ros.tracking_glue import TrackingGlue, tracker_config
+
+    ckpt, objs = helpers.write_fake_model(tmp_path)
+    est = helpers.FakeEstimator(str(ckpt), str(objs))
+    rgb = np.zeros((H, W, 3), np.uint8)
+    K = helpers.camera_k(W, H)
+    logs: list[str] = []
+    glue = TrackingGlue(est.object_set, logs.append)
+    settings = NodeSettings.from_values({"tracking.enabled": True, "tracking.min_hits": 1})
+    assert tracker_config(settings).min_hits == 1 and tracker_config(settings).gate_translation == 0.06
+    glue.configure(settings)
+    ids = [[o.track_id for o in glue.estimate(est, rgb, K, None, 1.0 + k, "cam").objects] for k in range(2)]
+    assert ids == [[0, 1, 2], [0, 1, 2]]
+    glue.configure(settings.updated({"tracking.position_alpha": 0.9}))  # kept tracks, new gain
+    out = glue.estimate(est, rgb, K, None, 3.0, "cam")
+    assert [o.track_id for o in out.objects] == [0, 1, 2] and "tracking" in out.timings_ms
+    assert glue._tracker.tracks[0].filter.config.position_alpha == 0.9
+    out = glue.estimate(est, rgb, K, None, 4.0, "other_cam")  # a new camera frame: new tracks
+    assert [o.track_id for o in out.objects] == [3, 4, 5] and logs[-1].startswith("tracks cleared: camera frame")
+    glue.request_reset("test")
+    assert [o.track_id for o in glue.estimate(est, rgb, K, None, 5.0, "other_cam").objects] == [6, 7, 8]
+    assert logs[-1] == "tracks cleared: test"
+    glue.configure(settings.updated({"tracking.enabled": False}))
+    out = glue.estimate(est, rgb, K, None, 6.0, "other_cam")
+    assert [o.track_id for o in out.objects] == [None, None, None] and logs[-1] == "tracks cleared: tracking disabled"
