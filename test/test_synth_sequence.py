@@ -52,3 +52,41 @@ def test_motion_of_a_sequence() -> None:
 def test_bad_windows_are_refused() -> None:
     with pytest.raises(ValueError, match="move_window"):
         SequenceConfig(move_window=(0.6, 0.3)).validate()
+
+
+def test_bag_ground_truth_ids_name_the_objects(tmp_path) -> None:
+    """make_sample_bag names ground truth <class>_<object id> when the meta holds object_ids."""
+    pytest.importorskip("rosbags")
+    pytest.importorskip("ament_index_python")
+    import importlib.util
+    from pathlib import Path
+
+    import cv2
+    import scipy.io
+    from rosbags.rosbag2 import Reader
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("make_sample_bag", root / "tools" / "make_sample_bag.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    seq = tmp_path / "split" / "data" / "0000"
+    seq.mkdir(parents=True)
+    K = np.array([[80.0, 0, 31.5], [0, 80.0, 23.5], [0, 0, 1]])
+    poses = np.zeros((3, 4, 2))
+    poses[:, :3, 0] = poses[:, :3, 1] = np.eye(3)
+    poses[:, 3, 0], poses[:, 3, 1] = [0.05, 0, 0.5], [-0.05, 0, 0.5]
+    for i, ids in enumerate(([[4], [1]], [[1], [4]])):  # the same two cans, listed in the other order
+        cv2.imwrite(str(seq / f"{i:06d}-color.png"), np.zeros((48, 64, 3), np.uint8))
+        cv2.imwrite(str(seq / f"{i:06d}-depth.png"), np.full((48, 64), 5000, np.uint16))
+        scipy.io.savemat(str(seq / f"{i:06d}-meta.mat"), {
+            "cls_indexes": np.array([[1], [1]]), "poses": poses if i == 0 else poses[:, :, ::-1],
+            "intrinsic_matrix": K, "factor_depth": np.array([[10000]]), "object_ids": np.array(ids)})
+    tool.write_bag(tmp_path / "split", tmp_path / "bag", ["__background__", "can"], np.zeros((2, 3)))
+    store = tool.make_typestore()
+    seen = []
+    with Reader(tmp_path / "bag") as reader:
+        conns = [c for c in reader.connections if c.topic == "/ground_truth"]
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            seen.append({d.id: round(d.bbox.center.position.x, 3) for d in msg.detections})
+    assert seen == [{"can_4": 0.05, "can_1": -0.05}, {"can_1": -0.05, "can_4": 0.05}]
