@@ -10,6 +10,8 @@
 - ``tracker``: :class:`Tracker`, the track lifecycle (tentative -> confirmed after ``min_hits`` hits, dropped
   after ``max_missed`` missed frames), resets (on request, camera frame id or image size change, time going
   backwards).
+- ``metrics``: id switches, frame-to-frame jitter and ADD/ADD-S of estimates over a sequence with object
+  identities (bench/bench_tracking.py).
 
 Use: ``objects = tracker.update(result.objects, stamp=t)``; or pass the tracker to
 ``PoseEstimator.estimate(..., tracker=tracker, stamp=t)``, which then also refines confirmed tracks from their
