@@ -16,7 +16,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -31,6 +31,7 @@ from .network import PIXEL_MEANS_BGR, PoseCNN
 from .objects import ObjectSet, load_object_set, matching_object_sets_hint
 from .ops.backend import BACKENDS, resolve_backend
 from .refine import RefineOptions, refine_poses
+from .tracking import Tracker
 from .voting import VotingOutput, VotingParams, hough_voting
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ LOG = logging.getLogger(__name__)
 DEPTH_MODES = ("scale", "resample")
 PRESETS = ("pt_demo", "pt_ycb_eval")
 AMP_DTYPES = ("bfloat16", "float16")
+
+
+def tracked_refine_options(options: RefineOptions) -> RefineOptions:
+    """Refinement of a tracked object from its predicted pose: local ICP from that one start (no rotation
+    search, no further depth hypotheses); the acceptance rules stay."""
+    return dataclasses.replace(options, rotation_search=0, tz_offsets=(0.0,), include_initial_tz=False,
+                               center_hypothesis=False)
 
 
 class InputError(ValueError):
@@ -138,6 +146,8 @@ class ObjectPose:
     """One detected object instance; pose in the camera optical frame (X_cam = R·X_obj + t).
 
     roi: the regressed box (x1, y1, x2, y2) in image pixels; center: the voting centre; votes: its votes.
+    track_id: the object's track (``posecnn_core.tracking``) when a tracker ran, else None; ``instance`` stays
+    the frame-local index.
     """
 
     class_id: int
@@ -156,6 +166,7 @@ class ObjectPose:
     refine_status: str = ""
     R_initial: np.ndarray | None = None
     t_initial: np.ndarray | None = None
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.R_initial is None:
@@ -413,8 +424,15 @@ class PoseEstimator:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
 
-    def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None) -> EstimationResult:
-        """Detect the object set's objects in `rgb` (uint8 [H, W, 3], RGB) seen through intrinsics `K`."""
+    def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None, *,
+                 tracker: Tracker | None = None, stamp: float | None = None,
+                 frame_id: str | None = None) -> EstimationResult:
+        """Detect the object set's objects in `rgb` (uint8 [H, W, 3], RGB) seen through intrinsics `K`.
+
+        With a `tracker` (``posecnn_core.tracking.Tracker``) the objects are those of its confirmed tracks, with
+        track ids and filtered poses; `stamp` (seconds) and `frame_id` (the camera's) tell it the frame's time
+        and source. With depth and the tracker's ``tracked_refinement``, an object matched to a confirmed track
+        is refined from the track's predicted pose by local ICP only (no rotation search)."""
         cfg = self.config  # one snapshot for the whole frame
         rgb = check_image(rgb)
         K = check_intrinsics(K)
@@ -470,9 +488,14 @@ class PoseEstimator:
                 label = labels[0].to(torch.int32).cpu().numpy()
         if geo.scale != 1.0:
             label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+        plan = tracker.begin(objects, stamp, frame_id, (h, w)) if tracker is not None else None
         if depth is not None and cfg.refine and objects:
-            self._refine(objects, depth, K, label, cfg)
+            starts = plan.tracked_starts() if plan is not None and tracker.config.tracked_refinement else {}
+            self._refine(objects, depth, K, label, cfg, starts)
             clock.lap("refinement")
+        if plan is not None:
+            objects = tracker.finish(plan, objects)
+            clock.lap("tracking")
         return EstimationResult(objects=objects, label=label, timings_ms=timings, config=cfg)
 
     # -- dense network ---------------------------------------------------------------------------------------
@@ -616,8 +639,11 @@ class PoseEstimator:
         return out
 
     def _refine(self, objects: list[ObjectPose], depth: np.ndarray, K: np.ndarray, label: np.ndarray,
-                cfg: EstimatorConfig) -> None:
-        """Depth refinement of every object in place; an object whose refinement declines keeps its pose."""
+                cfg: EstimatorConfig, starts: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        """Depth refinement of every object in place; an object whose refinement declines keeps its pose.
+        ``starts``: object index -> (R, t) of a tracked object, refined from there by local ICP only
+        (:func:`tracked_refine_options`) instead of from the network's pose with the full search."""
+        starts = starts or {}
         h, w = label.shape
         masks = []
         for obj in objects:
@@ -626,10 +652,18 @@ class PoseEstimator:
             box[max(0, int(np.floor(y1))):max(0, int(np.ceil(y2)) + 1),
                 max(0, int(np.floor(x1))):max(0, int(np.ceil(x2)) + 1)] = True
             masks.append((label == obj.class_id) & box)
-        results = refine_poses(
-            depth, K, masks, [o.R for o in objects], [o.t for o in objects],
-            [self.object_set.points[o.class_id] for o in objects], cfg.refine_options,
-            symmetric=[bool(self.object_set.symmetric[o.class_id]) for o in objects])
+        results: list[Any] = [None] * len(objects)
+        for group, options in ((sorted(set(range(len(objects))) - set(starts)), cfg.refine_options),
+                               (sorted(starts), tracked_refine_options(cfg.refine_options))):
+            if not group:
+                continue
+            init = [starts.get(i, (objects[i].R, objects[i].t)) for i in group]
+            done = refine_poses(
+                depth, K, [masks[i] for i in group], [p[0] for p in init], [p[1] for p in init],
+                [self.object_set.points[objects[i].class_id] for i in group], options,
+                symmetric=[bool(self.object_set.symmetric[objects[i].class_id]) for i in group])
+            for i, res in zip(group, done):
+                results[i] = res
         for obj, res in zip(objects, results):
             obj.refine_inlier_fraction = float(res.inlier_fraction) if np.isfinite(res.inlier_fraction) else 0.0
             obj.refine_status = "ok" if res.success else res.reason

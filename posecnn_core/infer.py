@@ -2,6 +2,7 @@
 
     posecnn-infer --images DIR|GLOB|FILE (--camera camera_info.yaml | --fx F --fy F --cx C --cy C) --out OUT
                   [--checkpoint C --objects O] [--depth DIR] [--depth-scale 0.001] [--rectify] [--overwrite]
+                  [--track [--fps F]]
 
 For each image, OUT/<stem>.json (class, score, R, t, quaternion w-x-y-z, box, ...) and OUT/<stem>_overlay.png
 (model points, axes, boxes: posecnn_core.overlay, the drawing the ROS node publishes). Without --checkpoint and
@@ -11,6 +12,11 @@ neighbour) are undistorted with the calibration's D, R, P and estimated with P's
 calibration with distortion gets one warning. A folder's images are its .png/.jpg/.jpeg/.bmp/.tif/.tiff/.webp files
 except depth images (stem ending in "depth"); --depth DIR holds, for image S, S or S with "color" replaced by
 "depth", as a 16-bit PNG/TIFF (× --depth-scale metres) or a .npy of float metres.
+
+With --track the images are taken as one sequence in name order (an image sequence from a camera, --fps frames
+per second): objects are tracked over the frames (posecnn_core.tracking, defaults of TrackerConfig): each
+object's "track_id" stays with it from frame to frame, its pose is filtered, and only confirmed tracks are
+written; with --depth, confirmed tracks are refined from their predicted pose by local ICP.
 
 Problems with the arguments, files or model stop it before any work with one line on stderr and exit code 2; an
 image that cannot be read or estimated is reported on one line, the others are still done, and the exit code is 2.
@@ -150,6 +156,7 @@ def result_json(job: Job, result: Any, K: np.ndarray, size: tuple[int, int], rec
             "quaternion": np.asarray(obj.quaternion, float).tolist(), "box": np.asarray(obj.roi, float).tolist(),
             "center": np.asarray(obj.center, float).tolist(), "votes": int(obj.votes),
             "refined": bool(getattr(obj, "refined", False)), "refine_status": str(getattr(obj, "refine_status", "")),
+            "track_id": getattr(obj, "track_id", None),
         })
     return {"image": str(job.image), "depth": str(job.depth) if job.depth else None, "width": size[0],
             "height": size[1], "K": np.asarray(K, float).tolist(), "rectified": rectified,
@@ -173,6 +180,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="detection score threshold (default: the estimator's, PoseCNN-PyTorch demo 0.1)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    parser.add_argument("--track", action="store_true",
+                        help="the images are a sequence (name order): track objects over them (track ids, filtered "
+                             "poses)")
+    parser.add_argument("--fps", type=float, default=10.0, help="with --track: frames per second of the sequence")
     return parser.parse_args(argv)
 
 
@@ -188,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--depth {args.depth}: not a folder")
     if not (args.depth_scale > 0 and math.isfinite(args.depth_scale)):
         raise CliError(f"--depth-scale must be positive, got {args.depth_scale}")
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        raise CliError(f"--fps must be positive, got {args.fps}")
     rectifier = None
     if args.rectify:
         if camera.width <= 0 or camera.height <= 0:
@@ -224,10 +237,15 @@ def run(args: argparse.Namespace) -> int:
 
     import cv2
 
+    tracker = None
+    if args.track:
+        from posecnn_core.tracking import Tracker
+
+        tracker = Tracker(object_set=objset)
     failures = 0
     detections = 0
     bar = tqdm(jobs, unit="image", desc="posecnn-infer", file=sys.stderr)
-    for job in bar:
+    for index, job in enumerate(bar):
         try:
             rgb = read_rgb(job.image)
             h, w = rgb.shape[:2]
@@ -242,7 +260,10 @@ def run(args: argparse.Namespace) -> int:
                 rgb = rectifier.rectify_image(rgb)
                 depth = rectifier.rectify_depth(depth) if depth is not None else None
                 K = rectifier.K
-            result = estimator.estimate(rgb, K, depth)
+            if tracker is not None:
+                result = estimator.estimate(rgb, K, depth, tracker=tracker, stamp=index / args.fps)
+            else:
+                result = estimator.estimate(rgb, K, depth)
         except ValueError as exc:
             failures += 1
             bar.write(f"posecnn-infer: error: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """EstimationResult -> ROS messages. Pure functions: no node, no publishing, unit-testable.
 
 Every builder takes the image's `header` and stamps its output with it (same stamp, same optical frame id).
-An object's id is `<class>_<k>` (k = its instance index among the frame's objects of that class); it is the
-Detection3D id, the ObjectEstimate id, the TF child frame suffix and the marker text.
+An object's id is `<class>_<k>` (k = its instance index among the frame's objects of that class), or
+`<class>_<track id>` when the object comes from a tracker (its `track_id` is set); it is the Detection3D id, the
+ObjectEstimate id, the TF child frame suffix and the marker text (and the track id the marker id).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def detection_id(class_name: str, instance: int) -> str:
     return f"{class_name}_{int(instance)}"
 
 
+def object_id(obj: Any) -> str:
+    """`<class>_<track id>` for a tracked object, else the per-frame `<class>_<k>`."""
+    track = getattr(obj, "track_id", None)
+    return detection_id(obj.class_name, obj.instance if track is None else track)
+
+
 def pose_msg(obj: Any) -> Pose:
     """ObjectPose (t in metres, quaternion w, x, y, z) -> geometry_msgs/Pose."""
     pose = Pose()
@@ -60,7 +67,7 @@ def detections_3d(objects: Iterable[Any], header: Header, extents: np.ndarray) -
     out = Detection3DArray(header=header)
     for obj in objects:
         pose = pose_msg(obj)
-        det = Detection3D(header=header, id=detection_id(obj.class_name, obj.instance))
+        det = Detection3D(header=header, id=object_id(obj))
         det.results.append(_hypothesis(obj, pose))
         det.bbox.center = pose
         size = np.asarray(extents[int(obj.class_id)], np.float64)
@@ -74,7 +81,7 @@ def detections_2d(objects: Iterable[Any], header: Header) -> Detection2DArray:
     out = Detection2DArray(header=header)
     for obj in objects:
         x1, y1, x2, y2 = (float(v) for v in obj.roi)
-        det = Detection2D(header=header, id=detection_id(obj.class_name, obj.instance))
+        det = Detection2D(header=header, id=object_id(obj))
         det.results.append(_hypothesis(obj, pose_msg(obj)))
         det.bbox.center.position.x = 0.5 * (x1 + x2)
         det.bbox.center.position.y = 0.5 * (y1 + y2)
@@ -92,7 +99,7 @@ def estimates(objects: Iterable[Any], header: Header, stages: Sequence[tuple[str
                               frames_processed=int(processed), frames_dropped=int(dropped),
                               frames_rejected=int(rejected))
     for obj in objects:
-        est = ObjectEstimate(id=detection_id(obj.class_name, obj.instance), class_name=str(obj.class_name),
+        est = ObjectEstimate(id=object_id(obj), class_name=str(obj.class_name),
                              class_id=int(obj.class_id), instance=int(obj.instance), score=float(obj.score),
                              votes=int(obj.votes), depth=float(obj.depth), pose=pose_msg(obj),
                              refined=bool(getattr(obj, "refined", False)),
@@ -110,7 +117,7 @@ def transforms(objects: Iterable[Any], header: Header, tf_prefix: str) -> TFMess
     out = TFMessage()
     for obj in objects:
         pose = pose_msg(obj)
-        tf = TransformStamped(header=header, child_frame_id=tf_prefix + detection_id(obj.class_name, obj.instance))
+        tf = TransformStamped(header=header, child_frame_id=tf_prefix + object_id(obj))
         tf.transform.translation.x = pose.position.x
         tf.transform.translation.y = pose.position.y
         tf.transform.translation.z = pose.position.z
@@ -139,7 +146,8 @@ def markers(objects: Iterable[Any], header: Header, extents: np.ndarray, mesh_ur
         cls = int(obj.class_id)
         r, g, b = class_colour(cls, num_classes)
         pose = pose_msg(obj)
-        body = Marker(header=header, ns=MARKER_NS_MESH, id=k, action=Marker.ADD, pose=pose)
+        marker_id = k if getattr(obj, "track_id", None) is None else int(obj.track_id)
+        body = Marker(header=header, ns=MARKER_NS_MESH, id=marker_id, action=Marker.ADD, pose=pose)
         body.color.r, body.color.g, body.color.b, body.color.a = r, g, b, 0.8
         uri = mesh_uris[cls] if cls < len(mesh_uris) else None
         if uri:
@@ -152,8 +160,8 @@ def markers(objects: Iterable[Any], header: Header, extents: np.ndarray, mesh_ur
             size = np.maximum(np.asarray(extents[cls], np.float64), 1e-3)
             body.scale.x, body.scale.y, body.scale.z = (float(v) for v in size)
         out.markers.append(body)
-        text = Marker(header=header, ns=MARKER_NS_TEXT, id=k, action=Marker.ADD, type=Marker.TEXT_VIEW_FACING,
-                      text=f"{detection_id(obj.class_name, obj.instance)} {float(obj.score):.2f}")
+        text = Marker(header=header, ns=MARKER_NS_TEXT, id=marker_id, action=Marker.ADD,
+                      type=Marker.TEXT_VIEW_FACING, text=f"{object_id(obj)} {float(obj.score):.2f}")
         text.pose.position.x = pose.position.x
         text.pose.position.y = pose.position.y - 0.6 * float(np.max(extents[cls])) - 0.02  # optical y is down
         text.pose.position.z = pose.position.z

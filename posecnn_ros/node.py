@@ -52,6 +52,7 @@ from posecnn_ros.msg import ObjectEstimateArray
 from posecnn_ros.params import SPEC_BY_NAME, NodeSettings
 from posecnn_ros.startup import RosLogHandler, StartupError, init_ros
 from posecnn_ros.tf_publisher import TfPublisher
+from posecnn_ros.tracking_glue import TrackingGlue
 from posecnn_ros.throttled_log import ThrottledLog
 
 NODE_NAME = "posecnn"
@@ -197,6 +198,9 @@ class PoseCnnGlue:
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._worker = LatestFrameWorker(self._process, self._on_worker_error, before_first=self._warmup,
                                          name="posecnn-inference")
+        self._tracking = TrackingGlue(self.estimator.object_set, lambda text: self.get_logger().info(text))
+        self._tracking.configure(self.settings)
+        self._tracking_endpoints = self._tracking.subscribe(self)
 
     def _input_topics(self) -> tuple[str, str | None]:
         """The image and depth topics as subscribed: image_transport's `<base>/compressed` and
@@ -248,6 +252,8 @@ class PoseCnnGlue:
         for pub in self._output_pubs:
             self.destroy_publisher(pub)
         self._output_pubs = []
+        self._tracking.unsubscribe(self, self._tracking_endpoints)
+        self._tracking_endpoints = []
         self._tf.destroy()
         return ended
 
@@ -307,6 +313,8 @@ class PoseCnnGlue:
             self.settings = settings
             if config is not None:
                 self.estimator.config = config
+            if any(name.startswith("tracking.") for name in values) and self._worker is not None:
+                self._tracking.configure(settings)
             if "score_threshold" in values and self._active:
                 self._publish_label_info()
         return SetParametersResult(successful=True)
@@ -385,7 +393,8 @@ class PoseCnnGlue:
             return
         decoded = time.perf_counter()
         try:
-            result = self.estimator.estimate(frame.rgb, frame.K, frame.depth)
+            result = self._tracking.estimate(self.estimator, frame.rgb, frame.K, frame.depth,
+                                             _stamp_seconds(frame.header), frame.header.frame_id)
         except ValueError as exc:  # the estimator's InputError
             self._stats.failed(f"{type(exc).__name__}: {exc}")
             self._reject("estimator_input", f"estimator rejected the frame: {exc}")

@@ -31,6 +31,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from posecnn_core.camera import ReferenceCamera
 from posecnn_core.estimator import EstimatorConfig
+from posecnn_core.tracking import TrackerConfig
 
 C = TypeVar("C")
 
@@ -171,6 +172,48 @@ def _no_whitespace(value: str) -> str | None:
 
 PUBLISH_OUTPUTS = ("detections_2d", "estimates", "label", "markers", "overlay", "tf")
 
+# Object tracking (posecnn_ros/tracking_glue.py, posecnn_core.tracking, docs/tracking.md): each `tracking.<field>`
+# sets that field of posecnn_core.tracking.TrackerConfig; defaults are the config's (measured, docs/tracking.md).
+_TRACKER_DEFAULTS = TrackerConfig()
+
+
+def tracking_param(field: str, description: str, **constraints: Any) -> ParamSpec:
+    """`tracking.<field>`: a node setting whose default is TrackerConfig's `field` (see tracking_glue)."""
+    return node_param(f"tracking.{field}", getattr(_TRACKER_DEFAULTS, field), description, **constraints)
+
+
+TRACKING_SPECS: tuple[ParamSpec, ...] = (
+    node_param("tracking.enabled", False, "Track objects over frames: ids <class>_<track id> that stay with their "
+               "object (Detection3D id, TF child frame, markers), filtered poses; false = every frame alone, ids "
+               "<class>_<k>. Switching it clears the tracks"),
+    tracking_param("min_hits", "Detections that confirm a new track (it is published from then on)",
+                   low=1, high=100),
+    tracking_param("max_missed", "Frames a confirmed track may go undetected before it is dropped",
+                   low=0, high=10_000),
+    tracking_param("max_distance", "Association gate (m): largest distance of a detection's centre from "
+                   "a track's predicted centre (along-ray part weighted by tracking.depth_weight)",
+                   low=0.001, high=10.0),
+    tracking_param("min_iou", "Association: a detection whose box overlaps the track's last box by this "
+                   "IoU may be matched beyond max_distance", low=0.0, high=1.0),
+    tracking_param("depth_weight", "Weight of the distance along the viewing ray (a monocular estimate's "
+                   "noisiest direction) in the association gate and the filter's outlier gate", low=0.01, high=1.0),
+    tracking_param("filter", "Filter the tracked poses over time (false: track ids only)"),
+    tracking_param("position_alpha", "Translation filter gain across the viewing ray (1 = no smoothing)",
+                   low=0.01, high=1.0),
+    tracking_param("depth_alpha", "Translation filter gain along the viewing ray", low=0.01, high=1.0),
+    tracking_param("position_beta", "Translation filter velocity gain (0 = constant position)",
+                   low=0.0, high=1.0),
+    tracking_param("rotation_alpha", "Rotation filter gain (1 = no smoothing)", low=0.01, high=1.0),
+    tracking_param("rotation_beta", "Rotation filter angular-velocity gain", low=0.0, high=1.0),
+    tracking_param("gate_translation", "Outlier gate (m): a detection further from the prediction is not "
+                   "filtered in (twice in a row: the filter restarts there)", low=0.001, high=10.0),
+    tracking_param("gate_rotation_deg", "Outlier gate (degrees) on the rotation", low=0.1, high=180.0),
+    tracking_param("symmetric_alignment", "For symmetric objects, use the equivalent rotation closest "
+                   "to the track's (no flips between symmetric copies)"),
+    tracking_param("tracked_refinement", "With use_depth: refine a confirmed track from its predicted "
+                   "pose by local ICP only (new tracks keep the rotation search)"),
+)
+
 SPECS: tuple[ParamSpec, ...] = (
     node_param("checkpoint", "", "Model checkpoint (.pt); empty = the bundled demo checkpoint", read_only=True),
     node_param("objects", "", "Object set YAML matching the checkpoint; empty = the bundled demo object set",
@@ -212,7 +255,8 @@ SPECS: tuple[ParamSpec, ...] = (
                  "object on /tf") for name in PUBLISH_OUTPUTS),
     node_param("publish.diagnostics", True, "Publish the node's health (rate, latency, drops, errors) on "
                "/diagnostics once a second"),
-    node_param("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k>",
+    node_param("tf_prefix", "", "Prefix of each object's TF child frame: <tf_prefix><class>_<k> (<class>_<track id> "
+               "with tracking.enabled)",
                check=_no_whitespace, constraint="no whitespace"),
     node_param("image_qos", "sensor_data", "QoS of the image/camera_info/depth subscriptions",
                choices=("sensor_data", "reliable"), read_only=True),
@@ -233,6 +277,7 @@ SPECS: tuple[ParamSpec, ...] = (
     estimator_param("refine.min_inlier_fraction", "Depth refinement: fewest depth pixels of the object "
                     "(fraction) that must fit the refined pose for it to be used",
                     field="refine_options.min_inlier_fraction", low=0.0, high=1.0),
+    *TRACKING_SPECS,
     node_param("warmup", True, "Run one dummy frame at start-up when the model is on a GPU", read_only=True),
     node_param("warmup_width", 640, "Width of the warm-up frame", low=16, high=8192, read_only=True),
     node_param("warmup_height", 480, "Height of the warm-up frame", low=16, high=8192, read_only=True),

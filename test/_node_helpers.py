@@ -1,7 +1,8 @@
 """Test helpers for the ROS node: a deterministic stand-in estimator with PoseEstimator's API, files describing it,
 Image/CameraInfo builders, and a process/peer harness (unique ROS_DOMAIN_ID, localhost discovery).
 
-The stand-in ("fake") reads a JSON "checkpoint" holding the class names, the poses to return, a time to sleep per
+The stand-in ("fake") reads a JSON "checkpoint" holding the class names, the poses to return (or a "sequence" of
+pose lists, used in turn frame by frame), a time to sleep per
 frame (it then prints "fake estimate started" at the start of each frame) and one to sleep while loading, and a
 YAML object set holding class names, extents and optional mesh paths. It returns the checkpoint's poses
 for every frame; its label image marks each object's projected 3D box with the class index.
@@ -70,6 +71,8 @@ class FakeEstimator:
         self.device = str(ckpt.get("device", "cpu"))  # a stand-in "cuda:0" exercises the node's warm-up path
         self.config = config or FakeConfig()
         self.poses = ckpt["objects"]
+        self.sequence = ckpt.get("sequence") or []  # pose lists used in turn, one per frame (replaces objects)
+        self.frames = 0
         self.sleep_s = float(ckpt.get("sleep_s", 0.0))
         self.warmups: list[tuple[int, int]] = []
 
@@ -93,7 +96,9 @@ class FakeEstimator:
         label = np.zeros((h, w), np.int32)
         objects: list[FakePose] = []
         counts: dict[int, int] = {}
-        for p in sorted(self.poses, key=lambda p: -p["score"]):
+        poses = self.sequence[self.frames % len(self.sequence)] if self.sequence else self.poses
+        self.frames += 1
+        for p in sorted(poses, key=lambda p: -p["score"]):
             if p["score"] < self.config.score_threshold or len(objects) >= self.config.max_instances:
                 continue
             cls = self.class_names.index(p["class"])

@@ -167,3 +167,29 @@ def test_errors_are_one_line_and_exit_2(frames, tmp_path, capsys) -> None:
     assert "b_small.png: image is 12x10 but the calibration is 320x240" in err
     assert "1 of 3 image(s) done" in err and "2 image(s) failed" in err
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["c_good.json", "c_good_overlay.png"]
+
+
+def test_track_keeps_ids_over_a_sequence(frames, tmp_path, capsys) -> None:
+    """--track on a still scene (one frame three times): new tracks are confirmed by the second frame and keep
+    their ids; a per-frame run writes no track ids."""
+    root, images, K, size = frames
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(seq / f"{k:04d}.png"), cv2.imread(str(images[0][0])))
+    camera = _camera_yaml(tmp_path / "camera_info.yaml", K, size)
+    out = tmp_path / "out"
+    code, err = _run(capsys, "--images", seq, "--camera", camera, "--out", out, "--device", "cpu", "--track")
+    assert code == 0, err
+    docs = [json.loads((out / f"{k:04d}.json").read_text()) for k in range(3)]
+    assert docs[0]["objects"] == []  # tentative until the second hit (TrackerConfig.min_hits = 2)
+    ids = [o["track_id"] for o in docs[1]["objects"]]
+    assert ids and sorted(ids) == list(range(len(ids)))
+    assert [o["track_id"] for o in docs[2]["objects"]] == ids
+    assert [o["class"] for o in docs[2]["objects"]] == [o["class"] for o in docs[1]["objects"]]
+    for a, b in zip(docs[1]["objects"], docs[2]["objects"]):  # a still scene: the filtered pose stays put
+        np.testing.assert_allclose(a["t"], b["t"], atol=1e-9)
+    code, err = _run(capsys, "--images", seq, "--camera", camera, "--out", tmp_path / "plain", "--device", "cpu")
+    assert code == 0, err
+    plain = json.loads((tmp_path / "plain" / "0002.json").read_text())
+    assert plain["objects"] and all(o["track_id"] is None for o in plain["objects"])

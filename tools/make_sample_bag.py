@@ -7,9 +7,12 @@ frame id --frame-id:
   /image        sensor_msgs/Image rgb8
   /camera_info  sensor_msgs/CameraInfo (K from intrinsic_matrix, plumb_bob, no distortion)
   /depth        sensor_msgs/Image 16UC1 in millimetres (node parameter depth_scale 0.001)
-  /ground_truth vision_msgs/Detection3DArray (class_id = class name, score 1, pose, bbox size = extents, id <class>_<k>)
+  /ground_truth vision_msgs/Detection3DArray (class_id = class name, score 1, pose, bbox size = extents, id <class>_<k>;
+                for a sequence whose meta holds object_ids (python -m posecnn_core.synth --sequence), id
+                <class>_<object id>, the object's identity over the sequence)
 
     python tools/make_sample_bag.py --root SPLIT --objects config/objects/demo.yaml --out data/bags/demo --frames 30
+    python tools/make_sample_bag.py --root SEQUENCE --objects config/objects/demo.yaml --out data/bags/demo_sequence
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ class FrameEncoder:
         header = self._header(stamp_ns)
         classes = np.asarray(meta["cls_indexes"]).ravel().astype(int)
         poses = np.asarray(meta["poses"], np.float64).reshape(3, 4, -1)
+        identities = (np.asarray(meta["object_ids"]).ravel().astype(int) if "object_ids" in meta else None)
         detections, counts = [], {}
         for k, cls in enumerate(classes):
             if not 0 < cls < len(self.class_names):
@@ -136,7 +140,7 @@ class FrameEncoder:
             counts[name] = instance + 1
             detections.append(t["vision_msgs/msg/Detection3D"](
                 header=header, results=[hyp], bbox=t["vision_msgs/msg/BoundingBox3D"](center=pose, size=size),
-                id=f"{name}_{instance}"))
+                id=f"{name}_{instance if identities is None else identities[k]}"))
         msg = t["vision_msgs/msg/Detection3DArray"](header=header, detections=detections)
         return bytes(self.store.serialize_cdr(msg, "vision_msgs/msg/Detection3DArray"))
 
