@@ -205,14 +205,54 @@ HV_HOST_DEVICE int64_t samples_near_voter(int64_t S, int64_t a, int64_t D) {
   return n < S ? n : S;
 }
 
+// Samples j..j + k - 1 of the segment from the voter (x, y) to the cell (cx, cy) all carry the class (`on`) or all
+// lie off it (!on), decided from one distance map lookup: they lie within Chebyshev distance (k - 1) / (2S) * a of
+// the segment's point at fraction (2j + k - 1) / (2S), so within < (k - 1) / (2S) * a + 1.51 of the pixel m nearest
+// to it (truncation: < 1, rounding m: <= 0.5, float32: < 0.01); true when din(m) (dout(m)) exceeds that. False
+// when undecided or m lies outside the maps' window.
+HV_HOST_DEVICE bool run_in_class(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy, double a,
+                                 int64_t S, int64_t j, int64_t k, bool on) {
+  const double f = static_cast<double>(2 * j + k - 1) / static_cast<double>(2 * S);
+  const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
+  const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
+  if (!maps.inside(mx, my)) return false;
+  const int32_t D = on ? maps.din[maps.at(mx, my)] : maps.dout[maps.at(mx, my)];
+  return static_cast<double>(D) > static_cast<double>(k - 1) / static_cast<double>(2 * S) * a + 1.51;
+}
+
+// Cells (cx, cy), (cx + 1, cy), ... whose same-label test certainly passes, from run_in_class's bound: the number
+// of cells after (cx, cy) that pass too, or -1 when the bound does not decide (cx, cy). Why the run: din is
+// 1-Lipschitz, so moving the cell by n columns moves the run's centre m by at most f * n + 1 and its radius by at
+// most (k - 1) / (2S) * n, and the bound still holds while n < (margin - 1) / (f + (k - 1) / (2S)).
+HV_HOST_DEVICE int64_t same_label_pass_run(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy,
+                                           int64_t S, int64_t needed) {
+  if (needed < 1 || needed > S) return -1;
+  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
+  const double a = static_cast<double>(adx > ady ? adx : ady);
+  const int64_t starts[3] = {S - needed + 1, (S - needed) / 2 + 1, 1};
+  const double c = static_cast<double>(needed - 1) / static_cast<double>(2 * S);
+  int64_t best = -1;
+  for (int64_t e = 0; e < 3; ++e) {
+    const double f = static_cast<double>(2 * starts[e] + needed - 1) / static_cast<double>(2 * S);
+    const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
+    const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
+    if (!maps.inside(mx, my)) continue;
+    const double margin = static_cast<double>(maps.din[maps.at(mx, my)]) - (c * a + 1.51);
+    if (!(margin > 0.0)) continue;
+    const double n = (margin - 1.0) / (f + c);
+    const int64_t more = n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;  // cells 1..more: n' < n
+    best = more > best ? more : best;
+  }
+  return best;
+}
+
 // PT's same-label sampling: q_i = (int(x + i/S * dx), int(y + i/S * dy)), i = 1..S, float32, truncation toward
 // zero; the vote stands when at least `needed` samples (same_label_needed) lie in the image and carry the class.
 // `steps` (optional) holds the float32 i/S for i = 0..S. Exact shortcuts that do not change the decision (see the
 // bounds above): `safe` (0 = unknown) is the voter's din: when the first `needed` samples lie closer to the voter
-// than that, the vote stands; with the class's maps (`maps`, CPU), when the last `needed` samples lie closer to the
-// cell than its din, the vote stands, and when the last S - needed + 1 lie closer than its dout, it is void. Only
-// when these bounds leave the verdict open are the samples counted, from the cell back to the voter, stopping as
-// soon as the decision is known.
+// than that, the vote stands; with the class's maps (`maps`, CPU), run_in_class decides runs of consecutive
+// samples from one lookup each. Only when these bounds leave the verdict open are the samples counted, from the
+// cell back to the voter, stopping as soon as the decision is known.
 template <class IsC>
 HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int64_t y, int64_t cx, int64_t cy,
                                   int64_t S, const float* steps, int64_t needed, int64_t safe,
@@ -222,12 +262,15 @@ HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int
   const double a = static_cast<double>(adx > ady ? adx : ady), fS = static_cast<double>(S);
   // needed samples near the voter (samples_near_voter(S, a, safe) >= needed): they carry the class
   if (safe > 0 && fS * (static_cast<double>(safe) - 1.01) > static_cast<double>(needed) * a) return true;
-  if (maps != nullptr && maps->inside(cx, cy)) {
-    const int64_t i = maps->at(cx, cy);
-    // needed samples near the cell (sample S - needed + 1 is): they carry the class
-    if (fS * (static_cast<double>(maps->din[i]) - 1.01) > static_cast<double>(needed - 1) * a) return true;
-    // S - needed + 1 samples near the cell (sample needed is) lie off the class: too few can carry it
-    if (fS * (static_cast<double>(maps->dout[i]) - 1.01) > static_cast<double>(S - needed) * a) return false;
+  if (maps != nullptr && needed >= 1) {
+    // `needed` consecutive samples j..j + needed - 1 (at the cell's end, in the middle, at the voter's end) that all
+    // carry the class: the vote stands. The S - needed + 1 samples from `needed` to the cell that all lie off the
+    // class: it is void.
+    const int64_t ends[3] = {S - needed + 1, (S - needed) / 2 + 1, 1};
+    for (int64_t e = 0; e < 3; ++e) {
+      if (run_in_class(*maps, x, y, cx, cy, a, S, ends[e], needed, true)) return true;
+    }
+    if (needed >= 2 && run_in_class(*maps, x, y, cx, cy, a, S, needed, S - needed + 1, false)) return false;
   }
   const float dx = static_cast<float>(cx - x), dy = static_cast<float>(cy - y);
   const float fs = static_cast<float>(S), fx = static_cast<float>(x), fy = static_cast<float>(y);

@@ -191,21 +191,47 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
         const Voter& v = vs.voters[i];
         int64_t lo, hi, in_lo, in_hi;
         if (!row_candidates(v, y, W, lo, hi, &in_lo, &in_hi)) continue;
-        if (iabs(y - v.y) <= sure[i]) {
-          in_lo = imax(in_lo, v.x - sure[i]);
-          in_hi = imin(in_hi, v.x + sure[i]);
-        } else {
-          in_hi = in_lo - 1;
+        if (in_lo > in_hi) {  // no cell certainly inside the cone: test every candidate
+          for (int64_t x = lo; x <= hi; ++x) {
+            if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
+          }
+          continue;
         }
-        if (in_lo > in_hi) {
-          in_lo = hi + 1;  // no sure run: test every candidate
-          in_hi = hi;
+        // [in_lo, in_hi] passes the direction and window tests; of it, [run_lo, run_hi] the same-label rule too.
+        int64_t run_lo = in_lo, run_hi = in_lo - 1;
+        if (iabs(y - v.y) <= sure[i]) {
+          run_lo = imax(in_lo, v.x - sure[i]);
+          run_hi = imin(in_hi, v.x + sure[i]);
+        }
+        if (run_lo <= run_hi) {
+          ++diff[run_lo];
+          --diff[run_hi + 1];
         } else {
-          ++diff[in_lo];
-          --diff[in_hi + 1];
+          run_lo = in_hi + 1;
+          run_hi = in_hi;
         }
         for (int64_t x = lo; x < in_lo; ++x) {
           if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
+        }
+        // The rest of [in_lo, in_hi] needs only the same-label rule: runs of cells that certainly pass it are
+        // counted at once (same_label_pass_run), the others tested one by one.
+        auto same_label_span = [&](int64_t from, int64_t to) {
+          for (int64_t x = from; x <= to;) {
+            const int64_t more = same_label_pass_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
+            if (more >= 0) {
+              const int64_t last = imin(to, x + more);
+              ++diff[x];
+              --diff[last + 1];
+              x = last + 1;
+              continue;
+            }
+            if (same_label_ok(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed, v.safe, sl.maps)) ++row[x];
+            ++x;
+          }
+        };
+        if (sl.check) {
+          same_label_span(in_lo, run_lo - 1);
+          same_label_span(run_hi + 1, in_hi);
         }
         for (int64_t x = in_hi + 1; x <= hi; ++x) {
           if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
