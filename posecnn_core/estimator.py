@@ -72,8 +72,9 @@ class EstimatorConfig:
     max_input_pixels: frames with more pixels are downscaled (K scaled exactly) before the network; None = never.
     max_resample_scale: largest upscale the "resample" mode applies.
     clip_boxes: clip the regressed boxes to the image (PT's test configuration).
-    amp: on CUDA, run the dense network (trunk and dense heads) under autocast in ``amp_dtype``; the RoI heads run
-    in float32 on the upcast features. Changes numerics slightly; ignored on CPU.
+    amp: run the dense network (trunk and dense heads) under autocast in ``amp_dtype``; the RoI heads run in
+    float32 on the upcast features. Changes numerics slightly. On the CPU only bfloat16 applies (float16 is
+    ignored there); it pays off for wide networks on CPUs with bfloat16 instructions (docs/node.md, "Speed").
     amp_dtype: "bfloat16" (default) or "float16".
     channels_last: keep the network and its input in channels-last memory layout (faster convolutions on CPU and
     on tensor cores; the same numbers either way up to floating-point summation order).
@@ -516,7 +517,9 @@ class PoseEstimator:
         """:meth:`_dense_core` eagerly, compiled and/or replayed from a CUDA graph as ``cfg`` asks; the last item
         tells whether the outputs are graph buffers (the caller may modify them in place)."""
         on_gpu = self.device.type == "cuda"
-        amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp and on_gpu else None
+        # CPU autocast runs convolutions in bfloat16 through oneDNN (fast on CPUs with AVX-512 BF16 / AMX);
+        # float16 on the CPU has no such kernels, so it is ignored there.
+        amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp and (on_gpu or cfg.amp_dtype == "bfloat16") else None
         if cfg.cuda_graph and not on_gpu:
             self._warn_once("graph-cpu", "cuda_graph applies to CUDA devices only; running the network eagerly "
                                          "on %s", self.device)

@@ -183,10 +183,19 @@ class PoseCNN(nn.Module):
 
     def _dense_branch(self, conv4: Tensor, conv5: Tensor, embed4: nn.Module, embed5: nn.Module,
                       score: nn.Module) -> Tensor:
+        """PT's branch: embed4(conv4) + 2x-upsampled embed5(conv5), dropout, 8x bilinear upsampling, then the
+        1x1 score conv (with its ReLU for the labels).
+
+        Computed in a cheaper but equivalent order: the 1x1 conv runs *before* the 8x upsampling, on 1/64 of the
+        pixels, and only its C (or 3C) outputs are upsampled instead of its 64 (or 128) inputs. Both are linear
+        and bilinear weights sum to one, so conv(up(x)) = up(conv(x)), bias included, up to float rounding; the
+        ReLU, which is not linear, stays after the upsampling. The upsampled maps come out in the default
+        (contiguous) layout, which is what voting and argmax read."""
         up5 = F.interpolate(embed5(conv5), scale_factor=2.0, mode="bilinear", align_corners=False)
         x = self.dropout(embed4(conv4) + up5)
-        x = F.interpolate(x, scale_factor=8.0, mode="bilinear", align_corners=False)
-        return score(x)
+        conv, relu = (score[0], True) if isinstance(score, nn.Sequential) else (score, False)
+        x = F.interpolate(conv(x).contiguous(), scale_factor=8.0, mode="bilinear", align_corners=False)
+        return F.relu(x) if relu else x
 
     def dense(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Dense pass on a normalised [B, in_channels, H, W] image (H, W multiples of 16).

@@ -234,7 +234,8 @@ SPECS: tuple[ParamSpec, ...] = (
                     check=_reference_camera_reason, constraint='"" | "fx,fy"'),
     estimator_param("depth_mode", "Focal-length-aware depth: scale the network's depth by f_cam / f_ref, or resample "
                     "the image to the reference focal length", choices=("scale", "resample")),
-    estimator_param("amp", "On CUDA: run the dense network under autocast (amp_dtype)", read_only=True),
+    estimator_param("amp", "Run the dense network under autocast (amp_dtype; on the CPU bfloat16 only)",
+                    read_only=True),
     estimator_param("amp_dtype", "Autocast type with amp", choices=("bfloat16", "float16"), read_only=True),
     estimator_param("cuda_graph", "On CUDA: capture the dense forward in a CUDA graph per input size",
                     read_only=True),

@@ -167,28 +167,111 @@ HV_HOST_DEVICE int64_t same_label_needed(int64_t S, double frac) {
   return S + 1;
 }
 
-// Label tests for the same-label rule: is pixel i (row-major index in image b) of the voter's class?
+// Label tests for the same-label rule: does pixel (x, y) of the image carry the voter's class? (x, y) is inside
+// the image.
 struct LabelIs {  // from the label map
   const int64_t* lab;
-  int64_t c;
-  HV_HOST_DEVICE bool operator()(int64_t i) const { return lab[i] == c; }
+  int64_t c, W;
+  HV_HOST_DEVICE bool operator()(int64_t x, int64_t y) const { return lab[y * W + x] == c; }
 };
-struct MaskIs {  // from a precomputed 0/1 mask of the class (faster on the CPU)
-  const uint8_t* mask;
-  HV_HOST_DEVICE bool operator()(int64_t i) const { return mask[i] != 0; }
+
+// Chebyshev distance maps of one class over a window [x0, x0 + w) x [y0, y0 + h) of the image that holds all of
+// the class's pixels and every cell its voters can vote for (CPU): din = distance to the nearest pixel that does
+// not carry the class (outside the image counts as such), 0 off the class; dout = distance to the nearest pixel
+// of the class, 0 on it.
+struct ClassMaps {
+  const int32_t* din;
+  const int32_t* dout;
+  int64_t x0, y0, w, h;
+  HV_HOST_DEVICE bool inside(int64_t x, int64_t y) const { return x >= x0 && x < x0 + w && y >= y0 && y < y0 + h; }
+  HV_HOST_DEVICE int64_t at(int64_t x, int64_t y) const { return (y - y0) * w + (x - x0); }
 };
+struct MapIs {  // label test from the class's maps (faster on the CPU): the class lies inside the window
+  const ClassMaps* m;
+  HV_HOST_DEVICE bool operator()(int64_t x, int64_t y) const { return m->inside(x, y) && m->din[m->at(x, y)] > 0; }
+};
+
+// Bounds used to decide the same-label rule without sampling. Sample q_i (i = 1..S) of the segment from the voter
+// p to the cell c, a = max(|dx|, |dy|), lies within Chebyshev distance < (i/S) * a + 1 of p and < (1 - i/S) * a + 1
+// of c (truncation moves a point by less than one pixel; 0.01 more covers float32 rounding, which is below 1e-3 at
+// any image size this code accepts). A pixel closer than din to a pixel of the class carries it; one closer than
+// dout to a pixel off the class does not. So sample i certainly carries the class when (i/S) * a + 1.01 < din(p)
+// or (1 - i/S) * a + 1.01 < din(c), and certainly does not when (1 - i/S) * a + 1.01 < dout(c).
+// Number of i in 1..S with (i/S) * a + 1.01 < D (samples certainly closer than D to the voter).
+HV_HOST_DEVICE int64_t samples_near_voter(int64_t S, int64_t a, int64_t D) {
+  const double U = static_cast<double>(S) * (static_cast<double>(D) - 1.01) / static_cast<double>(a);
+  if (!(U > 1.0)) return 0;
+  const int64_t n = static_cast<int64_t>(ceil(U)) - 1;  // i < U
+  return n < S ? n : S;
+}
+
+// Samples j..j + k - 1 of the segment from the voter (x, y) to the cell (cx, cy) all carry the class (`on`) or all
+// lie off it (!on), decided from one distance map lookup: they lie within Chebyshev distance (k - 1) / (2S) * a of
+// the segment's point at fraction (2j + k - 1) / (2S), so within < (k - 1) / (2S) * a + 1.51 of the pixel m nearest
+// to it (truncation: < 1, rounding m: <= 0.5, float32: < 0.01); true when din(m) (dout(m)) exceeds that. False
+// when undecided or m lies outside the maps' window.
+HV_HOST_DEVICE bool run_in_class(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy, double a,
+                                 int64_t S, int64_t j, int64_t k, bool on) {
+  const double f = static_cast<double>(2 * j + k - 1) / static_cast<double>(2 * S);
+  const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
+  const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
+  if (!maps.inside(mx, my)) return false;
+  const int32_t D = on ? maps.din[maps.at(mx, my)] : maps.dout[maps.at(mx, my)];
+  return static_cast<double>(D) > static_cast<double>(k - 1) / static_cast<double>(2 * S) * a + 1.51;
+}
+
+// Cells (cx, cy), (cx + 1, cy), ... whose same-label test certainly passes, from run_in_class's bound: the number
+// of cells after (cx, cy) that pass too, or -1 when the bound does not decide (cx, cy). Why the run: din is
+// 1-Lipschitz, so moving the cell by n columns moves the run's centre m by at most f * n + 1 and its radius by at
+// most (k - 1) / (2S) * n, and the bound still holds while n < (margin - 1) / (f + (k - 1) / (2S)).
+HV_HOST_DEVICE int64_t same_label_pass_run(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy,
+                                           int64_t S, int64_t needed) {
+  if (needed < 1 || needed > S) return -1;
+  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
+  const double a = static_cast<double>(adx > ady ? adx : ady);
+  const int64_t starts[3] = {S - needed + 1, (S - needed) / 2 + 1, 1};
+  const double c = static_cast<double>(needed - 1) / static_cast<double>(2 * S);
+  int64_t best = -1;
+  for (int64_t e = 0; e < 3; ++e) {
+    const double f = static_cast<double>(2 * starts[e] + needed - 1) / static_cast<double>(2 * S);
+    const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
+    const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
+    if (!maps.inside(mx, my)) continue;
+    const double margin = static_cast<double>(maps.din[maps.at(mx, my)]) - (c * a + 1.51);
+    if (!(margin > 0.0)) continue;
+    const double n = (margin - 1.0) / (f + c);
+    const int64_t more = n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;  // cells 1..more: n' < n
+    best = more > best ? more : best;
+  }
+  return best;
+}
 
 // PT's same-label sampling: q_i = (int(x + i/S * dx), int(y + i/S * dy)), i = 1..S, float32, truncation toward
 // zero; the vote stands when at least `needed` samples (same_label_needed) lie in the image and carry the class.
-// `steps` (optional) holds the float32 i/S for i = 0..S. Exact shortcuts that do not change the decision: when
-// every pixel within Chebyshev distance `safe` of the voter carries the class and the cell is closer than
-// safe - 2, every sample does (|q_i - voter| <= max(|dx|, |dy|) + 1); the samples are counted from the cell back
-// to the voter and the count stops as soon as the decision is known.
+// `steps` (optional) holds the float32 i/S for i = 0..S. Exact shortcuts that do not change the decision (see the
+// bounds above): `safe` (0 = unknown) is the voter's din: when the first `needed` samples lie closer to the voter
+// than that, the vote stands; with the class's maps (`maps`, CPU), run_in_class decides runs of consecutive
+// samples from one lookup each. Only when these bounds leave the verdict open are the samples counted, from the
+// cell back to the voter, stopping as soon as the decision is known.
 template <class IsC>
 HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int64_t y, int64_t cx, int64_t cy,
-                                  int64_t S, const float* steps, int64_t needed, int64_t safe) {
+                                  int64_t S, const float* steps, int64_t needed, int64_t safe,
+                                  const ClassMaps* maps = nullptr) {
+  if (needed > S) return false;
   const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
-  if ((adx > ady ? adx : ady) + 2 < safe) return needed <= S;
+  const double a = static_cast<double>(adx > ady ? adx : ady), fS = static_cast<double>(S);
+  // needed samples near the voter (samples_near_voter(S, a, safe) >= needed): they carry the class
+  if (safe > 0 && fS * (static_cast<double>(safe) - 1.01) > static_cast<double>(needed) * a) return true;
+  if (maps != nullptr && needed >= 1) {
+    // `needed` consecutive samples j..j + needed - 1 (at the cell's end, in the middle, at the voter's end) that all
+    // carry the class: the vote stands. The S - needed + 1 samples from `needed` to the cell that all lie off the
+    // class: it is void.
+    const int64_t ends[3] = {S - needed + 1, (S - needed) / 2 + 1, 1};
+    for (int64_t e = 0; e < 3; ++e) {
+      if (run_in_class(*maps, x, y, cx, cy, a, S, ends[e], needed, true)) return true;
+    }
+    if (needed >= 2 && run_in_class(*maps, x, y, cx, cy, a, S, needed, S - needed + 1, false)) return false;
+  }
   const float dx = static_cast<float>(cx - x), dy = static_cast<float>(cy - y);
   const float fs = static_cast<float>(S), fx = static_cast<float>(x), fy = static_cast<float>(y);
   int64_t count = 0;
@@ -198,16 +281,18 @@ HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int
     const float step = steps ? steps[i] : div_rn(static_cast<float>(i), fs);
     const int64_t qx = static_cast<int64_t>(add_rn(fx, mul_rn(step, dx)));
     const int64_t qy = static_cast<int64_t>(add_rn(fy, mul_rn(step, dy)));
-    if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qy * W + qx)) ++count;
+    if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qx, qy)) ++count;
   }
   return count >= needed;
 }
 
-// The same-label settings of one call: S samples, `needed` of them must carry the class, optional i/S table.
+// The same-label settings of one call: S samples, `needed` of them must carry the class, optional i/S table,
+// optional distance maps of the class (CPU).
 struct SameLabel {
   bool check;
   int64_t S, needed;
   const float* steps;
+  const ClassMaps* maps;
 };
 
 // The square window |dx| < thr and |dy| < thr.
@@ -220,7 +305,7 @@ template <class IsC>
 HV_HOST_DEVICE bool label_and_direction(const Voter& p, int64_t cx, int64_t cy, float inlier, const SameLabel& sl,
                                         IsC is_c, int64_t H, int64_t W) {
   if (!direction_ok(p, cx, cy, inlier)) return false;
-  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe);
+  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe, sl.maps);
 }
 
 // Voter p votes for (cx, cy): direction, window at the voter's own depth, same-label samples.
@@ -228,12 +313,22 @@ template <class IsC>
 HV_HOST_DEVICE bool votes_for(const Voter& p, int64_t cx, int64_t cy, float inlier, const SameLabel& sl, IsC is_c,
                               int64_t H, int64_t W) {
   if (!direction_ok(p, cx, cy, inlier) || !in_window(p, cx, cy, p.thr)) return false;
-  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe);
+  return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe, sl.maps);
 }
 
 // Columns [lo, hi] that may hold cells voter p votes for on row y: the window row, narrowed to the cone's
 // analytic interval (float64) widened by kMargin cells unless |dy| <= kExactRows. A superset; false when empty.
-HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t& lo_out, int64_t& hi_out) {
+// inner_lo/inner_hi (optional): the analytic interval narrowed by kMargin cells instead, whose cells certainly pass
+// the float32 direction test (empty, inner_lo > inner_hi, when |dy| <= kExactRows). Why kMargin cells suffice: for
+// |dy| > kExactRows a cell kMargin columns inside an edge ray lies at least 2 * 3 / r^2 radians (r <= the image
+// diagonal) inside the cone, a cosine margin above 1e-6 at any image size up to 2^12, while the float32 cosine
+// and the float64 edge rays are accurate to a few 1e-7.
+HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t& lo_out, int64_t& hi_out,
+                                   int64_t* inner_lo = nullptr, int64_t* inner_hi = nullptr) {
+  if (inner_lo != nullptr) {
+    *inner_lo = 0;
+    *inner_hi = -1;
+  }
   const int64_t dyi = y - p.y;
   if (iabs(dyi) > p.reach) return false;
   int64_t lo = imax(p.x - p.reach, 0), hi = imin(p.x + p.reach, W - 1);
@@ -264,12 +359,30 @@ HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t
     double a = x + L, b = x + R;
     a = a < -big ? -big : (a > 2 * big ? 2 * big : a);
     b = b < -big ? -big : (b > 2 * big ? 2 * big : b);
+    if (inner_lo != nullptr) {
+      *inner_lo = imax(lo, static_cast<int64_t>(ceil(a)) + kMargin);
+      *inner_hi = imin(hi, static_cast<int64_t>(floor(b)) - kMargin);
+    }
     lo = imax(lo, static_cast<int64_t>(floor(a)) - kMargin);
     hi = imin(hi, static_cast<int64_t>(ceil(b)) + kMargin);
   }
   lo_out = lo;
   hi_out = hi;
   return lo <= hi;
+}
+
+// Largest Chebyshev offset a = max(|dx|, |dy|) from voter p at which every cell passes the same-label rule
+// whatever the labels beyond the voter's safe radius (samples_near_voter >= needed, i.e. S * (safe - 1.01) / a >
+// needed); -1 when none, or no limit (the whole image) without the rule.
+HV_HOST_DEVICE int64_t same_label_sure_reach(const Voter& p, const SameLabel& sl, int64_t H, int64_t W) {
+  if (!sl.check) return H > W ? H : W;
+  if (p.safe <= 1 || sl.needed > sl.S) return -1;
+  if (sl.needed <= 0) return H > W ? H : W;
+  const double bound = static_cast<double>(sl.S) * (static_cast<double>(p.safe) - 1.01) /
+                       static_cast<double>(sl.needed);  // a < bound
+  int64_t a = static_cast<int64_t>(ceil(bound)) - 1;
+  while (a >= 1 && samples_near_voter(sl.S, a, p.safe) < sl.needed) --a;  // guard against rounding at the bound
+  return a;
 }
 
 // Vote tests of a cell: V > vote_threshold, no larger V in the window (clipped to the image) and, when

@@ -20,45 +20,57 @@ namespace hv {
 namespace {
 
 struct VoterSet {
-  std::vector<int64_t> keys;                // participating (b * C + c), ascending
-  std::vector<Voter> voters;                // grouped by key, row-major within a key
-  std::vector<int64_t> start;               // voters of keys[s]: [start[s], start[s + 1])
-  std::vector<std::vector<uint8_t>> masks;  // with the same-label rule: 0/1 mask of each slot's class
-  std::vector<float> steps;                 // float32 i / S, i = 0..S
+  std::vector<int64_t> keys;                   // participating (b * C + c), ascending
+  std::vector<Voter> voters;                   // grouped by key, row-major within a key
+  std::vector<int64_t> start;                  // voters of keys[s]: [start[s], start[s + 1])
+  std::vector<std::vector<int32_t>> din, dout;  // with the same-label rule: each slot's distance maps ...
+  std::vector<ClassMaps> maps;                 // ... over the slot's window (ClassMaps)
+  std::vector<float> steps;                    // float32 i / S, i = 0..S
 };
 
-// Chebyshev distance of every pixel to the nearest pixel that does not carry class c (outside the image counts):
-// the classic two-pass chessboard transform, exact. Used for the same-label shortcut (Voter::safe).
-std::vector<int32_t> chessboard_distance(const int64_t* lab_b, int64_t H, int64_t W, int64_t c) {
-  std::vector<int32_t> d(H * W);
-  for (int64_t y = 0; y < H; ++y) {
-    for (int64_t x = 0; x < W; ++x) {
-      const int64_t border = std::min(std::min(x + 1, y + 1), std::min(W - x, H - y));
-      d[y * W + x] = lab_b[y * W + x] == c ? static_cast<int32_t>(border) : 0;
+// Chebyshev distance maps of class c over the window [x0, x0 + w) x [y0, y0 + h) of image lab_b (ClassMaps): the
+// classic two-pass chessboard transform, exact (a shortest Chebyshev path between two pixels of a rectangle stays
+// in it). din: to the nearest pixel off the class or outside the image; dout: to the nearest pixel of the class
+// (all of which lie in the window).
+void chessboard_maps(const int64_t* lab_b, int64_t H, int64_t W, int64_t c, int64_t x0, int64_t y0, int64_t w,
+                     int64_t h, std::vector<int32_t>& din, std::vector<int32_t>& dout) {
+  constexpr int32_t kFar = 1 << 29;
+  din.assign(w * h, 0);
+  dout.assign(w * h, 0);
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      const int64_t X = x0 + x, Y = y0 + y;
+      const bool on = lab_b[Y * W + X] == c;
+      const int64_t border = std::min(std::min(X + 1, Y + 1), std::min(W - X, H - Y));
+      din[y * w + x] = on ? static_cast<int32_t>(border) : 0;
+      dout[y * w + x] = on ? 0 : kFar;
     }
   }
-  auto relax = [&](int64_t y, int64_t x, int64_t yy, int64_t xx) {
-    if (yy >= 0 && yy < H && xx >= 0 && xx < W) d[y * W + x] = std::min(d[y * W + x], d[yy * W + xx] + 1);
+  auto sweep = [&](std::vector<int32_t>& d) {
+    auto relax = [&](int64_t y, int64_t x, int64_t yy, int64_t xx) {
+      if (yy >= 0 && yy < h && xx >= 0 && xx < w) d[y * w + x] = std::min(d[y * w + x], d[yy * w + xx] + 1);
+    };
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) {
+        if (d[y * w + x] == 0) continue;
+        relax(y, x, y, x - 1);
+        relax(y, x, y - 1, x - 1);
+        relax(y, x, y - 1, x);
+        relax(y, x, y - 1, x + 1);
+      }
+    }
+    for (int64_t y = h - 1; y >= 0; --y) {
+      for (int64_t x = w - 1; x >= 0; --x) {
+        if (d[y * w + x] == 0) continue;
+        relax(y, x, y, x + 1);
+        relax(y, x, y + 1, x + 1);
+        relax(y, x, y + 1, x);
+        relax(y, x, y + 1, x - 1);
+      }
+    }
   };
-  for (int64_t y = 0; y < H; ++y) {
-    for (int64_t x = 0; x < W; ++x) {
-      if (d[y * W + x] == 0) continue;
-      relax(y, x, y, x - 1);
-      relax(y, x, y - 1, x - 1);
-      relax(y, x, y - 1, x);
-      relax(y, x, y - 1, x + 1);
-    }
-  }
-  for (int64_t y = H - 1; y >= 0; --y) {
-    for (int64_t x = W - 1; x >= 0; --x) {
-      if (d[y * W + x] == 0) continue;
-      relax(y, x, y, x + 1);
-      relax(y, x, y + 1, x + 1);
-      relax(y, x, y + 1, x);
-      relax(y, x, y + 1, x - 1);
-    }
-  }
-  return d;
+  sweep(din);
+  sweep(dout);
 }
 
 VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const at::Tensor& K,
@@ -68,12 +80,25 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
   const float* vtx = vertex.data_ptr<float>();
   const float* k = K.data_ptr<float>();
   const float* ext = extents.data_ptr<float>();
-  std::vector<int64_t> counts(B * C, 0);
+  // Pixel count and bounding box (x0, y0, x1, y1) of every (image, class).
+  std::vector<int64_t> counts(B * C, 0), box(4 * B * C);
+  for (int64_t key = 0; key < B * C; ++key) {
+    box[4 * key] = W;
+    box[4 * key + 1] = H;
+    box[4 * key + 2] = -1;
+    box[4 * key + 3] = -1;
+  }
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       for (int64_t i = 0; i < HW; ++i) {
         const int64_t l = lab[b * HW + i];
-        if (l >= 1 && l < C) ++counts[b * C + l];
+        if (l < 1 || l >= C) continue;
+        const int64_t key = b * C + l, x = i % W, y = i / W;
+        ++counts[key];
+        box[4 * key] = std::min(box[4 * key], x);
+        box[4 * key + 1] = std::min(box[4 * key + 1], y);
+        box[4 * key + 2] = std::max(box[4 * key + 2], x);
+        box[4 * key + 3] = std::max(box[4 * key + 3], y);
       }
     }
   });
@@ -86,18 +111,6 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
     }
   }
   const int64_t S = static_cast<int64_t>(out.keys.size());
-  std::vector<std::vector<int32_t>> safe(p.check_same_label ? S : 0);
-  if (p.check_same_label) {
-    out.masks.resize(S);
-    at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        const int64_t key = out.keys[s];
-        safe[s] = chessboard_distance(lab + (key / C) * HW, H, W, key % C);
-        out.masks[s].resize(HW);
-        for (int64_t i = 0; i < HW; ++i) out.masks[s][i] = safe[s][i] > 0 ? 1 : 0;  // d > 0 <=> class c
-      }
-    });
-  }
   out.steps.resize(p.same_label_samples + 1);
   for (int64_t i = 0; i <= p.same_label_samples; ++i) {
     out.steps[i] = div_rn(static_cast<float>(i), static_cast<float>(p.same_label_samples));
@@ -115,12 +128,34 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
         Voter v;
         if (make_voter(b * C + c, i % W, i / W, base[0], base[HW], base[2 * HW], ext + 3 * c, k + 9 * b,
                        p.box_factor, p.inlier_threshold, H, W, v)) {
-          if (p.check_same_label) v.safe = safe[s][i];
           per_slot[s].push_back(v);
         }
       }
     }
   });
+  if (p.check_same_label) {
+    // Each slot's window: its class's bounding box widened by the largest voter reach (every cell a voter can
+    // vote for lies in it), clipped to the image; the distance maps cover that window only.
+    out.din.resize(S);
+    out.dout.resize(S);
+    out.maps.resize(S);
+    at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t key = out.keys[s];
+        int64_t reach = 1;
+        for (const Voter& v : per_slot[s]) reach = std::max(reach, v.reach + 1);
+        const int64_t x0 = std::max<int64_t>(box[4 * key] - reach, 0);
+        const int64_t y0 = std::max<int64_t>(box[4 * key + 1] - reach, 0);
+        const int64_t x1 = std::min<int64_t>(box[4 * key + 2] + reach, W - 1);
+        const int64_t y1 = std::min<int64_t>(box[4 * key + 3] + reach, H - 1);
+        chessboard_maps(lab + (key / C) * HW, H, W, key % C, x0, y0, x1 - x0 + 1, y1 - y0 + 1, out.din[s],
+                        out.dout[s]);
+        ClassMaps& m = out.maps[s];
+        m = ClassMaps{out.din[s].data(), out.dout[s].data(), x0, y0, x1 - x0 + 1, y1 - y0 + 1};
+        for (Voter& v : per_slot[s]) v.safe = m.din[m.at(v.x, v.y)];
+      }
+    });
+  }
   out.start.assign(S + 1, 0);
   for (int64_t s = 0; s < S; ++s) out.start[s + 1] = out.start[s] + static_cast<int64_t>(per_slot[s].size());
   out.voters.reserve(out.start[S]);
@@ -128,26 +163,84 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
   return out;
 }
 
-// Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row).
+// Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row). On each row a voter's cells that
+// certainly pass every test (inside the cone by kMargin cells, inside the window, and close enough to the voter for
+// the same-label rule, same_label_sure_reach) are counted as one run in a difference array; only the cells around
+// the run are tested one by one.
 at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, const Params& p) {
   const int64_t H = labels.size(1), W = labels.size(2);
   const int64_t S = static_cast<int64_t>(vs.keys.size());
   at::Tensor V = at::zeros({S, H, W}, labels.options().dtype(at::kInt));
   int32_t* out = V.data_ptr<int32_t>();
-  const int64_t* lab = labels.data_ptr<int64_t>();
+  // Per voter the same-label reach (a property of the voter only).
+  std::vector<int64_t> sure(vs.voters.size());
+  for (int64_t s = 0; s < S; ++s) {
+    const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), nullptr};
+    for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) sure[i] = same_label_sure_reach(vs.voters[i], sl, H, W);
+  }
   at::parallel_for(0, S * H, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<int32_t> diff(W + 1);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t / H, y = t % H;
-      const MaskIs is_c{p.check_same_label ? vs.masks[s].data() : nullptr};
-      const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data()};
+      const ClassMaps* maps = p.check_same_label ? &vs.maps[s] : nullptr;
+      const MapIs is_c{maps};
+      const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), maps};
       int32_t* row = out + (s * H + y) * W;
+      std::fill(diff.begin(), diff.end(), 0);
       for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) {
         const Voter& v = vs.voters[i];
-        int64_t lo, hi;
-        if (!row_candidates(v, y, W, lo, hi)) continue;
-        for (int64_t x = lo; x <= hi; ++x) {
+        int64_t lo, hi, in_lo, in_hi;
+        if (!row_candidates(v, y, W, lo, hi, &in_lo, &in_hi)) continue;
+        if (in_lo > in_hi) {  // no cell certainly inside the cone: test every candidate
+          for (int64_t x = lo; x <= hi; ++x) {
+            if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
+          }
+          continue;
+        }
+        // [in_lo, in_hi] passes the direction and window tests; of it, [run_lo, run_hi] the same-label rule too.
+        int64_t run_lo = in_lo, run_hi = in_lo - 1;
+        if (iabs(y - v.y) <= sure[i]) {
+          run_lo = imax(in_lo, v.x - sure[i]);
+          run_hi = imin(in_hi, v.x + sure[i]);
+        }
+        if (run_lo <= run_hi) {
+          ++diff[run_lo];
+          --diff[run_hi + 1];
+        } else {
+          run_lo = in_hi + 1;
+          run_hi = in_hi;
+        }
+        for (int64_t x = lo; x < in_lo; ++x) {
           if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
         }
+        // The rest of [in_lo, in_hi] needs only the same-label rule: runs of cells that certainly pass it are
+        // counted at once (same_label_pass_run), the others tested one by one.
+        auto same_label_span = [&](int64_t from, int64_t to) {
+          for (int64_t x = from; x <= to;) {
+            const int64_t more = same_label_pass_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
+            if (more >= 0) {
+              const int64_t last = imin(to, x + more);
+              ++diff[x];
+              --diff[last + 1];
+              x = last + 1;
+              continue;
+            }
+            if (same_label_ok(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed, v.safe, sl.maps)) ++row[x];
+            ++x;
+          }
+        };
+        if (sl.check) {
+          same_label_span(in_lo, run_lo - 1);
+          same_label_span(run_hi + 1, in_hi);
+        }
+        for (int64_t x = in_hi + 1; x <= hi; ++x) {
+          if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
+        }
+      }
+      int32_t run = 0;
+      for (int64_t x = 0; x < W; ++x) {
+        run += diff[x];
+        row[x] += run;
       }
     }
   });
@@ -159,8 +252,9 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
 std::vector<Peak> slot_peaks(const VoterSet& vs, int64_t s, const int32_t* V, const int64_t* lab, const float* K,
                              const float* ext, int64_t H, int64_t W, int64_t C, const Params& p) {
   const int64_t key = vs.keys[s], b = key / C, c = key % C;
-  const MaskIs is_c{p.check_same_label ? vs.masks[s].data() : nullptr};
-  const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data()};
+  const ClassMaps* maps = p.check_same_label ? &vs.maps[s] : nullptr;
+  const MapIs is_c{maps};
+  const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), maps};
   std::vector<int64_t> cells;
   if (p.multi) {
     for (int64_t i = 0; i < H * W; ++i) {

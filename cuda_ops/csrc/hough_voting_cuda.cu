@@ -125,8 +125,8 @@ __global__ void vote_kernel(VoteArgs a, int64_t n, int* V) {
     if (y > imin(p.y + p.reach, a.H - 1)) continue;
     int64_t lo, hi;
     if (!row_candidates(p, y, a.W, lo, hi)) continue;
-    const LabelIs is_c{a.lab + (p.key / a.C) * a.H * a.W, p.key % a.C};
-    const SameLabel sl{a.check, a.S, a.needed, nullptr};
+    const LabelIs is_c{a.lab + (p.key / a.C) * a.H * a.W, p.key % a.C, a.W};
+    const SameLabel sl{a.check, a.S, a.needed, nullptr, nullptr};
     int* row = V + (p.key * a.H + y) * a.W;
     for (int64_t x = lo; x <= hi; ++x) {
       if (votes_for(p, x, y, a.inlier, sl, is_c, a.H, a.W)) atomicAdd(row + x, 1);
@@ -153,8 +153,8 @@ __device__ inline void stats_for(const PeakArgs& a, int64_t key, int64_t x, int6
   const int64_t b = key / a.C, c = key % a.C;
   pk.key = key;
   pk.votes = votes;
-  const LabelIs is_c{a.lab + b * a.H * a.W, c};
-  const SameLabel sl{a.check, a.S, a.needed, nullptr};
+  const LabelIs is_c{a.lab + b * a.H * a.W, c, a.W};
+  const SameLabel sl{a.check, a.S, a.needed, nullptr, nullptr};
   peak_stats(a.voters, a.vstart[key], a.vend[key], x, y, a.inlier, sl, is_c, a.H, a.W, a.ext + 3 * c, a.K + 9 * b,
              a.factor, pk);
 }

@@ -62,13 +62,17 @@ ADD-S basin of the initial estimate instead of wandering around the symmetry.
 
 Conventions (docs/conventions.md): X_cam = R·X_obj + t in metres, u = fx·X/Z + px, v = fy·Y/Z + py, pixel
 (row r, column c) has its centre at (u, v) = (c, r). Depth images are metres with 0 = no reading. Computation
-is float32 (6×6 solves in float64); the nearest-neighbour search is brute force in chunks of at most
-`nn_chunk_elements` distances, so memory stays bounded.
+is float32 (6×6 solves in float64). Nearest neighbours (`neighbours`): "grid" (default) looks each observed point
+up in a table of candidate model points per cell of a grid in the object frame, built once per model point set and
+cached (refine/neighbours.py; a handful of distances per point instead of one per model point); "brute" is the
+exact search, in chunks of at most `nn_chunk_elements` distances. Speed levers that keep the accuracy: the rotation
+search drops all but the `search_survivors` best starts of each instance after `search_prune_after` iterations;
+`coarse_points` (off) runs the start hypotheses on fewer observed points until pruning.
 
 Package layout: options (RefineOptions, RefineResult), pipeline (refine_pose, refine_poses: input checks, batching,
 acceptance), observed (depth pixels to points and normals), visibility (z-buffer visibility, free-space checks),
 icp (nearest neighbours, inlier statistics, the ICP loop), hypotheses (start hypotheses and their ranking),
-rotation_search (the search over SO(3)), so3 and tensors (small helpers).
+rotation_search (the search over SO(3)), neighbours (the lookup grid), so3 and tensors (small helpers).
 """
 from .options import RefineOptions, RefineResult
 from .pipeline import refine_pose, refine_poses

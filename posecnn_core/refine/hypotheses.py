@@ -43,8 +43,12 @@ class _HypothesisRunner:
     Rotations are capped (symmetric objects) relative to each hypothesis's own start rotation.
     """
 
-    def __init__(self, data, spacing, nearest, K, sym, opts: RefineOptions) -> None:
+    def __init__(self, data, spacing, nearest, K, sym, opts: RefineOptions, grid=None) -> None:
         self.data, self.spacing, self.nearest, self.K, self.sym, self.opts = data, spacing, nearest, K, sym, opts
+        self.grid = grid  # neighbours.ModelGrid of the instances, or None (brute-force matching)
+
+    def _grid(self, k: int):
+        return None if self.grid is None else (self.grid if k == 1 else self.grid.repeat(k))
 
     def evaluate(self, R, t, expand=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(inlier fraction, ranking score) [B] of poses R, t (per instance, or per hypothesis via expand)."""
@@ -53,7 +57,8 @@ class _HypothesisRunner:
         opts = self.opts
         s = _transform(model, R, t)
         vis = _visible(s, model_valid, self.K, opts.visibility_margin) if opts.visibility else model_valid
-        frac, mean_d = _inlier_stats(q, nrm, nok, obs_valid, s, vis, f(self.spacing), opts)
+        grid = self._grid(R.shape[0] // self.spacing.shape[0])
+        frac, mean_d = _inlier_stats(q, nrm, nok, obs_valid, s, vis, f(self.spacing), opts, R, t, grid)
         through = _free_space_violation(s, vis, self.nearest, self.K, opts.free_space_margin)
         score = frac.double() - opts.free_space_weight * through.double() \
             - 1e-3 * (mean_d.double() / opts.inlier_distance)
@@ -72,9 +77,16 @@ class _HypothesisRunner:
         R_flat = R_start.reshape(I * Hn, 3, 3)
         gate0 = torch.full((I * Hn,), opts.gate_start, dtype=t_start.dtype, device=dev)
         first = opts.max_iterations if opts.prune_after is None else min(opts.prune_after, opts.max_iterations)
-        R_b, t_b, conv, iters, gate = _icp(*(rep(x) for x in self.data), K, R_flat, t_start.reshape(I * Hn, 3),
-                                           R_flat, rep(sym), gate0, first, opts)
-        frac, score = (x.view(I, Hn) for x in self.evaluate(R_b, t_b, rep))
+        # Coarse to fine: before pruning, the hypotheses use every stride-th observed point only.
+        stride = 1
+        if first < opts.max_iterations and opts.coarse_points is not None:
+            stride = max(1, -(-self.data[0].shape[1] // opts.coarse_points))
+        coarse = self if stride == 1 else _HypothesisRunner(
+            tuple(x[:, ::stride] for x in self.data[:4]) + tuple(self.data[4:]), self.spacing, self.nearest, K, sym,
+            opts, self.grid)
+        R_b, t_b, conv, iters, gate = _icp(*(rep(x) for x in coarse.data), K, R_flat, t_start.reshape(I * Hn, 3),
+                                           R_flat, rep(sym), gate0, first, opts, self._grid(Hn))
+        frac, score = (x.view(I, Hn) for x in coarse.evaluate(R_b, t_b, rep))
         conv = conv.view(I, Hn)
         if first == opts.max_iterations:
             score = score + 10.0 * conv.double()
@@ -82,9 +94,9 @@ class _HypothesisRunner:
         sel = ar * Hn + best
         R_best, t_best, conv_best, iters_best = R_b[sel], t_b[sel], conv[ar, best], iters.view(I, Hn)[ar, best]
         frac_best, score_best = frac[ar, best], score[ar, best]
-        if first < opts.max_iterations and not bool(conv_best.all()):
+        if first < opts.max_iterations and (stride > 1 or not bool(conv_best.all())):
             R_best, t_best, conv_best, more, _ = _icp(*self.data, K, R_best, t_best, R_flat[sel], sym, gate[sel],
-                                                      opts.max_iterations - first, opts)
+                                                      opts.max_iterations - first, opts, self.grid)
             iters_best = iters_best + more
             frac_best, score_best = self.evaluate(R_best, t_best)
         elif first == opts.max_iterations:

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from .neighbours import ModelGrid
 from .options import RefineOptions
 from .so3 import _cap_rotation, _rotation_angle, _skew, _so3_exp
 from .tensors import _masked_median, _transform
@@ -45,6 +46,13 @@ def _spacing(model: torch.Tensor, model_valid: torch.Tensor, chunk_elements: int
     return _masked_median(nn, model_valid).clamp_min(1e-5)
 
 
+def _model_index(model: torch.Tensor, model_valid: torch.Tensor, options: RefineOptions):
+    """(lookup grid or None, point spacing [B]) of padded model point sets, as options.neighbours asks."""
+    if options.neighbours == "grid":
+        return ModelGrid.build(model, model_valid)
+    return None, _spacing(model, model_valid, options.nn_chunk_elements)
+
+
 def _surface_distance(q, normals, normal_ok, m, d) -> torch.Tensor:
     """Distance of observed points to the model surface near their match m: the point-to-plane distance where
     the observed normal is known, else the point distance d."""
@@ -52,12 +60,22 @@ def _surface_distance(q, normals, normal_ok, m, d) -> torch.Tensor:
     return torch.where(normal_ok, plane, d)
 
 
-def _inlier_stats(q, normals, normal_ok, obs_valid, s, vis, spacing, options) -> tuple[torch.Tensor, torch.Tensor]:
+def _match(q, s, vis, R, t, grid, options) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest visible model point of each observed point: through the lookup grid (neighbours.ModelGrid) when
+    there is one, else brute force."""
+    if grid is not None:
+        return grid.nearest(q, s, vis, R, t)
+    return _nearest(q, s, vis, options.nn_chunk_elements)
+
+
+def _inlier_stats(q, normals, normal_ok, obs_valid, s, vis, spacing, options, R=None, t=None, grid=None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inlier fraction [B] and mean inlier surface distance [B]. An observed point is an inlier when its
     surface distance is below inlier_distance and its matched model point is within inlier_distance plus the
-    model's point spacing (a surface sampled at spacing h is everywhere within about h of a sample)."""
+    model's point spacing (a surface sampled at spacing h is everywhere within about h of a sample).
+    s is the model at pose (R, t); the pose is needed only with a lookup grid."""
     B, M, _ = q.shape
-    idx, d = _nearest(q, s, vis, options.nn_chunk_elements)
+    idx, d = _match(q, s, vis, R, t, grid, options)
     m = torch.gather(s, 1, idx[..., None].expand(B, M, 3))
     e = _surface_distance(q, normals, normal_ok, m, d)
     inl = obs_valid & (e < options.inlier_distance) & (d < options.inlier_distance + spacing[:, None])
@@ -67,7 +85,7 @@ def _inlier_stats(q, normals, normal_ok, obs_valid, s, vis, spacing, options) ->
 
 
 def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, cap, gate, prev_step, boost,
-              options: RefineOptions):
+              options: RefineOptions, grid=None):
     """One robust Gauss-Newton ICP step for B padded elements. Returns the new (R, t, gate, prev_step, boost)
     and per element whether the gate has settled, whether there were enough matches and whether the step was
     below the convergence tolerances."""
@@ -76,7 +94,7 @@ def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0,
     plane = options.method == "point_to_plane"
     s = _transform(model, R, t)
     vis = _visible(s, model_valid, K, options.visibility_margin) if options.visibility else model_valid
-    idx, d = _nearest(q, s, vis, options.nn_chunk_elements)
+    idx, d = _match(q, s, vis, R, t, grid, options)
     m = torch.gather(s, 1, idx[..., None].expand(B, M, 3))
     # Gate: shrink by at most gate_decay per iteration towards gate_factor × median match distance.
     med = _masked_median(d, obs_valid & (d < gate[:, None]))
@@ -142,7 +160,7 @@ def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0,
 
 
 def _icp(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, symmetric, gate, max_iterations,
-         options) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+         options, grid=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Robust ICP on B padded elements from (R, t) with distance gate [B]; R0 is the initial rotation (for the
     symmetric cap). Each iteration works only on the elements still running (converged ones and ones left
     without matches drop out). Returns R [B,3,3], t [B,3], converged [B], iterations [B] and the gate [B]."""
@@ -161,7 +179,8 @@ def _icp(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, symm
             break
         sub = [x[run] for x in (q, normals, normal_ok, obs_valid, model, model_valid)]
         R_r, t_r, g_r, p_r, b_r, settled, enough, small = _icp_step(
-            *sub, K, R[run], t[run], R0[run], cap[run], gate[run], prev_step[run], boost[run], options)
+            *sub, K, R[run], t[run], R0[run], cap[run], gate[run], prev_step[run], boost[run], options,
+            None if grid is None else grid.select(run))
         R[run], t[run], gate[run], prev_step[run], boost[run] = R_r, t_r, g_r, p_r, b_r
         iterations[run] += enough.long()
         converged[run] = enough & small & settled

@@ -9,6 +9,7 @@ import numpy as np
 
 _METHODS = ("point_to_plane", "point_to_point")
 _ROBUST = ("huber", "trimmed")
+_NEIGHBOURS = ("grid", "brute")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class RefineOptions:
     tz_offsets: offsets added to the corrected Tz, one hypothesis each.
     include_initial_tz: also start one hypothesis from the uncorrected Tz.
     prune_after: after this many iterations only the best hypothesis (by inlier fraction) of each instance
-        goes on; None runs all hypotheses to the end.
+        goes on; None runs all hypotheses to the end. coarse_points: until then the hypotheses use only about
+        this many of the observed points (every k-th; the one that goes on uses all); None uses all throughout.
     center_hypothesis: also start one hypothesis shifted sideways (at the corrected Tz) so that the projected
         visible model points are centred on the observed pixels.
     gate_start, gate_end, gate_decay, gate_factor: correspondence distance gate; it starts at gate_start and
@@ -56,13 +58,17 @@ class RefineOptions:
         search_points observed and search_model_points model points, starting at the centred translation for
         that rotation; the search_keep best (by rank) run the full refinement, and its result replaces the
         local one only when it ranks higher by search_margin (instances whose local rank is already at least
-        1 - search_margin skip the search).
+        1 - search_margin skip the search). search_prune_after: after this many of the search_iterations only the
+        search_survivors best starts of each instance (by rank) go on; None runs every start to the end.
     free_space_weight, free_space_margin: hypotheses are ranked by inlier fraction minus free_space_weight ×
         the fraction of visible model points that the camera sees through (the depth reading at their pixel
         lies more than free_space_margin behind them, and so do all readings within free_space_radius pixels,
         which forgives small misalignments at the outline). The inlier fraction alone cannot tell a pose whose
         model covers the observed points from one that also sticks out where the camera sees background.
-    nn_chunk_elements: bound on the elements of one distance matrix chunk in the nearest-neighbour search.
+    neighbours: how observed points find their nearest visible model point: "grid" (a lookup table of candidate
+        points per cell of a grid in the object frame, built once per model and cached; see refine/neighbours.py)
+        or "brute" (every model point, exact, the cost grows with observed × model points).
+    nn_chunk_elements: bound on the elements of one distance matrix chunk in the brute-force search.
     device: torch device to compute on; None = the device of the first torch input, else CPU.
     """
 
@@ -79,6 +85,7 @@ class RefineOptions:
     include_initial_tz: bool = True
     center_hypothesis: bool = True
     prune_after: int | None = 10
+    coarse_points: int | None = None
     gate_start: float = 0.08
     gate_end: float = 0.01
     gate_decay: float = 0.8
@@ -105,10 +112,13 @@ class RefineOptions:
     search_points: int = 200
     search_model_points: int = 500
     search_keep: int = 2
+    search_prune_after: int | None = 4
+    search_survivors: int = 12
     search_margin: float = 0.05
     free_space_weight: float = 1.0
     free_space_margin: float = 0.02
     free_space_radius: int = 3
+    neighbours: str = "grid"
     nn_chunk_elements: int = 1 << 23
     device: str | None = None
 
@@ -118,10 +128,13 @@ class RefineOptions:
 
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if self.neighbours not in _NEIGHBOURS:
+            raise ValueError(f"neighbours must be one of {_NEIGHBOURS}, got {self.neighbours!r}")
         if self.robust not in _ROBUST:
             raise ValueError(f"robust must be one of {_ROBUST}, got {self.robust!r}")
         for name in ("max_iterations", "min_pixels", "max_points", "max_model_points", "nn_chunk_elements",
-                     "search_iterations", "search_points", "search_model_points", "search_keep"):
+                     "search_iterations", "search_points", "search_model_points", "search_keep",
+                     "search_survivors"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -154,6 +167,11 @@ class RefineOptions:
             raise ValueError(f"free_space_weight must be a number >= 0, got {self.free_space_weight!r}")
         if self.prune_after is not None and (isinstance(self.prune_after, bool) or self.prune_after < 1):
             raise ValueError(f"prune_after must be a positive integer or None, got {self.prune_after!r}")
+        if self.coarse_points is not None and (not is_int(self.coarse_points) or self.coarse_points < 1):
+            raise ValueError(f"coarse_points must be a positive integer or None, got {self.coarse_points!r}")
+        if self.search_prune_after is not None and (isinstance(self.search_prune_after, bool)
+                                                    or self.search_prune_after < 1):
+            raise ValueError(f"search_prune_after must be a positive integer or None, got {self.search_prune_after!r}")
         offsets = tuple(float(o) for o in self.tz_offsets)
         if not all(math.isfinite(o) for o in offsets):
             raise ValueError(f"tz_offsets must be finite, got {self.tz_offsets!r}")

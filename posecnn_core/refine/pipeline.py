@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .hypotheses import _HypothesisRunner, _centred_translation, _depth_shift
-from .icp import _inlier_stats, _spacing
+from .icp import _inlier_stats, _model_index
 from .observed import _observed_points
 from .options import RefineOptions, RefineResult
 from .rotation_search import _rotation_search
@@ -143,8 +143,8 @@ def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs,
     # Initial-pose statistics and depth correction along the viewing ray.
     s0 = _transform(model, R0, t0)
     vis0 = _visible(s0, model_valid, K, opts.visibility_margin) if opts.visibility else model_valid
-    spacing = _spacing(model, model_valid, opts.nn_chunk_elements)
-    frac0, _ = _inlier_stats(q, nrm, nok, obs_valid, s0, vis0, spacing, opts)
+    grid, spacing = _model_index(model, model_valid, opts)
+    frac0, _ = _inlier_stats(q, nrm, nok, obs_valid, s0, vis0, spacing, opts, R0, t0, grid)
     tz0 = t0[:, 2]
     z_obs = _masked_median(q[..., 2], obs_valid)
     shift = _depth_shift(s0, vis0, z_obs, opts)
@@ -157,7 +157,7 @@ def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs,
         starts.append(_centred_translation(q, obs_valid, s0, vis0, t0, K, z_obs, shift)[:, None, :])
     t_start = torch.cat(starts, 1)
     data = (q, nrm, nok, obs_valid, model, model_valid)
-    run = _HypothesisRunner(data, spacing, nearest, K, sym, opts)
+    run = _HypothesisRunner(data, spacing, nearest, K, sym, opts, grid)
     R_best, t_best, conv_best, iters_best, frac_best, score_best = run(R0[:, None].expand(I, t_start.shape[1], 3, 3),
                                                                        t_start)
     # The local result stands unless the search's best converged pose fits clearly better. A rank is at most 1,
@@ -165,7 +165,8 @@ def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs,
     n = torch.nonzero(score_best < 1.0 - opts.search_margin).flatten() if opts.rotation_search > 0 else None
     if n is not None and n.numel():
         R_s, t_s = _rotation_search([work[j] for j in n.tolist()], nearest, K, R0[n], t0[n], z_obs[n], sym[n], opts)
-        sub = _HypothesisRunner(tuple(x[n] for x in data), spacing[n], nearest, K, sym[n], opts)
+        sub = _HypothesisRunner(tuple(x[n] for x in data), spacing[n], nearest, K, sym[n], opts,
+                                None if grid is None else grid.select(n))
         R_g, t_g, conv_g, iters_g, frac_g, score_g = sub(R_s, t_s)
         better = (score_g > score_best[n] + opts.search_margin) & (conv_g | ~conv_best[n])
         R_best[n] = torch.where(better[:, None, None], R_g, R_best[n])

@@ -37,9 +37,13 @@ def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin
     cell = torch.maximum(cell, torch.maximum(span_u, span_v) / (_VIS_GRID - 1))
     cu = ((u - umin[:, None]) / cell[:, None]).floor().clamp(0, _VIS_GRID - 1).long()
     cv = ((v - vmin[:, None]) / cell[:, None]).floor().clamp(0, _VIS_GRID - 1).long()
-    flat = (torch.arange(B, device=s.device)[:, None] * _VIS_GRID + cv) * _VIS_GRID + cu
-    grid = torch.full((B * _VIS_GRID * _VIS_GRID,), float("inf"), dtype=s.dtype, device=s.device)
-    grid = grid.scatter_reduce(0, flat[ok], z[ok], reduce="amin", include_self=True)
+    cu, cv = torch.where(ok, cu, 0), torch.where(ok, cv, 0)
+    # The grid needs only as many cells as the widest element uses (at most _VIS_GRID per side).
+    gu, gv = (int(cu.max()) + 1, int(cv.max()) + 1) if B * N else (1, 1)
+    flat = (torch.arange(B, device=s.device)[:, None] * gv + cv) * gu + cu
+    grid = torch.full((B * gv * gu,), float("inf"), dtype=s.dtype, device=s.device)
+    grid = grid.scatter_reduce(0, flat.view(-1), torch.where(ok, z, float("inf")).view(-1), reduce="amin",
+                               include_self=True)
     zmin = grid[flat.view(-1)].view(B, N)
     footprint = cell[:, None] * zmin / K[0, 0]  # cell size in metres at the cell's depth (45 degree slope)
     return ok & (z <= zmin + margin + footprint)
@@ -51,7 +55,10 @@ def _nearest_reading(depth: torch.Tensor, radius: int) -> torch.Tensor:
     d = torch.where(depth > 0, depth, torch.full_like(depth, float("inf")))
     if radius == 0:
         return d
-    return -torch.nn.functional.max_pool2d(-d[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]
+    # A square min filter is a row filter followed by a column filter (cheaper than one 2D pool).
+    k = 2 * radius + 1
+    rows = torch.nn.functional.max_pool2d(-d[None, None], (1, k), stride=1, padding=(0, radius))
+    return -torch.nn.functional.max_pool2d(rows, (k, 1), stride=1, padding=(radius, 0))[0, 0]
 
 
 def _free_space_violation(s: torch.Tensor, vis: torch.Tensor, nearest: torch.Tensor, K: torch.Tensor,
