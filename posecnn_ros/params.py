@@ -227,6 +227,8 @@ SPECS: tuple[ParamSpec, ...] = (
     node_param("depth_scale", 0.001, "Metres per unit of 16UC1 depth images (32FC1 is metres)", low=1e-9, high=1.0),
     node_param("sync_tolerance", 0.02, "Largest |image stamp - depth stamp| (s) of a depth/image pair",
                low=0.0, high=10.0),
+    node_param("camera_info_wait", 0.1, "Longest time (s) an image waits for the camera_info with its stamp (either "
+               "may arrive first); after it the newest camera_info is used (logged once)", low=0.0, high=10.0),
     estimator_param("refine.rotation_search", "Depth refinement: start rotations searched over all of SO(3) "
                     "when the network's rotation may be far off; 0 = local ICP only",
                     field="refine_options.rotation_search", low=0, high=1000),
