@@ -297,6 +297,22 @@ class PoseCnnGlue:
             self._log.warning("dropped", f"dropped {self._worker.dropped} frame(s) so far: inference is slower "
                                          f"than the image rate (only the newest frame is processed)")
 
+    def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
+        """rclpy's Node.set_parameters (each parameter on its own), with the node's own messages for an unknown
+        name, a read-only parameter, a wrong type or a value out of range (params.set_error): no exception for an
+        unknown name, a failed result naming the closest parameter instead."""
+        return [self.set_parameters_atomically([param]) for param in parameter_list]
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """rclpy's Node.set_parameters_atomically after checking every parameter as `set_parameters` says; the
+        parameter services (`ros2 param set`) come through here."""
+        for param in parameter_list:
+            if param.name in SPEC_BY_NAME or not self.has_parameter(param.name):  # rclpy's own: as rclpy says
+                reason = params.set_error(param.name, param.value, params.ros_type_name(param))
+                if reason is not None:
+                    return SetParametersResult(successful=False, reason=reason)
+        return super().set_parameters_atomically(parameter_list)
+
     def _on_set_parameters(self, changes: Sequence[Parameter]) -> SetParametersResult:
         # rclpy has checked types, ranges and read-only flags; names not in SPECS are rclpy's own (use_sim_time)
         values = {p.name: p.value for p in changes if p.name in SPEC_BY_NAME}

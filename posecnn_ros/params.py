@@ -256,6 +256,58 @@ def check_value(name: str, value: Any) -> str | None:
     return None
 
 
+_KIND_WORDS = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
+
+
+def expected_text(spec: ParamSpec) -> str:
+    """What `spec` accepts, in words: "an integer in [1, 1000]", "a boolean (true or false)", "one of the strings
+    sensor_data | reliable", "a string: no whitespace"."""
+    if spec.choices and not spec.constraint:
+        return f"one of the strings {spec.allowed()}"
+    words = _KIND_WORDS[spec.kind]
+    if spec.low is not None and not spec.constraint:
+        return f"{words} in {spec.allowed()}"
+    return f"{words}: {spec.allowed()}" if spec.allowed() else words
+
+
+def _value_text(value: Any, type_name: str) -> str:
+    shown = repr(value) if isinstance(value, str) else str(list(value) if isinstance(value, (list, tuple)) else value)
+    return f"{shown} ({type_name})"
+
+
+def set_error(name: str, value: Any, type_name: str, read_only_ok: bool = False) -> str | None:
+    """Why setting parameter `name` to `value` (of ROS parameter type `type_name`: "integer", "double", "string",
+    "bool", "not set", "string array", ...) is refused, in the node's words, or None when it is fine.
+
+    "max_instances: expected an integer in [1, 1000], got 2.5 (double)"; "unknown parameter 'fooo'; did you mean
+    'foo'?"; "checkpoint is read-only: ...". `read_only_ok`: skip the read-only check (at start-up)."""
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        close = closest_parameter(name)
+        hint = f"; did you mean {close!r}?" if close else "; the node's parameters are listed in docs/node.md"
+        return f"unknown parameter {name!r}{hint}"
+    if spec.read_only and not read_only_ok:
+        return (f"{name} is read-only: it is set when the node starts (-p {name}:=... or a parameters file), "
+                f"got {_value_text(value, type_name)}")
+    expected = expected_text(spec)
+    if type_name == "not set":
+        return f"{name} cannot be unset: expected {expected}"
+    if spec.kind is float and type_name == "integer":
+        value = float(value)
+    elif type_name != {bool: "bool", int: "integer", float: "double", str: "string"}[spec.kind]:
+        return f"{name}: expected {expected}, got {_value_text(value, type_name)}"
+    try:
+        spec.validate(value)
+    except ParameterError:
+        return f"{name}: expected {expected}, got {_value_text(value, type_name)}"
+    return None
+
+
+def ros_type_name(param: Any) -> str:
+    """The ROS parameter type of an rclpy Parameter in words: "integer", "double", "string array", "not set"."""
+    return param.type_.name.lower().replace("_", " ")
+
+
 class NodeSettings(Mapping[str, Any]):
     """Validated values of every parameter, by parameter name (settings["voting.label_threshold"]); immutable."""
 
@@ -363,8 +415,11 @@ def declare(node: Any) -> NodeSettings:
     for spec in SPECS:
         try:
             values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
-        except ParameterException as exc:  # e.g. out of range, wrong type
-            raise ParameterError(f"parameter {spec.name}: {exc}") from exc
+        except ParameterException as exc:  # e.g. out of range, wrong type: say so in our words
+            given = getattr(node, "_parameter_overrides", {}).get(spec.name)
+            reason = (set_error(spec.name, given.value, ros_type_name(given), read_only_ok=True)
+                      if given is not None else None)
+            raise ParameterError(f"parameter {reason or f'{spec.name}: {exc}'}") from exc
     settings = NodeSettings.from_values(values)
     as_float = [Parameter(n, Parameter.Type.DOUBLE, settings[n]) for n, v in values.items() if type(v) is int
                 and SPEC_BY_NAME[n].kind is float]

@@ -194,7 +194,9 @@ def _set_params(peer, **values):
     assert client.wait_for_service(timeout_sec=10)
     req = SetParameters.Request()
     for name, value in values.items():
-        if isinstance(value, float):
+        if isinstance(value, bool):
+            pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+        elif isinstance(value, float):
             pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
         elif isinstance(value, int):
             pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
@@ -229,8 +231,38 @@ def test_integer_accepted_for_float_parameter_at_runtime(running) -> None:
     det = wait_detection(peer, stamp)
     assert det is not None and det.detections == []  # threshold 1.0: no object scores above it
     bad = _set_params(peer, score_threshold="high")
-    assert not bad[0].successful and "score_threshold must be a float" in bad[0].reason
+    assert not bad[0].successful
+    assert bad[0].reason == "score_threshold: expected a number in [0, 1], got 'high' (string)", bad[0].reason
     assert _set_params(peer, score_threshold=0.2)[0].successful
+
+
+def test_runtime_parameter_errors_say_name_expected_type_and_value(running) -> None:
+    """`ros2 param set` with a wrong type, a value out of range, a read-only or an unknown name: the reason names
+    the parameter, what it accepts and the value given (the closest parameter for an unknown name); every set
+    goes through the real parameter service, and the node runs on."""
+    proc, peer = running
+    cases = {
+        "max_instances": (2.5, "max_instances: expected an integer in [1, 1000], got 2.5 (double)"),
+        "publish.tf": ("yes", "publish.tf: expected a boolean (true or false), got 'yes' (string)"),
+        "rectify": (1, "rectify: expected a boolean (true or false), got 1 (integer)"),
+        "tf_prefix": (True, "tf_prefix: expected a string: no whitespace, got True (bool)"),
+        "score_threshold": (2.0, "score_threshold: expected a number in [0, 1], got 2.0 (double)"),
+        "depth_mode": ("fast", "depth_mode: expected one of the strings scale | resample, got 'fast' (string)"),
+        "voting.skip_pixels": (0, "voting.skip_pixels: expected an integer in [1, 10000], got 0 (integer)"),
+        "camera_info_wait": ("long", "camera_info_wait: expected a number in [0, 10], got 'long' (string)"),
+        "score_treshold": (0.5, "unknown parameter 'score_treshold'; did you mean 'score_threshold'?"),
+        "foo": (1, "unknown parameter 'foo'; the node's parameters are listed in docs/node.md"),
+        "device": ("cuda", "device is read-only: it is set when the node starts (-p device:=... or a "
+                           "parameters file), got 'cuda' (string)"),
+    }
+    for name, (value, expected) in cases.items():
+        result = _set_params(peer, **{name: value})
+        assert len(result) == 1 and not result[0].successful, (name, result)
+        assert result[0].reason == expected, (name, result[0].reason)
+    assert all(r.successful for r in _set_params(peer, max_instances=5, **{"publish.tf": True}))
+    assert _set_params(peer, max_instances=128)[0].successful
+    stamp = send_frame(peer)
+    assert wait_detection(peer, stamp) is not None, proc.output
 
 
 def _start(model, **params):
