@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -351,6 +352,47 @@ class Peer:
             time.sleep(0.02)
         return predicate()
 
+    def wait_for_subscribers(self, *publishers: Any, timeout: float = 20.0) -> bool:
+        """Wait until each of `publishers` (default: image and camera_info) is matched with a subscription.
+
+        This is discovery as the peer sees it; the node may match the peer's publishers a moment later, so a test
+        that needs an answer still sends with `resend_until`."""
+        pubs = publishers or (self.pub_image, self.pub_info)
+        return self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), timeout)
+
+    def answer(self, name: str, stamp: tuple[int, int], timeout: float = 0.0) -> Any | None:
+        """The first recorded `name` output whose header has `stamp` (waiting up to `timeout` s), or None."""
+        def find() -> Any | None:
+            return next((m for m in self.messages(name) if stamp_of(m) == stamp), None)
+        self.wait_until(lambda: find() is not None, timeout)
+        return find()
+
+    def resend_until(self, send: Callable[[], Any], done: Callable[[], bool], timeout: float = 30.0,
+                     period: float = 2.0) -> bool:
+        """Call `send()` (it publishes an image with its CameraInfo, same stamp, as a camera does), and again every
+        `period` s until `done()`: a message published before the node has matched the peer is lost, best-effort
+        ones may be lost any time. True when done within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            send()
+            if self.wait_until(done, min(period, max(0.0, deadline - time.monotonic()))):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def send_until_answered(self, send: Callable[[], tuple[int, int]], name: str = "detections",
+                            timeout: float = 30.0, period: float = 2.0) -> Any | None:
+        """`send()` publishes a frame and returns its stamp (the same each call); resent until the node answers
+        on `name` with that stamp. The answer, or None after `timeout`."""
+        stamps: list[tuple[int, int]] = []
+
+        def once() -> None:
+            stamps.append(send())
+            assert stamps[-1] == stamps[0], f"send() must repeat its stamp, got {stamps}"
+
+        self.resend_until(once, lambda: self.answer(name, stamps[0]) is not None, timeout, period)
+        return self.answer(name, stamps[0])
+
     def wait_for_node(self, timeout: float = 20.0, depth: bool = False) -> bool:
         """Wait until the node's input subscriptions and output publishers are matched with ours."""
         return self.wait_until(lambda: self.pub_image.get_subscription_count() > 0
@@ -364,6 +406,18 @@ class Peer:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self.context.try_shutdown()
+
+
+def stamp_of(msg: Any) -> tuple[int, int] | None:
+    """(sec, nanosec) of a message's header (a MarkerArray: its first marker's; a TFMessage: its first
+    transform's; None when it has none)."""
+    for field in ("markers", "transforms"):
+        if hasattr(msg, field):
+            items = getattr(msg, field)
+            if not items:
+                return None
+            msg = items[0]
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
 def assert_quiet_exit(code: int, output: str) -> None:
