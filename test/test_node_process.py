@@ -57,10 +57,15 @@ def running(model):
 _stamp_counter = [100]
 
 
-def send_frame(peer, image=None, info=None, depth=None, with_info=True, with_depth=True):
-    """Publish (depth,) camera_info and image with a fresh stamp; returns the stamp (sec, nanosec)."""
+def next_stamp() -> tuple[int, int]:
     _stamp_counter[0] += 1
-    stamp = (_stamp_counter[0], 250_000_000)
+    return _stamp_counter[0], 250_000_000
+
+
+def send_frame(peer, image=None, info=None, depth=None, with_info=True, with_depth=True, stamp=None):
+    """Publish depth, camera_info and image, all with `stamp` (default: a fresh one) as a camera does (either may
+    arrive first; the node pairs them by stamp); returns the stamp (sec, nanosec)."""
+    stamp = stamp or next_stamp()
     image = image or helpers.make_image(W, H, "rgb8", stamp=stamp)
     image.header.stamp.sec, image.header.stamp.nanosec = stamp
     if with_depth:
@@ -68,21 +73,28 @@ def send_frame(peer, image=None, info=None, depth=None, with_info=True, with_dep
         depth.header.stamp.sec, depth.header.stamp.nanosec = stamp
         peer.pub_depth.publish(depth)
     if with_info:
-        peer.pub_info.publish(info or helpers.make_camera_info(W, H, stamp=stamp))
-    time.sleep(0.02)
+        info = info or helpers.make_camera_info(W, H)
+        info.header.stamp.sec, info.header.stamp.nanosec = stamp
+        peer.pub_info.publish(info)
     peer.pub_image.publish(image)
     return stamp
 
 
+def send_answered(peer, timeout: float = 30.0, **frame):
+    """One frame (fresh stamp) resent until the node answers it; (stamp, its Detection3DArray or None)."""
+    stamp = next_stamp()
+    return stamp, peer.send_until_answered(lambda: send_frame(peer, stamp=stamp, **frame), "detections", timeout)
+
+
+def send_until_logged(peer, proc, text: str, timeout: float = 30.0, **frame) -> bool:
+    """One frame (fresh stamp) resent until the node's output holds `text`."""
+    stamp = next_stamp()
+    return peer.resend_until(lambda: send_frame(peer, stamp=stamp, **frame), lambda: text in proc.output, timeout)
+
+
 def wait_detection(peer, stamp, timeout=10.0):
     """The Detection3DArray with `stamp`, or None."""
-    def find():
-        for msg in peer.messages("detections"):
-            if (msg.header.stamp.sec, msg.header.stamp.nanosec) == stamp:
-                return msg
-        return None
-    peer.wait_until(lambda: find() is not None, timeout)
-    return find()
+    return peer.answer("detections", stamp, timeout)
 
 
 def _by_stamp(peer, name, stamp):
@@ -93,16 +105,13 @@ def _by_stamp(peer, name, stamp):
 
 def test_missing_camera_info_waits_then_recovers(running) -> None:
     proc, peer = running
-    send_frame(peer, with_info=False)
-    assert proc.wait_for_output("waiting for camera_info on /camera_info", 10), proc.output
-    stamp = send_frame(peer)
-    assert wait_detection(peer, stamp) is not None, proc.output
+    assert send_until_logged(peer, proc, "waiting for camera_info on /camera_info", with_info=False), proc.output
+    assert send_answered(peer)[1] is not None, proc.output
 
 
 def test_outputs_for_a_frame(running) -> None:
     proc, peer = running
-    stamp = send_frame(peer)
-    det = wait_detection(peer, stamp)
+    stamp, det = send_answered(peer)
     assert det is not None, proc.output
     assert det.header.frame_id == "cam_optical"
     assert [d.id for d in det.detections] == ["box_0", "can_0", "can_1"]
@@ -181,11 +190,9 @@ def test_bad_input_is_logged_and_next_frame_processed(running, case, expected) -
         depth = helpers.make_image(80, 60, "16UC1")
     elif case == "depth_encoding":
         depth = helpers.make_image(W, H, "rgb8")
-    send_frame(peer, image=image, info=info, depth=depth)
-    assert proc.wait_for_output(expected, 10), proc.output
+    assert send_until_logged(peer, proc, expected, image=image, info=info, depth=depth), proc.output
     assert "frame skipped" in proc.output
-    stamp = send_frame(peer)
-    assert wait_detection(peer, stamp) is not None, proc.output
+    assert send_answered(peer)[1] is not None, proc.output
     assert proc.proc.poll() is None
 
 
@@ -217,8 +224,7 @@ def test_parameters_are_validated_at_runtime(running) -> None:
     assert not readonly[0].successful
     ok = _set_params(peer, score_threshold=0.7)
     assert ok[0].successful, ok[0].reason
-    stamp = send_frame(peer)
-    det = wait_detection(peer, stamp)
+    stamp, det = send_answered(peer)
     assert det is not None and [d.id for d in det.detections] == ["box_0", "can_0"]
     assert _set_params(peer, score_threshold=0.2)[0].successful
 
@@ -227,8 +233,7 @@ def test_integer_accepted_for_float_parameter_at_runtime(running) -> None:
     proc, peer = running
     ok = _set_params(peer, score_threshold=1)  # an integer for a floating-point parameter
     assert ok[0].successful, ok[0].reason
-    stamp = send_frame(peer)
-    det = wait_detection(peer, stamp)
+    stamp, det = send_answered(peer)
     assert det is not None and det.detections == []  # threshold 1.0: no object scores above it
     bad = _set_params(peer, score_threshold="high")
     assert not bad[0].successful
@@ -261,8 +266,80 @@ def test_runtime_parameter_errors_say_name_expected_type_and_value(running) -> N
         assert result[0].reason == expected, (name, result[0].reason)
     assert all(r.successful for r in _set_params(peer, max_instances=5, **{"publish.tf": True}))
     assert _set_params(peer, max_instances=128)[0].successful
-    stamp = send_frame(peer)
-    assert wait_detection(peer, stamp) is not None, proc.output
+    assert send_answered(peer)[1] is not None, proc.output
+
+
+def _center(peer, stamp) -> np.ndarray:
+    """The image position of the first (box) estimate of the frame with `stamp`."""
+    est = peer.answer("estimates", stamp, 10)
+    assert est is not None, stamp
+    return np.asarray(est.estimates[0].center)
+
+
+def _expected_center(K: np.ndarray) -> np.ndarray:
+    """Where the stand-in puts the box's centre when it is given intrinsics K."""
+    from posecnn_core.geometry import project_points
+
+    return project_points(np.asarray(helpers.DEFAULT_POSES[0]["t"])[None], K)[0]
+
+
+def test_camera_info_is_paired_by_stamp_in_either_order_and_follows_a_zoom(running) -> None:
+    """Each image is estimated with the CameraInfo of its own stamp, whether that arrives before or after the
+    image, also when a later CameraInfo (the camera zoomed: other intrinsics) has already arrived; an image
+    without one of its stamp is estimated with the newest after camera_info_wait, which is said once."""
+    proc, peer = running
+    assert _set_params(peer, camera_info_wait=2.0)[0].successful
+    wide = helpers.camera_k(W, H)
+    zooms = [wide * np.array([[z], [z], [1.0]]) for z in (1.0, 1.5, 2.0, 2.5, 3.0)]
+
+    def info_with(K, stamp):
+        info = helpers.make_camera_info(W, H, k=K)
+        info.header.stamp.sec, info.header.stamp.nanosec = stamp
+        return info
+
+    try:
+        # CameraInfo first
+        stamp = next_stamp()
+        assert peer.send_until_answered(lambda: send_frame(peer, info=info_with(zooms[1], stamp), stamp=stamp))
+        np.testing.assert_allclose(_center(peer, stamp), _expected_center(zooms[1]), atol=1e-6)
+
+        # the image first, its CameraInfo 0.3 s later (within camera_info_wait)
+        stamp = next_stamp()
+
+        def image_then_info() -> tuple[int, int]:
+            send_frame(peer, stamp=stamp, with_info=False)
+            time.sleep(0.3)
+            peer.pub_info.publish(info_with(zooms[2], stamp))
+            return stamp
+        assert peer.send_until_answered(image_then_info), proc.output
+        np.testing.assert_allclose(_center(peer, stamp), _expected_center(zooms[2]), atol=1e-6)
+
+        # zoom: the CameraInfo of the next frame (other intrinsics) arrives before this frame's image
+        first, second = next_stamp(), next_stamp()
+
+        def two_infos_then_image() -> tuple[int, int]:
+            peer.pub_info.publish(info_with(zooms[3], first))
+            peer.pub_info.publish(info_with(zooms[4], second))
+            send_frame(peer, stamp=first, with_info=False)
+            return first
+        assert peer.send_until_answered(two_infos_then_image), proc.output
+        assert peer.send_until_answered(lambda: send_frame(peer, info=info_with(zooms[4], second), stamp=second))
+        np.testing.assert_allclose(_center(peer, first), _expected_center(zooms[3]), atol=1e-6)
+        np.testing.assert_allclose(_center(peer, second), _expected_center(zooms[4]), atol=1e-6)
+        assert "using the newest one" not in proc.output, proc.output
+
+        # no CameraInfo of the image's stamp: the newest one is used after the wait, and said once
+        assert _set_params(peer, camera_info_wait=0.2)[0].successful
+        lonely = [next_stamp(), next_stamp()]
+        for stamp in lonely:
+            assert peer.send_until_answered(lambda: send_frame(peer, stamp=stamp, with_info=False)), proc.output
+            np.testing.assert_allclose(_center(peer, stamp), _expected_center(zooms[4]), atol=1e-6)
+        said = [line for line in proc.output.splitlines() if "using the newest one" in line]
+        assert len(said) == 1 and said[0].startswith("[WARN]"), said
+        assert (f"no camera_info with the image's stamp {lonely[0][0]}.250000000 arrived within camera_info_wait "
+                f"= 0.2 s on /camera_info; using the newest one (stamp {second[0]}.250000000)") in said[0], said[0]
+    finally:
+        assert _set_params(peer, camera_info_wait=0.1)[0].successful
 
 
 def _start(model, **params):
@@ -312,6 +389,15 @@ def test_start_up_integer_for_float_and_unknown_parameter(model) -> None:
                 proc.proc.kill()
 
 
+def _send_pair(peer, image, info, stamp) -> tuple[int, int]:
+    """Publish camera_info and image with `stamp`; returns it."""
+    for msg in (info, image):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    peer.pub_info.publish(info)
+    peer.pub_image.publish(image)
+    return stamp
+
+
 def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
     ckpt, objs = helpers.write_fake_model(tmp_path, sleep_s=0.3, device="cuda:0")
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
@@ -325,11 +411,15 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         sent = 40
         info = helpers.make_camera_info(W, H)
         image = helpers.make_image(W, H)
-        peer.pub_info.publish(info)
-        time.sleep(0.3)
+        # a first frame, resent until answered: the node has matched the peer before the burst
+        assert peer.send_until_answered(lambda: _send_pair(peer, image, info, (999, 0)), "estimates", 30), \
+            proc.output
+        time.sleep(1.0)  # a resent copy of it is answered too
+        base = peer.messages("estimates")[-1]
+        peer.clear()
         start = time.monotonic()
         for i in range(sent):
-            image.header.stamp.sec = 1000 + i
+            image.header.stamp.sec = info.header.stamp.sec = 1000 + i
             peer.pub_info.publish(info)
             peer.pub_image.publish(image)
             time.sleep(0.01)
@@ -342,8 +432,9 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         assert len(est) <= burst / 0.3 + 3, len(est)
         last = est[-1]
         assert last.header.stamp.sec == 1000 + sent - 1
-        assert last.frames_dropped > 20 and last.frames_processed == len(est)
-        assert last.frames_processed + last.frames_dropped + last.frames_rejected == sent
+        processed, dropped = last.frames_processed - base.frames_processed, last.frames_dropped - base.frames_dropped
+        assert dropped > 20 and processed == len(est)
+        assert processed + dropped + last.frames_rejected - base.frames_rejected == sent
         assert "dropped" in proc.output and "slower than the image rate" in proc.output
         assert "fake warm-up 320x240" in proc.output and "GPU warm-up took" in proc.output
         assert proc.stop(signal.SIGTERM) == 0, proc.output
@@ -368,7 +459,7 @@ def test_params_file_is_read(model, tmp_path) -> None:
         assert peer.wait_for_node(20), proc.output
         image = helpers.make_image(W, H, stamp=(7, 0))
         for _ in range(50):  # best-effort input: stream like a camera until the node answers
-            peer.pub_info.publish(helpers.make_camera_info(W, H))
+            peer.pub_info.publish(helpers.make_camera_info(W, H, stamp=(7, 0)))
             peer.pub_image.publish(image)
             if peer.wait_until(lambda: peer.count("detections") > 0 and peer.count("tf") > 0, 0.2):
                 break
@@ -553,8 +644,8 @@ def test_huge_frame_then_small_frame(tmp_path) -> None:
         start = time.monotonic()
         peer.pub_info.publish(helpers.make_camera_info(4000, 3000, stamp=(2, 0)))
         peer.pub_image.publish(helpers.make_image(4000, 3000, stamp=(2, 0)))
-        # the node pairs an image with the newest camera_info, so the small frames follow once the large one is
-        # answered (a 36 MB image is still in transit when a later camera_info has arrived)
+        # the node pairs the image with the camera_info of its stamp, also when later ones (the small frames that
+        # follow once the large one is answered) have arrived while the 36 MB image was in transit
         assert peer.wait_until(answered((2, 0)), 25.0), proc.output
         left = 25.0 - (time.monotonic() - start)
         assert _publish_until(peer, proc, 320, 240, answered((3, 0)), (3, 0), timeout=left), proc.output
