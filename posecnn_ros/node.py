@@ -268,8 +268,8 @@ class PoseCnnGlue:
 
     def _missing_images_hint(self, gap: Shortfall) -> str:
         """The one warning for images that CameraInfo announces but that do not arrive (or hardly)."""
-        arrived = ("no image has arrived" if gap.arrived == 0 else
-                   f"only {gap.arrived} image(s) of that size arrived")
+        arrived = ("no such image has arrived" if gap.arrived == 0 else
+                   f"only {gap.arrived} such image(s) arrived")
         text = (f"{gap.announced} camera_info messages in {gap.seconds:.0f} s announce {gap.width}x{gap.height} "
                 f"images, but {arrived} on {self._sub_image.topic_name}: check that the camera publishes them "
                 f"there (remapping)")

@@ -661,8 +661,9 @@ def test_huge_frame_then_small_frame(tmp_path) -> None:
 
 
 def test_camera_info_without_images_gives_a_hint(model) -> None:
-    """camera_info arriving without any image (e.g. frames too large for best-effort transport): one warning naming
-    the image topic, the announced size and image_qos:=reliable; the node keeps running."""
+    """camera_info announcing 4000x3000 frames that never arrive (too large for best-effort transport), while
+    320x240 frames of a second camera on the same topics arrive: one warning naming the image topic, the
+    announced size, image_qos:=reliable and the other remedies; the node keeps running and answering."""
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": model[0], "objects": model[1]},  # image_qos: sensor_data
                                remaps={"__ns": "/noimage"})
     peer = helpers.Peer(DOMAIN, node_ns="/noimage/posecnn", image_topic="/noimage/image",
@@ -670,15 +671,23 @@ def test_camera_info_without_images_gives_a_hint(model) -> None:
     try:
         assert proc.wait_for_output("ready on cpu", 60), proc.output
         assert peer.wait_for_node(30), proc.output
-        info = helpers.make_camera_info(4000, 3000)
+        large = helpers.make_camera_info(4000, 3000)
+        small_image, small_info = helpers.make_image(320, 240), helpers.make_camera_info(320, 240)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "no image has arrived" not in proc.output:
-            peer.pub_info.publish(info)
-            time.sleep(0.2)  # a 5 Hz camera_info stream
-        hint = [line for line in proc.output.splitlines() if "no image has arrived" in line]
+        k = 0
+        while time.monotonic() < deadline and "no such image has arrived" not in proc.output:
+            k += 1
+            large.header.stamp.sec = k
+            peer.pub_info.publish(large)  # a 5 Hz camera_info stream whose images are lost on the way
+            _send_pair(peer, small_image, small_info, (k, 500))  # the other camera's frames arrive
+            time.sleep(0.2)
+        hint = [line for line in proc.output.splitlines() if "no such image has arrived" in line]
         assert len(hint) == 1 and hint[0].startswith("[WARN]"), proc.output
         assert "announce 4000x3000 images" in hint[0] and "/noimage/image" in hint[0], hint[0]
         assert "image_qos:=reliable" in hint[0] and "36 MB" in hint[0], hint[0]
+        assert "image_transport:=compressed" in hint[0] and "smaller images" in hint[0], hint[0]
+        assert "320x240" not in proc.output, proc.output  # the small frames arrive: nothing said about them
+        assert peer.count("detections") > 0, proc.output
         helpers.assert_quiet_exit(proc.stop(signal.SIGINT), proc.output)
     finally:
         peer.close()
