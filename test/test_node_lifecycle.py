@@ -48,18 +48,28 @@ class Lifecycle:
 _stamp = [900]
 
 
-def send_frame(peer) -> tuple[int, int]:
+def next_stamp() -> tuple[int, int]:
     _stamp[0] += 1
-    stamp = (_stamp[0], 0)
+    return _stamp[0], 0
+
+
+def send_frame(peer, stamp: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Publish camera_info and image with `stamp` (default: a fresh one), as a camera does; returns the stamp."""
+    stamp = stamp or next_stamp()
     peer.pub_info.publish(helpers.make_camera_info(W, H, stamp=stamp))
-    time.sleep(0.02)
     peer.pub_image.publish(helpers.make_image(W, H, stamp=stamp))
     return stamp
 
 
 def answered(peer, stamp, timeout: float) -> bool:
-    return peer.wait_until(lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp
-                                       for m in peer.messages("detections")), timeout)
+    return peer.answer("detections", stamp, timeout) is not None
+
+
+def send_answered(peer, timeout: float = 30.0) -> bool:
+    """One frame, resent until the node answers it (the node may match the peer's publishers a moment after the
+    peer has seen its subscriptions)."""
+    stamp = next_stamp()
+    return peer.send_until_answered(lambda: send_frame(peer, stamp), "detections", timeout) is not None
 
 
 def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
@@ -86,8 +96,7 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         assert life.transition(Transition.TRANSITION_ACTIVATE), proc.output
         assert life.state() == "active"
         assert peer.wait_for_node(20), proc.output
-        stamp = send_frame(peer)
-        assert answered(peer, stamp, 10), proc.output
+        assert send_answered(peer), proc.output
         assert peer.wait_until(lambda: peer.messages("label_info"), 5)  # latched class map sent when active
 
         assert life.transition(Transition.TRANSITION_DEACTIVATE), proc.output
@@ -96,8 +105,11 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         peer.clear()
         stamp = send_frame(peer)
         assert not answered(peer, stamp, 1.5)
-        inactive = [s for a in peer.messages("diagnostics") for s in a.status if s.name == "posecnn: pose estimation"]
-        assert inactive and inactive[-1].message.startswith("inactive"), inactive
+
+        def ours():
+            return [s for a in peer.messages("diagnostics") for s in a.status if s.name == "posecnn: pose estimation"]
+        assert peer.wait_until(lambda: ours(), 10)  # once a second
+        assert ours()[-1].message.startswith("inactive"), ours()
 
         assert life.transition(Transition.TRANSITION_CLEANUP), proc.output
         assert life.state() == "unconfigured"
@@ -108,8 +120,7 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         assert life.transition(Transition.TRANSITION_CONFIGURE) and life.transition(Transition.TRANSITION_ACTIVATE)
         assert proc.output.count("loading checkpoint") == 2
         assert peer.wait_for_node(20), proc.output
-        stamp = send_frame(peer)
-        assert answered(peer, stamp, 10), proc.output
+        assert send_answered(peer), proc.output
         # shutdown straight from active
         assert life.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN), proc.output
         assert life.state() == "finalized"
