@@ -271,7 +271,12 @@ def expected_text(spec: ParamSpec) -> str:
 
 
 def _value_text(value: Any, type_name: str) -> str:
-    shown = repr(value) if isinstance(value, str) else str(list(value) if isinstance(value, (list, tuple)) else value)
+    if isinstance(value, str):
+        shown = repr(value)
+    elif hasattr(value, "__len__"):  # an array parameter: list, tuple or array.array
+        shown = str(list(value))
+    else:
+        shown = str(value)
     return f"{shown} ({type_name})"
 
 
