@@ -314,7 +314,8 @@ class PoseCnnGlue:
         return super().set_parameters_atomically(parameter_list)
 
     def _on_set_parameters(self, changes: Sequence[Parameter]) -> SetParametersResult:
-        # rclpy has checked types, ranges and read-only flags; names not in SPECS are rclpy's own (use_sim_time)
+        # set_parameters_atomically has checked names, types, ranges and read-only flags (params.set_error);
+        # names not in SPECS are rclpy's own (use_sim_time)
         values = {p.name: p.value for p in changes if p.name in SPEC_BY_NAME}
         with self._settings_lock:
             try:

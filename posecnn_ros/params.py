@@ -13,8 +13,9 @@ such as "voting.label_threshold"); a spec without one is a setting of the node i
 - the estimator's configuration (`NodeSettings.estimator_config`);
 - config/posecnn.yaml and the table in docs/node.md (`posecnn_ros.param_docs`, tools/gen_param_docs.py).
 
-Read-only parameters are fixed at start-up (rclpy rejects runtime changes); the others are validated by the
-node's set-parameters callback and take effect on the next frame. Estimator parameters declared without a
+Read-only parameters are fixed at start-up; the others take effect on the next frame. A change at run time is
+checked first by `set_error` (the node's set_parameters, so that a refusal names the parameter, what it accepts and
+the value given, or the closest name for an unknown one), then by the node's set-parameters callback. Estimator parameters declared without a
 default take the default of their EstimatorConfig field.
 """
 
