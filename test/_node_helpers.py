@@ -5,6 +5,12 @@ The stand-in ("fake") reads a JSON "checkpoint" holding the class names, the pos
 frame (it then prints "fake estimate started" at the start of each frame) and one to sleep while loading, and a
 YAML object set holding class names, extents and optional mesh paths. It returns the checkpoint's poses
 for every frame; its label image marks each object's projected 3D box with the class index.
+
+Talking to a node process without races: `Peer.wait_for_subscribers` / `wait_for_node` wait for discovery as the
+peer sees it, but the node may match the peer's publishers a moment later, and best-effort messages may be lost at
+any time; so a test that needs an answer publishes an image together with its CameraInfo (same stamp, as a camera
+does) through `Peer.resend_until` / `send_until_answered`, which resend until the answer with that stamp is there
+(bounded), and looks answers up by stamp (`Peer.answer`).
 """
 
 from __future__ import annotations
