@@ -73,7 +73,7 @@ class CameraInfoPairing:
 
     def _settled(self, stamp: Stamp) -> bool:
         """True when waiting longer cannot help: the stamp's CameraInfo is here, or a later one is."""
-        return stamp in self._by_stamp or any(s >= stamp for s in self._by_stamp)
+        return any(s >= stamp for s in self._by_stamp)
 
     def match(self, stamp: Stamp, wait_s: float) -> Match:
         """The CameraInfo with `stamp` (exact), waiting up to `wait_s` seconds for it; else the newest one."""
