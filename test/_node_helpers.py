@@ -399,6 +399,18 @@ class Peer:
         self.resend_until(once, lambda: self.answer(name, stamps[0]) is not None, timeout, period)
         return self.answer(name, stamps[0])
 
+    def call(self, client: Any, request: Any, timeout: float = 30.0, attempt_s: float = 5.0) -> Any:
+        """The answer of an idempotent service (get state, set a parameter to a value), the request sent again
+        every `attempt_s` s: right after discovery a request or its answer can be lost (the server may not have
+        matched the client yet). AssertionError when no answer comes within `timeout`."""
+        assert client.wait_for_service(timeout_sec=timeout), f"no service {client.srv_name}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            future = client.call_async(request)
+            if self.wait_until(future.done, min(attempt_s, max(0.0, deadline - time.monotonic()))):
+                return future.result()
+        raise AssertionError(f"no answer from {client.srv_name} within {timeout} s")
+
     def wait_for_node(self, timeout: float = 20.0, depth: bool = False) -> bool:
         """Wait until the node's input subscriptions and output publishers are matched with ours."""
         return self.wait_until(lambda: self.pub_image.get_subscription_count() > 0

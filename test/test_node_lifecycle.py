@@ -24,6 +24,14 @@ W, H = 96, 72
 DOMAIN = helpers.session_domain_id(90)
 
 
+# the state each transition leads to when it succeeds
+GOAL = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_CLEANUP: "unconfigured",
+        Transition.TRANSITION_ACTIVATE: "active", Transition.TRANSITION_DEACTIVATE: "inactive",
+        Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "finalized", Transition.TRANSITION_INACTIVE_SHUTDOWN: "finalized",
+        Transition.TRANSITION_ACTIVE_SHUTDOWN: "finalized"}
+PRIMARY = {"unconfigured", "inactive", "active", "finalized"}
+
+
 class Lifecycle:
     """Calls a managed node's lifecycle services from the peer."""
 
@@ -33,16 +41,28 @@ class Lifecycle:
         self.get = peer.node.create_client(GetState, f"{node}/get_state")
         assert self.change.wait_for_service(timeout_sec=30) and self.get.wait_for_service(timeout_sec=30)
 
-    def _call(self, client, request, timeout: float = 30.0):
-        future = client.call_async(request)
-        assert self.peer.wait_until(future.done, timeout), "no answer from the lifecycle service"
-        return future.result()
-
     def state(self) -> str:
-        return self._call(self.get, GetState.Request()).current_state.label
+        """The node's primary state (waits while a transition is in progress)."""
+        deadline = time.monotonic() + 60
+        while True:
+            label = self.peer.call(self.get, GetState.Request()).current_state.label
+            if label in PRIMARY or time.monotonic() > deadline:
+                return label
+            time.sleep(0.1)
 
-    def transition(self, transition_id: int) -> bool:
-        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+    def transition(self, transition_id: int, attempt_s: float = 5.0, attempts: int = 6) -> bool:
+        """Ask for a transition; True when it succeeded. A request (or its answer) sent right after discovery can
+        be lost: without an answer the node's state tells whether it happened, and the request is sent again only
+        when the node is still where it was."""
+        before = self.state()
+        for _ in range(attempts):
+            future = self.change.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+            if self.peer.wait_until(future.done, attempt_s):
+                return future.result().success
+            now = self.state()
+            if now != before:
+                return now == GOAL[transition_id]
+        raise AssertionError(f"no answer from the lifecycle service for transition {transition_id}")
 
 
 _stamp = [900]
