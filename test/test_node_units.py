@@ -553,3 +553,37 @@ def test_wrong_type_at_start_up_is_said_in_our_words() -> None:
         node.destroy_node()
     finally:
         context.try_shutdown()
+
+
+def test_node_set_parameters_api_gives_our_messages(tmp_path) -> None:
+    """PoseCnnNode.set_parameters (the node API, in-process): a failed result in the node's words for each bad
+    parameter, no exception for an unknown name, and the good ones are set."""
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from posecnn_ros.node import PoseCnnNode
+
+    ckpt, objs = helpers.write_fake_model(tmp_path)
+    context = Context()
+    ros.init(context=context, domain_id=helpers.session_domain_id(92))
+    try:
+        node = PoseCnnNode(helpers.make_fake_estimator, context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(ckpt)), Parameter("objects", value=str(objs))])
+        try:
+            results = node.set_parameters([Parameter("max_instances", value=2.5), Parameter("fooo", value=1),
+                                           Parameter("score_threshold", value=1), Parameter("max_instances", value=7)])
+            assert [r.successful for r in results] == [False, False, True, True]
+            assert results[0].reason == "max_instances: expected an integer in [1, 1000], got 2.5 (double)"
+            assert results[1].reason == "unknown parameter 'fooo'; the node's parameters are listed in docs/node.md"
+            assert node.settings["score_threshold"] == 1.0 and node.estimator.config.max_instances == 7
+            atomic = node.set_parameters_atomically([Parameter("nms_iou", value=0.5),
+                                                     Parameter("publish.tf", value="yes")])
+            assert not atomic.successful and atomic.reason == ("publish.tf: expected a boolean (true or false), "
+                                                               "got 'yes' (string)")
+            assert node.settings["nms_iou"] == SPEC_BY_NAME["nms_iou"].default  # all or nothing
+            assert node.set_parameters([Parameter("use_sim_time", value=False)])[0].successful  # rclpy's own
+        finally:
+            node.close()
+            node.destroy_node()
+    finally:
+        context.try_shutdown()
