@@ -198,10 +198,34 @@ def ros_env(domain_id: int) -> dict[str, str]:
     return env
 
 
+_claimed_domains: dict[int, int] = {}  # offset -> domain id held by this process
+_domain_locks: list[Any] = []
+
+
 def session_domain_id(offset: int = 0) -> int:
-    """A ROS_DOMAIN_ID in 1..230 unlikely to collide with other test sessions (derived from the pid); `offset`
-    separates the sessions of one process."""
-    return 1 + (os.getpid() % 200 + offset) % 230
+    """A ROS_DOMAIN_ID in 1..230 for this test session, derived from the pid; `offset` separates the sessions of one
+    process. The id is claimed with a lock file (held until the process ends), so that test runs at the same time
+    on one machine (other checkouts, a loop beside a run) never share a domain: the next free id is taken."""
+    import fcntl
+    import tempfile
+
+    if offset in _claimed_domains:
+        return _claimed_domains[offset]
+    start = (os.getpid() % 200 + offset) % 230
+    for k in range(230):
+        domain = 1 + (start + k) % 230
+        if domain in _claimed_domains.values():
+            continue
+        lock = open(Path(tempfile.gettempdir()) / f"posecnn_ros_test_domain_{domain}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        _domain_locks.append(lock)
+        _claimed_domains[offset] = domain
+        return domain
+    return 1 + start  # every id is held: share one
 
 
 FAKE_NODE_COMMAND = [sys.executable, str(ROOT / "test" / "_fake_node_main.py")]
