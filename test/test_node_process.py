@@ -546,8 +546,10 @@ def test_sigterm_while_the_model_loads_exits_quietly(tmp_path) -> None:
             proc.proc.kill()
 
 
-def _node_in_a_slow_frame(tmp_path, sleep_s):
-    """A node (stand-in taking `sleep_s` per frame) and a peer, with a frame being processed."""
+def _node_in_a_slow_frame(tmp_path, sleep_s, answered_first=False):
+    """A node (stand-in taking `sleep_s` per frame) and a peer, with a frame being processed. `answered_first`: a
+    first frame is answered before (the node's publishers have matched the peer's subscriptions too, so that the
+    answer to the frame in progress can reach the peer)."""
     ckpt, objs = helpers.write_fake_model(tmp_path, sleep_s=sleep_s)
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable"},
                                remaps={"__ns": "/slowframe"})
@@ -555,7 +557,11 @@ def _node_in_a_slow_frame(tmp_path, sleep_s):
                         info_topic="/slowframe/camera_info")
     assert proc.wait_for_output("ready on cpu", 60), proc.output
     assert peer.wait_for_node(30), proc.output
-    assert _publish_until(peer, proc, W, H, lambda: "fake estimate started" in proc.output, (5, 0)), proc.output
+    if answered_first:
+        assert _publish_until(peer, proc, W, H, lambda: peer.count("estimates") > 0, (4, 0)), proc.output
+    started = proc.output.count("fake estimate started")
+    assert _publish_until(peer, proc, W, H, lambda: proc.output.count("fake estimate started") > started,
+                          (5, 0)), proc.output
     return proc, peer
 
 
@@ -573,7 +579,7 @@ def test_sigint_twice_during_a_frame_exits_quietly(tmp_path) -> None:
 
 
 def test_sigterm_during_a_frame_publishes_it_then_exits(tmp_path) -> None:
-    proc, peer = _node_in_a_slow_frame(tmp_path, sleep_s=2.0)
+    proc, peer = _node_in_a_slow_frame(tmp_path, sleep_s=2.0, answered_first=True)
     try:
         peer.clear()
         proc.proc.send_signal(signal.SIGTERM)
