@@ -111,7 +111,14 @@ def test_missing_camera_info_waits_then_recovers(running) -> None:
 
 def test_outputs_for_a_frame(running) -> None:
     proc, peer = running
-    stamp, det = send_answered(peer)
+    stamp = next_stamp()
+
+    def every_output() -> bool:  # each output publisher of the node must have matched the peer: resend until then
+        return (all(_by_stamp(peer, n, stamp) for n in ("detections", "estimates", "detections_2d", "label",
+                                                        "markers", "overlay"))
+                and any(t.header.stamp.sec == stamp[0] for m in peer.messages("tf") for t in m.transforms))
+    assert peer.resend_until(lambda: send_frame(peer, stamp=stamp), every_output, 30), proc.output
+    det = wait_detection(peer, stamp)
     assert det is not None, proc.output
     assert det.header.frame_id == "cam_optical"
     assert [d.id for d in det.detections] == ["box_0", "can_0", "can_1"]
