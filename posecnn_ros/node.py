@@ -60,6 +60,7 @@ NODE_NAME = "posecnn"
 EXIT_FATAL = 2
 DIAGNOSTICS_PERIOD_S = 1.0
 STOP_TIMEOUT_S = 5.0         # on SIGINT/SIGTERM, how long the frame in progress may take to finish and be published
+FLUSH_TIMEOUT_S = 1.0        # then how long subscribers have to acknowledge what was published last
 INFO_HINT_MESSAGES = 5       # camera_info messages announcing a size before the node checks its images arrive ...
 INFO_HINT_SECONDS = 5.0      # ... and seconds since the first of them
 INFO_HINT_RATIO = 0.25       # fewer images of that size than this times the camera_info messages: a hint
@@ -241,6 +242,7 @@ class PoseCnnGlue:
         if self._worker is not None:
             ended = self._worker.stop(STOP_TIMEOUT_S)
             self._worker = None
+        self._flush_outputs(FLUSH_TIMEOUT_S)
         with self._publish_lock:
             self._closing = True
         if self._diag_timer is not None:
@@ -468,8 +470,22 @@ class PoseCnnGlue:
         ended = self._worker.stop(timeout) if self._worker is not None else True
         with self._publish_lock:
             self._closing = True
+        self._flush_outputs(FLUSH_TIMEOUT_S)
         self._detach_core_log()
         return ended
+
+    def _flush_outputs(self, timeout: float) -> bool:
+        """Wait up to `timeout` s until reliable subscribers have acknowledged everything published (a frame
+        finished while the node stops would otherwise go down with the process); True when they have."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout
+        tf = getattr(self, "_tf", None)
+        for pub in [*self._output_pubs, *(tf.publishers() if tf is not None else [])]:
+            left = deadline - time.monotonic()
+            if left <= 0 or not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                return False
+        return True
 
 
 class PoseCnnNode(PoseCnnGlue, Node):
