@@ -215,6 +215,7 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False
     """
     path = Path(path)
     _check_file(path)
+    _check_content(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
@@ -272,6 +273,48 @@ def _check_file(path: Path) -> None:
 
 
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_ZIP_MAGIC = b"PK\x03\x04"   # torch.save's format since PyTorch 1.6
+_PICKLE_MAGIC = b"\x80"        # the legacy torch.save format starts with a pickle protocol opcode
+_TAR_MAGIC_OFFSET = 257        # the oldest torch.save format is a tar archive ("ustar" at this offset)
+
+
+def _not_a_checkpoint_reason(path: Path) -> str | None:
+    """Why `path` cannot be a torch.save file, judged from its first bytes before torch reads it: "empty file",
+    "text file starting with '...'", "truncated zip archive (...)"; None when it may be one (torch decides)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty file"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        if zipfile.is_zipfile(path):
+            return None
+        return f"truncated zip archive ({size} bytes, the end of the archive is missing)"
+    if head.startswith(_PICKLE_MAGIC) or head[_TAR_MAGIC_OFFSET:_TAR_MAGIC_OFFSET + 5] == b"ustar":
+        return None
+    text = _as_text(head)
+    if text is not None:
+        return f"text file starting with {' '.join(text.split())[:60]!r}"
+    return None  # some other binary content: torch.load's own error says what it found
+
+
+def _as_text(head: bytes) -> str | None:
+    """`head` as text when it is printable UTF-8 (a character cut at the end is ignored), else None."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return None
+        text = head[:exc.start].decode("utf-8")
+    return text if text and all(c.isprintable() or c in "\r\n\t" for c in text) else None
+
+
+def _check_content(path: Path) -> None:
+    """CheckpointError "not a checkpoint: ..." for an empty file, a text file or a truncated zip archive, before
+    torch.load misreads it (text is parsed as pickle opcodes, so its error would name a "pickled object")."""
+    reason = _not_a_checkpoint_reason(path)
+    if reason is not None:
+        raise CheckpointError(f"{path}: not a checkpoint: {reason}")
 
 
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
@@ -285,7 +328,7 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
             "torch.save(model.state_dict(), 'weights.pt') (or {'model': model.state_dict()}), or write a "
             "training checkpoint of this project out with `python -m posecnn_core.train.export SRC DST`")
     if isinstance(exc, EOFError) or os.path.getsize(path) == 0:
-        return CheckpointError(f"{path}: the checkpoint file is empty or truncated")
+        return CheckpointError(f"{path}: not a checkpoint: the file is empty or truncated")
     text = " ".join(str(exc).split())
     return CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {text})")
 
@@ -374,6 +417,7 @@ def read_train_state(path: str | os.PathLike) -> dict[str, Any] | None:
     """The ``train_state`` stored by :func:`save_checkpoint` (None when the file has none); CPU tensors."""
     path = Path(path)
     _check_file(path)
+    _check_content(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -139,6 +139,19 @@ class BagPlayer:
         """Matched subscribers per (bag) topic."""
         return {topic: pub.get_subscription_count() for topic, pub in self._publishers.items()}
 
+    def wait_delivered(self, timeout: float = 10.0) -> bool:
+        """Wait until every message played so far is acknowledged by every matched subscriber (the player's QoS
+        is reliable); False after `timeout` seconds. Call it before the player's node goes away, so that the last
+        messages are not lost with it."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout
+        for pub in self._publishers.values():
+            left = max(0.0, deadline - time.monotonic())
+            if not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                return False
+        return True
+
     def play(self, rate: float = 1.0, stop: threading.Event | None = None,
              on_message: Callable[[str, int], None] | None = None) -> PlayStats:
         """Publish every selected message once; returns counts and timing. `stop` ends playback early."""
@@ -192,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() < deadline and not any(player.subscription_counts().values()):
             time.sleep(0.05)
         stats = player.play(args.rate)
+        if not player.wait_delivered(args.wait):
+            node.get_logger().warning(f"not every message was acknowledged by its subscribers within {args.wait} s")
         node.get_logger().info(f"published {stats.published} messages in {stats.duration_s:.2f} s "
                                f"(bag spans {stats.bag_duration_s:.2f} s): {stats.by_topic}")
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -303,7 +303,9 @@ def node_command(checkpoint: str, objects: str, device: str, use_depth: bool = F
     """The node's command line with the demo's parameters (`executable`: default python -m posecnn_ros.node)."""
     cmd = [*(executable or (sys.executable, "-m", "posecnn_ros.node")), "--ros-args", "-p", f"device:={device}",
            "-p", "image_qos:=reliable", "-p", f"use_depth:={'true' if use_depth else 'false'}",
-           "-p", "depth_scale:=0.001"]
+           "-p", "depth_scale:=0.001",
+           # a bag's image and camera_info are played at once; on a busy CPU the second may come a moment later
+           "-p", "camera_info_wait:=1.0"]
     if checkpoint:
         cmd += ["-p", f"checkpoint:={checkpoint}"]
     if objects:

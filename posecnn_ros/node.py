@@ -45,6 +45,8 @@ from posecnn_core.files import path_kind, require_regular_file
 from posecnn_core.overlay import draw_overlay
 from posecnn_core.resources import DEMO_CHECKPOINT, DEMO_OBJECTS, resource_path
 from posecnn_ros import diagnostics, messages, params, stop_signals
+from posecnn_ros.arrival_monitor import ArrivalMonitor, Shortfall
+from posecnn_ros.camera_info_pairing import CameraInfoPairing, stamp_of, stamp_text
 from posecnn_ros.frame_input import FrameDecoder
 from posecnn_ros.image_conversion import ImageError, rgb_to_image
 from posecnn_ros.latest_frame import LatestFrameWorker
@@ -59,8 +61,10 @@ NODE_NAME = "posecnn"
 EXIT_FATAL = 2
 DIAGNOSTICS_PERIOD_S = 1.0
 STOP_TIMEOUT_S = 5.0         # on SIGINT/SIGTERM, how long the frame in progress may take to finish and be published
-INFO_HINT_MESSAGES = 5       # camera_info messages without any image before the node says so ...
+FLUSH_TIMEOUT_S = 1.0        # then how long subscribers have to acknowledge what was published last
+INFO_HINT_MESSAGES = 5       # camera_info messages announcing a size before the node checks its images arrive ...
 INFO_HINT_SECONDS = 5.0      # ... and seconds since the first of them
+INFO_HINT_RATIO = 0.25       # fewer images of that size than this times the camera_info messages: a hint
 
 # (checkpoint path, object set path, device, EstimatorConfig) -> an estimator with PoseEstimator's API
 # (docs/estimator_api.md)
@@ -127,10 +131,9 @@ class PoseCnnGlue:
         unknown = params.unknown_overrides(self)
         if unknown:
             self.get_logger().warning(params.unknown_parameters_message(unknown))
-        self._camera_info: CameraInfo | None = None
-        self._info_without_image = 0           # camera_info messages since the last image
-        self._info_without_image_since = 0.0
-        self._info_hint_given = False
+        self._camera_infos = CameraInfoPairing()
+        self._fallback_logged = False           # "using the newest camera_info" is said once
+        self._arrivals = ArrivalMonitor(INFO_HINT_MESSAGES, INFO_HINT_SECONDS, INFO_HINT_RATIO)
         self._depth_lock = threading.Condition()
         self._depth_buffer: deque[Any] = deque(maxlen=30)
         self._input_subs: list[Any] = []
@@ -234,7 +237,7 @@ class PoseCnnGlue:
             self._worker.wait_idle(timeout)
         with self._depth_lock:
             self._depth_buffer.clear()
-        self._camera_info = None
+        self._camera_infos.clear()
 
     def _close(self) -> bool:
         """Stop the worker (the frame in progress is published if it finishes within STOP_TIMEOUT_S, else
@@ -243,6 +246,7 @@ class PoseCnnGlue:
         if self._worker is not None:
             ended = self._worker.stop(STOP_TIMEOUT_S)
             self._worker = None
+        self._flush_outputs(FLUSH_TIMEOUT_S)
         with self._publish_lock:
             self._closing = True
         if self._diag_timer is not None:
@@ -265,26 +269,26 @@ class PoseCnnGlue:
 
     # ---------------------------------------------------------------- callbacks (executor thread, never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-        now = time.monotonic()
-        if self._info_without_image == 0:
-            self._info_without_image_since = now
-        self._info_without_image += 1
-        waited = now - self._info_without_image_since
-        if (not self._info_hint_given and self._info_without_image >= INFO_HINT_MESSAGES
-                and waited >= INFO_HINT_SECONDS):
-            self._info_hint_given = True
-            self.get_logger().warning(self._no_image_hint(msg, waited))
+        self._camera_infos.add(msg)
+        shortfall = self._arrivals.camera_info(msg.width, msg.height, stamp_of(msg))
+        if shortfall is not None:
+            self.get_logger().warning(self._missing_images_hint(shortfall))
 
-    def _no_image_hint(self, info: CameraInfo, waited: float) -> str:
-        text = (f"{self._info_without_image} camera_info messages in {waited:.0f} s announce {info.width}x"
-                f"{info.height} images, but no image has arrived on {self._sub_image.topic_name}: check that the "
-                f"camera publishes it there (remapping)")
+    def _missing_images_hint(self, gap: Shortfall) -> str:
+        """The one warning for images that CameraInfo announces but that do not arrive (or hardly)."""
+        arrived = ("no such image has arrived" if gap.arrived == 0 else
+                   f"only {gap.arrived} such image(s) arrived")
+        text = (f"{gap.announced} camera_info messages in {gap.seconds:.0f} s announce {gap.width}x{gap.height} "
+                f"images, but {arrived} on {self._sub_image.topic_name}: check that the camera publishes them "
+                f"there (remapping)")
+        size = f"a {gap.megabytes_rgb8:.0f} MB frame (as rgb8)"
         if self.settings["image_qos"] == "sensor_data":
-            megabytes = int(info.width) * int(info.height) * 3 / 1e6
-            text += (f"; with image_qos sensor_data (best effort) a large frame ({megabytes:.0f} MB as rgb8) is "
-                     f"lost whenever one of its fragments is, so it may never arrive: set image_qos:=reliable "
-                     f"(docs/node.md, 'Large frames')")
+            text += (f"; with image_qos sensor_data (best effort) {size} is lost whenever one of its fragments is, "
+                     f"so it may never arrive: set image_qos:=reliable, or use image_transport:=compressed or "
+                     f"smaller images (docs/node.md, 'Large frames')")
+        else:
+            text += (f"; {size} may exceed what the transport delivers at this rate: use "
+                     f"image_transport:=compressed or smaller images (docs/node.md, 'Large frames')")
         return text
 
     def _on_depth(self, msg: Any) -> None:
@@ -293,16 +297,33 @@ class PoseCnnGlue:
             self._depth_lock.notify_all()
 
     def _on_image(self, msg: Any) -> None:
-        self._info_without_image, self._info_hint_given = 0, False
+        self._arrivals.image(stamp_of(msg), getattr(msg, "width", None), getattr(msg, "height", None))
         if not self._active or self._worker is None:
             return
         self._stats.received()
-        if self._worker.submit((msg, self._camera_info, time.perf_counter())):
+        if self._worker.submit((msg, time.perf_counter())):
             self._log.warning("dropped", f"dropped {self._worker.dropped} frame(s) so far: inference is slower "
                                          f"than the image rate (only the newest frame is processed)")
 
+    def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
+        """rclpy's Node.set_parameters (each parameter on its own), with the node's own messages for an unknown
+        name, a read-only parameter, a wrong type or a value out of range (params.set_error): no exception for an
+        unknown name, a failed result naming the closest parameter instead."""
+        return [self.set_parameters_atomically([param]) for param in parameter_list]
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """rclpy's Node.set_parameters_atomically after checking every parameter as `set_parameters` says; the
+        parameter services (`ros2 param set`) come through here."""
+        for param in parameter_list:
+            if param.name in SPEC_BY_NAME or not self.has_parameter(param.name):  # rclpy's own: as rclpy says
+                reason = params.set_error(param.name, param.value, params.ros_type_name(param))
+                if reason is not None:
+                    return SetParametersResult(successful=False, reason=reason)
+        return super().set_parameters_atomically(parameter_list)
+
     def _on_set_parameters(self, changes: Sequence[Parameter]) -> SetParametersResult:
-        # rclpy has checked types, ranges and read-only flags; names not in SPECS are rclpy's own (use_sim_time)
+        # set_parameters_atomically has checked names, types, ranges and read-only flags (params.set_error);
+        # names not in SPECS are rclpy's own (use_sim_time)
         values = {p.name: p.value for p in changes if p.name in SPEC_BY_NAME}
         with self._settings_lock:
             try:
@@ -377,13 +398,29 @@ class PoseCnnGlue:
                                           f"{target:.6f}; estimating from RGB only")
         return match
 
-    def _process(self, item: tuple[Any, CameraInfo | None, float]) -> None:
-        image, info, received = item
+    def _camera_info_for(self, image: Any, settings: NodeSettings) -> CameraInfo | None:
+        """The CameraInfo with the image's stamp, waiting up to camera_info_wait for it (either may arrive first);
+        else the newest one (said once); None when none has arrived."""
+        wait_s = settings["camera_info_wait"]
+        stamp = stamp_of(image)
+        info, exact = self._camera_infos.match(stamp, wait_s)
+        if info is not None and not exact and not self._fallback_logged:
+            self._fallback_logged = True
+            self.get_logger().warning(
+                f"no camera_info with the image's stamp {stamp_text(stamp)} arrived within camera_info_wait = "
+                f"{wait_s:g} s on {self._sub_info.topic_name}; using the newest one (stamp "
+                f"{stamp_text(stamp_of(info))}) for this and any such later frame (said once)")
+        return info
+
+    def _process(self, item: tuple[Any, float]) -> None:
+        image, received = item
         settings = self.settings
         start = time.perf_counter()
-        info = info if info is not None else self._camera_info  # CameraInfo may arrive just after its image
+        info = self._camera_info_for(image, settings)
         if info is None:
-            self._reject("no_camera_info", f"waiting for camera_info on {self._sub_info.topic_name}", warning=True)
+            self._reject("no_camera_info", f"waiting for camera_info on {self._sub_info.topic_name} (none arrived "
+                                           f"within camera_info_wait = {settings['camera_info_wait']:g} s)",
+                         warning=True)
             return
         try:
             depth = self._pair_depth(image, settings) if settings["use_depth"] else None
@@ -442,8 +479,22 @@ class PoseCnnGlue:
         ended = self._worker.stop(timeout) if self._worker is not None else True
         with self._publish_lock:
             self._closing = True
+        self._flush_outputs(FLUSH_TIMEOUT_S)
         self._detach_core_log()
         return ended
+
+    def _flush_outputs(self, timeout: float) -> bool:
+        """Wait up to `timeout` s until reliable subscribers have acknowledged everything published (a frame
+        finished while the node stops would otherwise go down with the process); True when they have."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout
+        tf = getattr(self, "_tf", None)
+        for pub in [*self._output_pubs, *(tf.publishers() if tf is not None else [])]:
+            left = deadline - time.monotonic()
+            if left <= 0 or not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                return False
+        return True
 
 
 class PoseCnnNode(PoseCnnGlue, Node):

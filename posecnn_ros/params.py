@@ -13,8 +13,9 @@ such as "voting.label_threshold"); a spec without one is a setting of the node i
 - the estimator's configuration (`NodeSettings.estimator_config`);
 - config/posecnn.yaml and the table in docs/node.md (`posecnn_ros.param_docs`, tools/gen_param_docs.py).
 
-Read-only parameters are fixed at start-up (rclpy rejects runtime changes); the others are validated by the
-node's set-parameters callback and take effect on the next frame. Estimator parameters declared without a
+Read-only parameters are fixed at start-up; the others take effect on the next frame. A change at run time is
+checked first by `set_error` (the node's set_parameters, so that a refusal names the parameter, what it accepts and
+the value given, or the closest name for an unknown one), then by the node's set-parameters callback. Estimator parameters declared without a
 default take the default of their EstimatorConfig field.
 """
 
@@ -272,6 +273,8 @@ SPECS: tuple[ParamSpec, ...] = (
     node_param("depth_scale", 0.001, "Metres per unit of 16UC1 depth images (32FC1 is metres)", low=1e-9, high=1.0),
     node_param("sync_tolerance", 0.02, "Largest |image stamp - depth stamp| (s) of a depth/image pair",
                low=0.0, high=10.0),
+    node_param("camera_info_wait", 0.1, "Longest time (s) an image waits for the camera_info with its stamp (either "
+               "may arrive first); after it the newest camera_info is used (logged once)", low=0.0, high=10.0),
     estimator_param("refine.rotation_search", "Depth refinement: start rotations searched over all of SO(3) "
                     "when the network's rotation may be far off; 0 = local ICP only",
                     field="refine_options.rotation_search", low=0, high=1000),
@@ -298,6 +301,63 @@ def check_value(name: str, value: Any) -> str | None:
     except ParameterError as exc:
         return str(exc)
     return None
+
+
+_KIND_WORDS = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
+
+
+def expected_text(spec: ParamSpec) -> str:
+    """What `spec` accepts, in words: "an integer in [1, 1000]", "a boolean (true or false)", "one of the strings
+    sensor_data | reliable", "a string: no whitespace"."""
+    if spec.choices and not spec.constraint:
+        return f"one of the strings {spec.allowed()}"
+    words = _KIND_WORDS[spec.kind]
+    if spec.low is not None and not spec.constraint:
+        return f"{words} in {spec.allowed()}"
+    return f"{words}: {spec.allowed()}" if spec.allowed() else words
+
+
+def _value_text(value: Any, type_name: str) -> str:
+    if isinstance(value, str):
+        shown = repr(value)
+    elif hasattr(value, "__len__"):  # an array parameter: list, tuple or array.array
+        shown = str(list(value))
+    else:
+        shown = str(value)
+    return f"{shown} ({type_name})"
+
+
+def set_error(name: str, value: Any, type_name: str, read_only_ok: bool = False) -> str | None:
+    """Why setting parameter `name` to `value` (of ROS parameter type `type_name`: "integer", "double", "string",
+    "bool", "not set", "string array", ...) is refused, in the node's words, or None when it is fine.
+
+    "max_instances: expected an integer in [1, 1000], got 2.5 (double)"; "unknown parameter 'fooo'; did you mean
+    'foo'?"; "checkpoint is read-only: ...". `read_only_ok`: skip the read-only check (at start-up)."""
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        close = closest_parameter(name)
+        hint = f"; did you mean {close!r}?" if close else "; the node's parameters are listed in docs/node.md"
+        return f"unknown parameter {name!r}{hint}"
+    if spec.read_only and not read_only_ok:
+        return (f"{name} is read-only: it is set when the node starts (-p {name}:=... or a parameters file), "
+                f"got {_value_text(value, type_name)}")
+    expected = expected_text(spec)
+    if type_name == "not set":
+        return f"{name} cannot be unset: expected {expected}"
+    if spec.kind is float and type_name == "integer":
+        value = float(value)
+    elif type_name != {bool: "bool", int: "integer", float: "double", str: "string"}[spec.kind]:
+        return f"{name}: expected {expected}, got {_value_text(value, type_name)}"
+    try:
+        spec.validate(value)
+    except ParameterError:
+        return f"{name}: expected {expected}, got {_value_text(value, type_name)}"
+    return None
+
+
+def ros_type_name(param: Any) -> str:
+    """The ROS parameter type of an rclpy Parameter in words: "integer", "double", "string array", "not set"."""
+    return param.type_.name.lower().replace("_", " ")
 
 
 class NodeSettings(Mapping[str, Any]):
@@ -407,8 +467,11 @@ def declare(node: Any) -> NodeSettings:
     for spec in SPECS:
         try:
             values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
-        except ParameterException as exc:  # e.g. out of range, wrong type
-            raise ParameterError(f"parameter {spec.name}: {exc}") from exc
+        except ParameterException as exc:  # e.g. out of range, wrong type: say so in our words
+            given = getattr(node, "_parameter_overrides", {}).get(spec.name)
+            reason = (set_error(spec.name, given.value, ros_type_name(given), read_only_ok=True)
+                      if given is not None else None)
+            raise ParameterError(f"parameter {reason or f'{spec.name}: {exc}'}") from exc
     settings = NodeSettings.from_values(values)
     as_float = [Parameter(n, Parameter.Type.DOUBLE, settings[n]) for n, v in values.items() if type(v) is int
                 and SPEC_BY_NAME[n].kind is float]

@@ -44,9 +44,13 @@ class TfPublisher:
         else:
             self._publisher.publish(message)
 
+    def publishers(self) -> list[Any]:
+        """The /tf publisher (none once destroyed), e.g. to wait until subscribers have what it sent."""
+        publisher = self._publisher if self._publisher is not None else getattr(self._broadcaster, "pub_tf", None)
+        return [publisher] if publisher is not None else []
+
     def destroy(self) -> None:
         """Remove the /tf publisher from the node (a managed node's cleanup)."""
-        publisher = self._publisher if self._publisher is not None else getattr(self._broadcaster, "pub_tf", None)
-        if publisher is not None:
+        for publisher in self.publishers():
             self._node.destroy_publisher(publisher)
         self._publisher = self._broadcaster = None

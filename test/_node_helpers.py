@@ -6,6 +6,12 @@ pose lists, used in turn frame by frame), a time to sleep per
 frame (it then prints "fake estimate started" at the start of each frame) and one to sleep while loading, and a
 YAML object set holding class names, extents and optional mesh paths. It returns the checkpoint's poses
 for every frame; its label image marks each object's projected 3D box with the class index.
+
+Talking to a node process without races: `Peer.wait_for_subscribers` / `wait_for_node` wait for discovery as the
+peer sees it, but the node may match the peer's publishers a moment later, and best-effort messages may be lost at
+any time; so a test that needs an answer publishes an image together with its CameraInfo (same stamp, as a camera
+does) through `Peer.resend_until` / `send_until_answered`, which resend until the answer with that stamp is there
+(bounded), and looks answers up by stamp (`Peer.answer`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -196,10 +203,34 @@ def ros_env(domain_id: int) -> dict[str, str]:
     return env
 
 
+_claimed_domains: dict[int, int] = {}  # offset -> domain id held by this process
+_domain_locks: list[Any] = []
+
+
 def session_domain_id(offset: int = 0) -> int:
-    """A ROS_DOMAIN_ID in 1..230 unlikely to collide with other test sessions (derived from the pid); `offset`
-    separates the sessions of one process."""
-    return 1 + (os.getpid() % 200 + offset) % 230
+    """A ROS_DOMAIN_ID in 1..230 for this test session, derived from the pid; `offset` separates the sessions of one
+    process. The id is claimed with a lock file (held until the process ends), so that test runs at the same time
+    on one machine (other checkouts, a loop beside a run) never share a domain: the next free id is taken."""
+    import fcntl
+    import tempfile
+
+    if offset in _claimed_domains:
+        return _claimed_domains[offset]
+    start = (os.getpid() % 200 + offset) % 230
+    for k in range(230):
+        domain = 1 + (start + k) % 230
+        if domain in _claimed_domains.values():
+            continue
+        lock = open(Path(tempfile.gettempdir()) / f"posecnn_ros_test_domain_{domain}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        _domain_locks.append(lock)
+        _claimed_domains[offset] = domain
+        return domain
+    return 1 + start  # every id is held: share one
 
 
 FAKE_NODE_COMMAND = [sys.executable, str(ROOT / "test" / "_fake_node_main.py")]
@@ -356,6 +387,59 @@ class Peer:
             time.sleep(0.02)
         return predicate()
 
+    def wait_for_subscribers(self, *publishers: Any, timeout: float = 20.0) -> bool:
+        """Wait until each of `publishers` (default: image and camera_info) is matched with a subscription.
+
+        This is discovery as the peer sees it; the node may match the peer's publishers a moment later, so a test
+        that needs an answer still sends with `resend_until`."""
+        pubs = publishers or (self.pub_image, self.pub_info)
+        return self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), timeout)
+
+    def answer(self, name: str, stamp: tuple[int, int], timeout: float = 0.0) -> Any | None:
+        """The first recorded `name` output whose header has `stamp` (waiting up to `timeout` s), or None."""
+        def find() -> Any | None:
+            return next((m for m in self.messages(name) if stamp_of(m) == stamp), None)
+        self.wait_until(lambda: find() is not None, timeout)
+        return find()
+
+    def resend_until(self, send: Callable[[], Any], done: Callable[[], bool], timeout: float = 30.0,
+                     period: float = 2.0) -> bool:
+        """Call `send()` (it publishes an image with its CameraInfo, same stamp, as a camera does), and again every
+        `period` s until `done()`: a message published before the node has matched the peer is lost, best-effort
+        ones may be lost any time. True when done within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            send()
+            if self.wait_until(done, min(period, max(0.0, deadline - time.monotonic()))):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def send_until_answered(self, send: Callable[[], tuple[int, int]], name: str = "detections",
+                            timeout: float = 30.0, period: float = 2.0) -> Any | None:
+        """`send()` publishes a frame and returns its stamp (the same each call); resent until the node answers
+        on `name` with that stamp. The answer, or None after `timeout`."""
+        stamps: list[tuple[int, int]] = []
+
+        def once() -> None:
+            stamps.append(send())
+            assert stamps[-1] == stamps[0], f"send() must repeat its stamp, got {stamps}"
+
+        self.resend_until(once, lambda: self.answer(name, stamps[0]) is not None, timeout, period)
+        return self.answer(name, stamps[0])
+
+    def call(self, client: Any, request: Any, timeout: float = 30.0, attempt_s: float = 5.0) -> Any:
+        """The answer of an idempotent service (get state, set a parameter to a value), the request sent again
+        every `attempt_s` s: right after discovery a request or its answer can be lost (the server may not have
+        matched the client yet). AssertionError when no answer comes within `timeout`."""
+        assert client.wait_for_service(timeout_sec=timeout), f"no service {client.srv_name}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            future = client.call_async(request)
+            if self.wait_until(future.done, min(attempt_s, max(0.0, deadline - time.monotonic()))):
+                return future.result()
+        raise AssertionError(f"no answer from {client.srv_name} within {timeout} s")
+
     def wait_for_node(self, timeout: float = 20.0, depth: bool = False) -> bool:
         """Wait until the node's input subscriptions and output publishers are matched with ours."""
         return self.wait_until(lambda: self.pub_image.get_subscription_count() > 0
@@ -369,6 +453,18 @@ class Peer:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self.context.try_shutdown()
+
+
+def stamp_of(msg: Any) -> tuple[int, int] | None:
+    """(sec, nanosec) of a message's header (a MarkerArray: its first marker's; a TFMessage: its first
+    transform's; None when it has none)."""
+    for field in ("markers", "transforms"):
+        if hasattr(msg, field):
+            items = getattr(msg, field)
+            if not items:
+                return None
+            msg = items[0]
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
 def assert_quiet_exit(code: int, output: str) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from posecnn_core.checkpoint import (CheckpointError, CheckpointMeta, CheckpointMismatchError, LoadReport,
                                      load_vgg16_imagenet, load_weights, model_from_checkpoint, read_state_dict,
-                                     save_checkpoint)
+                                     read_train_state, save_checkpoint)
 from posecnn_core.network import PoseCNN
 
 NAMES = ["__background__", "a", "b", "c", "d"]
@@ -185,8 +185,29 @@ def test_not_a_regular_file_is_named_as_such(tmp_path):
         assert expected in str(info.value) and str(path) in str(info.value)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty or truncated"):
+    with pytest.raises(CheckpointError, match="not a checkpoint: empty file"):
         read_state_dict(empty)
+
+
+def test_files_that_are_not_checkpoints_are_named_as_such_not_as_pickles(tmp_path):
+    model = PoseCNN(3, fc_dim=16, trunk_width=0.125)
+    good = save_checkpoint(tmp_path / "good.pt", model, CheckpointMeta(num_classes=3, fc_dim=16, trunk_width=0.125))
+    data = good.read_bytes()
+    cases = {"text.pt": (b"corrupt", "not a checkpoint: text file starting with 'corrupt'"),
+             "html.pt": (b"<html>\n  <body>404 Not Found</body>\n</html>\n",
+                         "not a checkpoint: text file starting with '<html> <body>404 Not Found</body> </html>'"),
+             "empty.pt": (b"", "not a checkpoint: empty file"),
+             "cut.pt": (data[: len(data) // 2], f"not a checkpoint: truncated zip archive ({len(data) // 2} bytes")}
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        for reader in (read_state_dict, read_train_state):
+            with pytest.raises(CheckpointError) as info:
+                reader(path)
+            text = str(info.value)
+            assert text.startswith(f"{path}: ") and expected in text, text
+            assert "pickled" not in text, text
+    assert read_state_dict(good)[0].keys() == model.state_dict().keys()  # a real one still loads
 
 
 def test_pickled_module_says_how_to_resave_without_unsafe_advice(tmp_path):

@@ -88,6 +88,12 @@ def test_train_errors_are_one_line(tmp_path, capsys) -> None:
     assert train_main(base + [f"--set=train_data=[{{root: {tmp_path / 'ds'}}}]",
                               f"--set=output_dir={afile}"]) == 2
     assert str(afile) in _one_error_line(capsys) and afile.read_text() == "keep"
+    corrupt = tmp_path / "latest.pt"
+    corrupt.write_text("corrupt")  # 7 bytes of text: resuming says it is no checkpoint, not that it holds pickles
+    assert train_main(base + [f"--set=train_data=[{{root: {tmp_path / 'ds'}}}]",
+                              f"--set=output_dir={tmp_path / 'run2'}", f"--set=resume={corrupt}"]) == 2
+    line = _one_error_line(capsys)
+    assert f"{corrupt}: not a checkpoint: text file starting with 'corrupt'" in line and "pickled" not in line, line
 
 
 def test_inspect_errors_are_one_line(tmp_path, capsys) -> None:

@@ -3,8 +3,11 @@ against the bag's ground truth (posecnn_ros.demo's scoring), and every process m
 
 The ground truth and camera intrinsics are read from the bag file itself (posecnn_ros.bag_player.read_topics, with
 rosbags), so none is missed however late this test's subscriptions match; only the node's answers are received
-live. The test fails fast when `ros2 bag play` does not start, when a launched process exits with an error, or when
-the node answers nothing within a minute of the player's start.
+live. The test starts `ros2 bag play` itself once discovery is done: the node subscribes the bag's image and
+camera_info topics (it does so once its model is loaded) and this test's estimates subscription is matched with
+the node's publisher; the player then waits PLAYER_DELAY_S before its first message, so that the node also matches
+the player's publishers. It fails fast when the node does not come up, when a launched process or the player exits
+with an error, or when the node answers nothing within a minute of the player's start.
 
 Needs a real ROS 2 install (launch, launch_ros, launch_testing, ros2bag with the mcap plugin), `pip install
 rosbags`, and the built package: `colcon test --packages-select posecnn_ros` or `launch_test
@@ -15,6 +18,7 @@ pytest >= 9 at start-up), so test/conftest.py marks these test cases skipped.
 
 from __future__ import annotations
 
+import subprocess
 import time
 import unittest
 
@@ -26,7 +30,7 @@ import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import rclpy  # noqa: E402
-from launch.actions import ExecuteProcess, IncludeLaunchDescription, TimerAction  # noqa: E402
+from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.events.process import ProcessExited  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from launch_ros.substitutions import FindPackageShare  # noqa: E402
@@ -46,8 +50,8 @@ RATE = 0.25            # slow playback so that a CPU-only machine answers most f
 T_TOL_M = 0.07         # translation tolerance of matched detections (median over the bag)
 MIN_FOUND = 0.75       # fraction of ground-truth objects of answered frames that must be found
 MIN_PRECISION = 0.75   # fraction of detections whose class is in the frame's ground truth
-PLAYER_DELAY_S = 10.0  # the player starts this long after the launch (the node loads its model meanwhile)
-PLAYER_START_TIMEOUT_S = PLAYER_DELAY_S + 30.0
+NODE_READY_TIMEOUT_S = 120.0  # the node subscribes its inputs once the model is loaded (CPU)
+PLAYER_DELAY_S = 3.0   # `ros2 bag play --delay`: the node matches the player's publishers before the first frame
 FIRST_ANSWER_TIMEOUT_S = 60.0  # after the player started
 QUIET_END_S = 15.0     # the player has finished and nothing new came for this long: done
 TIMEOUT_S = 300.0
@@ -59,13 +63,7 @@ def generate_test_description():
     posecnn = IncludeLaunchDescription(
         PythonLaunchDescriptionSource([share, "/launch/posecnn.launch.py"]),
         launch_arguments={"device": "cpu", "use_rviz": "false"}.items())
-    player = ExecuteProcess(cmd=["ros2", "bag", "play", [share, "/data/bags/demo"], "--rate", str(RATE)],
-                            output="screen")
-    return launch.LaunchDescription([
-        posecnn,
-        TimerAction(period=PLAYER_DELAY_S, actions=[player]),
-        launch_testing.actions.ReadyToTest(),
-    ]), {"player": player}
+    return launch.LaunchDescription([posecnn, launch_testing.actions.ReadyToTest()])
 
 
 def _key(msg):
@@ -81,27 +79,33 @@ def _failed_process(proc_info) -> str | None:
     return None
 
 
-def _has_exited(proc_info, action) -> bool:
-    try:
-        return isinstance(proc_info[action], ProcessExited)
-    except KeyError:
-        return False
-
-
 class TestDetections(unittest.TestCase):
-    def test_detections_match_ground_truth(self, proc_info, proc_output, player):
-        recorded = read_topics(resource_path(f"{demo.DEMO_BAG}/metadata.yaml").parent,
-                               [demo.GROUND_TRUTH, demo.CAMERA_INFO])
+    def test_detections_match_ground_truth(self, proc_info, proc_output):
+        bag = resource_path(f"{demo.DEMO_BAG}/metadata.yaml").parent
+        recorded = read_topics(bag, [demo.GROUND_TRUTH, demo.CAMERA_INFO])
         truths = {_key(m): m for m in recorded[demo.GROUND_TRUTH]}
         cameras = {_key(m): m for m in recorded[demo.CAMERA_INFO]}
         self.assertTrue(truths, "the bundled bag has no /ground_truth messages")
         rclpy.init()
         node = rclpy.create_node("posecnn_launch_test")
         answers = {}
-        node.create_subscription(ObjectEstimateArray, demo.ESTIMATES, lambda m: answers.__setitem__(_key(m), m),
-                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        estimates = node.create_subscription(ObjectEstimateArray, demo.ESTIMATES,
+                                             lambda m: answers.__setitem__(_key(m), m),
+                                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        player = None
         try:
-            proc_info.assertWaitForStartup(process=player, timeout=PLAYER_START_TIMEOUT_S)
+            # discovery first: the node subscribes the bag's inputs, and our subscription has matched its output
+            started = time.monotonic()
+            while not (node.count_subscribers("/image") > 0 and node.count_subscribers(demo.CAMERA_INFO) > 0
+                       and estimates.get_publisher_count() > 0):
+                rclpy.spin_once(node, timeout_sec=0.1)
+                failed = _failed_process(proc_info)
+                self.assertIsNone(failed, f"{failed}; see its output above")
+                if time.monotonic() - started > NODE_READY_TIMEOUT_S:
+                    self.fail(f"the node did not subscribe /image and {demo.CAMERA_INFO} (or publish "
+                              f"{demo.ESTIMATES}) within {NODE_READY_TIMEOUT_S:.0f} s")
+            player = subprocess.Popen(["ros2", "bag", "play", str(bag), "--rate", str(RATE),
+                                       "--delay", str(PLAYER_DELAY_S)])
             started = time.monotonic()
             last_new, seen = started, 0
             while time.monotonic() - started < TIMEOUT_S:
@@ -109,12 +113,14 @@ class TestDetections(unittest.TestCase):
                 now = time.monotonic()
                 failed = _failed_process(proc_info)
                 self.assertIsNone(failed, f"{failed}; see its output above")
+                code = player.poll()
+                self.assertIn(code, (None, 0), f"ros2 bag play exited with code {code}; see its output above")
                 if len(answers) != seen:
                     seen, last_new = len(answers), now
-                if not answers and now - started > FIRST_ANSWER_TIMEOUT_S:
+                if not answers and now - started > PLAYER_DELAY_S + FIRST_ANSWER_TIMEOUT_S:
                     self.fail(f"no {demo.ESTIMATES} message within {FIRST_ANSWER_TIMEOUT_S:.0f} s of the player's "
-                              "start")
-                if _has_exited(proc_info, player) and now - last_new > QUIET_END_S:
+                              "first message")
+                if code == 0 and now - last_new > QUIET_END_S:
                     break  # the bag ended and the node is done
             self.assertTrue(answers, f"no {demo.ESTIMATES} messages")
             models = demo.Models.load("")  # the bundled demo object set, which the launch file's node uses
@@ -140,6 +146,9 @@ class TestDetections(unittest.TestCase):
             t_err.sort()
             self.assertLessEqual(t_err[len(t_err) // 2], T_TOL_M)
         finally:
+            if player is not None and player.poll() is None:
+                player.terminate()
+                player.wait(10)
             node.destroy_node()
             rclpy.shutdown()
 

@@ -24,6 +24,14 @@ W, H = 96, 72
 DOMAIN = helpers.session_domain_id(90)
 
 
+# the state each transition leads to when it succeeds
+GOAL = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_CLEANUP: "unconfigured",
+        Transition.TRANSITION_ACTIVATE: "active", Transition.TRANSITION_DEACTIVATE: "inactive",
+        Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "finalized", Transition.TRANSITION_INACTIVE_SHUTDOWN: "finalized",
+        Transition.TRANSITION_ACTIVE_SHUTDOWN: "finalized"}
+PRIMARY = {"unconfigured", "inactive", "active", "finalized"}
+
+
 class Lifecycle:
     """Calls a managed node's lifecycle services from the peer."""
 
@@ -33,33 +41,55 @@ class Lifecycle:
         self.get = peer.node.create_client(GetState, f"{node}/get_state")
         assert self.change.wait_for_service(timeout_sec=30) and self.get.wait_for_service(timeout_sec=30)
 
-    def _call(self, client, request, timeout: float = 30.0):
-        future = client.call_async(request)
-        assert self.peer.wait_until(future.done, timeout), "no answer from the lifecycle service"
-        return future.result()
-
     def state(self) -> str:
-        return self._call(self.get, GetState.Request()).current_state.label
+        """The node's primary state (waits while a transition is in progress)."""
+        deadline = time.monotonic() + 60
+        while True:
+            label = self.peer.call(self.get, GetState.Request()).current_state.label
+            if label in PRIMARY or time.monotonic() > deadline:
+                return label
+            time.sleep(0.1)
 
-    def transition(self, transition_id: int) -> bool:
-        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+    def transition(self, transition_id: int, attempt_s: float = 5.0, attempts: int = 6) -> bool:
+        """Ask for a transition; True when it succeeded. A request (or its answer) sent right after discovery can
+        be lost: without an answer the node's state tells whether it happened, and the request is sent again only
+        when the node is still where it was."""
+        before = self.state()
+        for _ in range(attempts):
+            future = self.change.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+            if self.peer.wait_until(future.done, attempt_s):
+                return future.result().success
+            now = self.state()
+            if now != before:
+                return now == GOAL[transition_id]
+        raise AssertionError(f"no answer from the lifecycle service for transition {transition_id}")
 
 
 _stamp = [900]
 
 
-def send_frame(peer) -> tuple[int, int]:
+def next_stamp() -> tuple[int, int]:
     _stamp[0] += 1
-    stamp = (_stamp[0], 0)
+    return _stamp[0], 0
+
+
+def send_frame(peer, stamp: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Publish camera_info and image with `stamp` (default: a fresh one), as a camera does; returns the stamp."""
+    stamp = stamp or next_stamp()
     peer.pub_info.publish(helpers.make_camera_info(W, H, stamp=stamp))
-    time.sleep(0.02)
     peer.pub_image.publish(helpers.make_image(W, H, stamp=stamp))
     return stamp
 
 
 def answered(peer, stamp, timeout: float) -> bool:
-    return peer.wait_until(lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp
-                                       for m in peer.messages("detections")), timeout)
+    return peer.answer("detections", stamp, timeout) is not None
+
+
+def send_answered(peer, timeout: float = 30.0) -> bool:
+    """One frame, resent until the node answers it (the node may match the peer's publishers a moment after the
+    peer has seen its subscriptions)."""
+    stamp = next_stamp()
+    return peer.send_until_answered(lambda: send_frame(peer, stamp), "detections", timeout) is not None
 
 
 def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
@@ -86,8 +116,7 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         assert life.transition(Transition.TRANSITION_ACTIVATE), proc.output
         assert life.state() == "active"
         assert peer.wait_for_node(20), proc.output
-        stamp = send_frame(peer)
-        assert answered(peer, stamp, 10), proc.output
+        assert send_answered(peer), proc.output
         assert peer.wait_until(lambda: peer.messages("label_info"), 5)  # latched class map sent when active
 
         assert life.transition(Transition.TRANSITION_DEACTIVATE), proc.output
@@ -96,8 +125,11 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         peer.clear()
         stamp = send_frame(peer)
         assert not answered(peer, stamp, 1.5)
-        inactive = [s for a in peer.messages("diagnostics") for s in a.status if s.name == "posecnn: pose estimation"]
-        assert inactive and inactive[-1].message.startswith("inactive"), inactive
+
+        def ours():
+            return [s for a in peer.messages("diagnostics") for s in a.status if s.name == "posecnn: pose estimation"]
+        assert peer.wait_until(lambda: ours(), 10)  # once a second
+        assert ours()[-1].message.startswith("inactive"), ours()
 
         assert life.transition(Transition.TRANSITION_CLEANUP), proc.output
         assert life.state() == "unconfigured"
@@ -108,8 +140,7 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         assert life.transition(Transition.TRANSITION_CONFIGURE) and life.transition(Transition.TRANSITION_ACTIVATE)
         assert proc.output.count("loading checkpoint") == 2
         assert peer.wait_for_node(20), proc.output
-        stamp = send_frame(peer)
-        assert answered(peer, stamp, 10), proc.output
+        assert send_answered(peer), proc.output
         # shutdown straight from active
         assert life.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN), proc.output
         assert life.state() == "finalized"

@@ -57,10 +57,15 @@ def running(model):
 _stamp_counter = [100]
 
 
-def send_frame(peer, image=None, info=None, depth=None, with_info=True, with_depth=True):
-    """Publish (depth,) camera_info and image with a fresh stamp; returns the stamp (sec, nanosec)."""
+def next_stamp() -> tuple[int, int]:
     _stamp_counter[0] += 1
-    stamp = (_stamp_counter[0], 250_000_000)
+    return _stamp_counter[0], 250_000_000
+
+
+def send_frame(peer, image=None, info=None, depth=None, with_info=True, with_depth=True, stamp=None):
+    """Publish depth, camera_info and image, all with `stamp` (default: a fresh one) as a camera does (either may
+    arrive first; the node pairs them by stamp); returns the stamp (sec, nanosec)."""
+    stamp = stamp or next_stamp()
     image = image or helpers.make_image(W, H, "rgb8", stamp=stamp)
     image.header.stamp.sec, image.header.stamp.nanosec = stamp
     if with_depth:
@@ -68,21 +73,28 @@ def send_frame(peer, image=None, info=None, depth=None, with_info=True, with_dep
         depth.header.stamp.sec, depth.header.stamp.nanosec = stamp
         peer.pub_depth.publish(depth)
     if with_info:
-        peer.pub_info.publish(info or helpers.make_camera_info(W, H, stamp=stamp))
-    time.sleep(0.02)
+        info = info or helpers.make_camera_info(W, H)
+        info.header.stamp.sec, info.header.stamp.nanosec = stamp
+        peer.pub_info.publish(info)
     peer.pub_image.publish(image)
     return stamp
 
 
+def send_answered(peer, timeout: float = 30.0, **frame):
+    """One frame (fresh stamp) resent until the node answers it; (stamp, its Detection3DArray or None)."""
+    stamp = next_stamp()
+    return stamp, peer.send_until_answered(lambda: send_frame(peer, stamp=stamp, **frame), "detections", timeout)
+
+
+def send_until_logged(peer, proc, text: str, timeout: float = 30.0, **frame) -> bool:
+    """One frame (fresh stamp) resent until the node's output holds `text`."""
+    stamp = next_stamp()
+    return peer.resend_until(lambda: send_frame(peer, stamp=stamp, **frame), lambda: text in proc.output, timeout)
+
+
 def wait_detection(peer, stamp, timeout=10.0):
     """The Detection3DArray with `stamp`, or None."""
-    def find():
-        for msg in peer.messages("detections"):
-            if (msg.header.stamp.sec, msg.header.stamp.nanosec) == stamp:
-                return msg
-        return None
-    peer.wait_until(lambda: find() is not None, timeout)
-    return find()
+    return peer.answer("detections", stamp, timeout)
 
 
 def _by_stamp(peer, name, stamp):
@@ -93,15 +105,19 @@ def _by_stamp(peer, name, stamp):
 
 def test_missing_camera_info_waits_then_recovers(running) -> None:
     proc, peer = running
-    send_frame(peer, with_info=False)
-    assert proc.wait_for_output("waiting for camera_info on /camera_info", 10), proc.output
-    stamp = send_frame(peer)
-    assert wait_detection(peer, stamp) is not None, proc.output
+    assert send_until_logged(peer, proc, "waiting for camera_info on /camera_info", with_info=False), proc.output
+    assert send_answered(peer)[1] is not None, proc.output
 
 
 def test_outputs_for_a_frame(running) -> None:
     proc, peer = running
-    stamp = send_frame(peer)
+    stamp = next_stamp()
+
+    def every_output() -> bool:  # each output publisher of the node must have matched the peer: resend until then
+        return (all(_by_stamp(peer, n, stamp) for n in ("detections", "estimates", "detections_2d", "label",
+                                                        "markers", "overlay"))
+                and any(t.header.stamp.sec == stamp[0] for m in peer.messages("tf") for t in m.transforms))
+    assert peer.resend_until(lambda: send_frame(peer, stamp=stamp), every_output, 30), proc.output
     det = wait_detection(peer, stamp)
     assert det is not None, proc.output
     assert det.header.frame_id == "cam_optical"
@@ -181,30 +197,28 @@ def test_bad_input_is_logged_and_next_frame_processed(running, case, expected) -
         depth = helpers.make_image(80, 60, "16UC1")
     elif case == "depth_encoding":
         depth = helpers.make_image(W, H, "rgb8")
-    send_frame(peer, image=image, info=info, depth=depth)
-    assert proc.wait_for_output(expected, 10), proc.output
+    assert send_until_logged(peer, proc, expected, image=image, info=info, depth=depth), proc.output
     assert "frame skipped" in proc.output
-    stamp = send_frame(peer)
-    assert wait_detection(peer, stamp) is not None, proc.output
+    assert send_answered(peer)[1] is not None, proc.output
     assert proc.proc.poll() is None
 
 
 def _set_params(peer, **values):
     client = peer.node.create_client(SetParameters, "/posecnn/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
     req = SetParameters.Request()
     for name, value in values.items():
-        if isinstance(value, float):
+        if isinstance(value, bool):
+            pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+        elif isinstance(value, float):
             pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
         elif isinstance(value, int):
             pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
         else:
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         req.parameters.append(ParameterMsg(name=name, value=pv))
-    future = client.call_async(req)
-    assert peer.wait_until(future.done, 10)
+    results = peer.call(client, req).results  # resent when lost: setting a value twice is harmless
     peer.node.destroy_client(client)
-    return future.result().results
+    return results
 
 
 def test_parameters_are_validated_at_runtime(running) -> None:
@@ -215,8 +229,7 @@ def test_parameters_are_validated_at_runtime(running) -> None:
     assert not readonly[0].successful
     ok = _set_params(peer, score_threshold=0.7)
     assert ok[0].successful, ok[0].reason
-    stamp = send_frame(peer)
-    det = wait_detection(peer, stamp)
+    stamp, det = send_answered(peer)
     assert det is not None and [d.id for d in det.detections] == ["box_0", "can_0"]
     assert _set_params(peer, score_threshold=0.2)[0].successful
 
@@ -225,12 +238,113 @@ def test_integer_accepted_for_float_parameter_at_runtime(running) -> None:
     proc, peer = running
     ok = _set_params(peer, score_threshold=1)  # an integer for a floating-point parameter
     assert ok[0].successful, ok[0].reason
-    stamp = send_frame(peer)
-    det = wait_detection(peer, stamp)
+    stamp, det = send_answered(peer)
     assert det is not None and det.detections == []  # threshold 1.0: no object scores above it
     bad = _set_params(peer, score_threshold="high")
-    assert not bad[0].successful and "score_threshold must be a float" in bad[0].reason
+    assert not bad[0].successful
+    assert bad[0].reason == "score_threshold: expected a number in [0, 1], got 'high' (string)", bad[0].reason
     assert _set_params(peer, score_threshold=0.2)[0].successful
+
+
+def test_runtime_parameter_errors_say_name_expected_type_and_value(running) -> None:
+    """`ros2 param set` with a wrong type, a value out of range, a read-only or an unknown name: the reason names
+    the parameter, what it accepts and the value given (the closest parameter for an unknown name); every set
+    goes through the real parameter service, and the node runs on."""
+    proc, peer = running
+    cases = {
+        "max_instances": (2.5, "max_instances: expected an integer in [1, 1000], got 2.5 (double)"),
+        "publish.tf": ("yes", "publish.tf: expected a boolean (true or false), got 'yes' (string)"),
+        "rectify": (1, "rectify: expected a boolean (true or false), got 1 (integer)"),
+        "tf_prefix": (True, "tf_prefix: expected a string: no whitespace, got True (bool)"),
+        "score_threshold": (2.0, "score_threshold: expected a number in [0, 1], got 2.0 (double)"),
+        "depth_mode": ("fast", "depth_mode: expected one of the strings scale | resample, got 'fast' (string)"),
+        "voting.skip_pixels": (0, "voting.skip_pixels: expected an integer in [1, 10000], got 0 (integer)"),
+        "camera_info_wait": ("long", "camera_info_wait: expected a number in [0, 10], got 'long' (string)"),
+        "score_treshold": (0.5, "unknown parameter 'score_treshold'; did you mean 'score_threshold'?"),
+        "foo": (1, "unknown parameter 'foo'; the node's parameters are listed in docs/node.md"),
+        "device": ("cuda", "device is read-only: it is set when the node starts (-p device:=... or a "
+                           "parameters file), got 'cuda' (string)"),
+    }
+    for name, (value, expected) in cases.items():
+        result = _set_params(peer, **{name: value})
+        assert len(result) == 1 and not result[0].successful, (name, result)
+        assert result[0].reason == expected, (name, result[0].reason)
+    assert all(r.successful for r in _set_params(peer, max_instances=5, **{"publish.tf": True}))
+    assert _set_params(peer, max_instances=128)[0].successful
+    assert send_answered(peer)[1] is not None, proc.output
+
+
+def _center(peer, stamp) -> np.ndarray:
+    """The image position of the first (box) estimate of the frame with `stamp`."""
+    est = peer.answer("estimates", stamp, 10)
+    assert est is not None, stamp
+    return np.asarray(est.estimates[0].center)
+
+
+def _expected_center(K: np.ndarray) -> np.ndarray:
+    """Where the stand-in puts the box's centre when it is given intrinsics K."""
+    from posecnn_core.geometry import project_points
+
+    return project_points(np.asarray(helpers.DEFAULT_POSES[0]["t"])[None], K)[0]
+
+
+def test_camera_info_is_paired_by_stamp_in_either_order_and_follows_a_zoom(running) -> None:
+    """Each image is estimated with the CameraInfo of its own stamp, whether that arrives before or after the
+    image, also when a later CameraInfo (the camera zoomed: other intrinsics) has already arrived; an image
+    without one of its stamp is estimated with the newest after camera_info_wait, which is said once."""
+    proc, peer = running
+    assert _set_params(peer, camera_info_wait=2.0)[0].successful
+    wide = helpers.camera_k(W, H)
+    zooms = [wide * np.array([[z], [z], [1.0]]) for z in (1.0, 1.5, 2.0, 2.5, 3.0)]
+
+    def info_with(K, stamp):
+        info = helpers.make_camera_info(W, H, k=K)
+        info.header.stamp.sec, info.header.stamp.nanosec = stamp
+        return info
+
+    try:
+        # CameraInfo first
+        stamp = next_stamp()
+        assert peer.send_until_answered(lambda: send_frame(peer, info=info_with(zooms[1], stamp), stamp=stamp))
+        np.testing.assert_allclose(_center(peer, stamp), _expected_center(zooms[1]), atol=1e-6)
+
+        # the image first, its CameraInfo 0.3 s later (within camera_info_wait)
+        stamp = next_stamp()
+
+        def image_then_info() -> tuple[int, int]:
+            send_frame(peer, stamp=stamp, with_info=False)
+            time.sleep(0.3)
+            peer.pub_info.publish(info_with(zooms[2], stamp))
+            return stamp
+        assert peer.send_until_answered(image_then_info), proc.output
+        np.testing.assert_allclose(_center(peer, stamp), _expected_center(zooms[2]), atol=1e-6)
+
+        # zoom: the CameraInfo of the next frame (other intrinsics) arrives before this frame's image
+        first, second = next_stamp(), next_stamp()
+
+        def two_infos_then_image() -> tuple[int, int]:
+            peer.pub_info.publish(info_with(zooms[3], first))
+            peer.pub_info.publish(info_with(zooms[4], second))
+            send_frame(peer, stamp=first, with_info=False)
+            return first
+        assert peer.send_until_answered(two_infos_then_image), proc.output
+        assert peer.send_until_answered(lambda: send_frame(peer, info=info_with(zooms[4], second), stamp=second))
+        np.testing.assert_allclose(_center(peer, first), _expected_center(zooms[3]), atol=1e-6)
+        np.testing.assert_allclose(_center(peer, second), _expected_center(zooms[4]), atol=1e-6)
+        assert "using the newest one" not in proc.output, proc.output
+
+        # no CameraInfo of the image's stamp: the newest one is used after the wait, and said once
+        assert _set_params(peer, camera_info_wait=0.2)[0].successful
+        lonely = [next_stamp(), next_stamp()]
+        for stamp in lonely:
+            assert peer.send_until_answered(lambda: send_frame(peer, stamp=stamp, with_info=False)), proc.output
+            np.testing.assert_allclose(_center(peer, stamp), _expected_center(zooms[4]), atol=1e-6)
+        said = [line for line in proc.output.splitlines() if "using the newest one" in line]
+        assert len(said) == 1 and said[0].startswith("[WARN]"), said
+        assert (f"no camera_info with the image's stamp {lonely[0][0]}.250000000 arrived within camera_info_wait "
+                f"= 0.2 s on /camera_info; using the newest one (stamp {second[0]}.250000000)") in said[0], said[0]
+    finally:
+        assert _set_params(peer, camera_info_wait=0.1)[0].successful
 
 
 def _start(model, **params):
@@ -280,6 +394,15 @@ def test_start_up_integer_for_float_and_unknown_parameter(model) -> None:
                 proc.proc.kill()
 
 
+def _send_pair(peer, image, info, stamp) -> tuple[int, int]:
+    """Publish camera_info and image with `stamp`; returns it."""
+    for msg in (info, image):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    peer.pub_info.publish(info)
+    peer.pub_image.publish(image)
+    return stamp
+
+
 def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
     ckpt, objs = helpers.write_fake_model(tmp_path, sleep_s=0.3, device="cuda:0")
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable",
@@ -293,11 +416,15 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         sent = 40
         info = helpers.make_camera_info(W, H)
         image = helpers.make_image(W, H)
-        peer.pub_info.publish(info)
-        time.sleep(0.3)
+        # a first frame, resent until answered: the node has matched the peer before the burst
+        assert peer.send_until_answered(lambda: _send_pair(peer, image, info, (999, 0)), "estimates", 30), \
+            proc.output
+        time.sleep(1.0)  # a resent copy of it is answered too
+        base = peer.messages("estimates")[-1]
+        peer.clear()
         start = time.monotonic()
         for i in range(sent):
-            image.header.stamp.sec = 1000 + i
+            image.header.stamp.sec = info.header.stamp.sec = 1000 + i
             peer.pub_info.publish(info)
             peer.pub_image.publish(image)
             time.sleep(0.01)
@@ -310,8 +437,9 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         assert len(est) <= burst / 0.3 + 3, len(est)
         last = est[-1]
         assert last.header.stamp.sec == 1000 + sent - 1
-        assert last.frames_dropped > 20 and last.frames_processed == len(est)
-        assert last.frames_processed + last.frames_dropped + last.frames_rejected == sent
+        processed, dropped = last.frames_processed - base.frames_processed, last.frames_dropped - base.frames_dropped
+        assert dropped > 20 and processed == len(est)
+        assert processed + dropped + last.frames_rejected - base.frames_rejected == sent
         assert "dropped" in proc.output and "slower than the image rate" in proc.output
         assert "fake warm-up 320x240" in proc.output and "GPU warm-up took" in proc.output
         assert proc.stop(signal.SIGTERM) == 0, proc.output
@@ -336,7 +464,7 @@ def test_params_file_is_read(model, tmp_path) -> None:
         assert peer.wait_for_node(20), proc.output
         image = helpers.make_image(W, H, stamp=(7, 0))
         for _ in range(50):  # best-effort input: stream like a camera until the node answers
-            peer.pub_info.publish(helpers.make_camera_info(W, H))
+            peer.pub_info.publish(helpers.make_camera_info(W, H, stamp=(7, 0)))
             peer.pub_image.publish(image)
             if peer.wait_until(lambda: peer.count("detections") > 0 and peer.count("tf") > 0, 0.2):
                 break
@@ -425,8 +553,10 @@ def test_sigterm_while_the_model_loads_exits_quietly(tmp_path) -> None:
             proc.proc.kill()
 
 
-def _node_in_a_slow_frame(tmp_path, sleep_s):
-    """A node (stand-in taking `sleep_s` per frame) and a peer, with a frame being processed."""
+def _node_in_a_slow_frame(tmp_path, sleep_s, answered_first=False):
+    """A node (stand-in taking `sleep_s` per frame) and a peer, with a frame being processed. `answered_first`: a
+    first frame is answered before (the node's publishers have matched the peer's subscriptions too, so that the
+    answer to the frame in progress can reach the peer)."""
     ckpt, objs = helpers.write_fake_model(tmp_path, sleep_s=sleep_s)
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": ckpt, "objects": objs, "image_qos": "reliable"},
                                remaps={"__ns": "/slowframe"})
@@ -434,7 +564,11 @@ def _node_in_a_slow_frame(tmp_path, sleep_s):
                         info_topic="/slowframe/camera_info")
     assert proc.wait_for_output("ready on cpu", 60), proc.output
     assert peer.wait_for_node(30), proc.output
-    assert _publish_until(peer, proc, W, H, lambda: "fake estimate started" in proc.output, (5, 0)), proc.output
+    if answered_first:
+        assert _publish_until(peer, proc, W, H, lambda: peer.count("estimates") > 0, (4, 0)), proc.output
+    started = proc.output.count("fake estimate started")
+    assert _publish_until(peer, proc, W, H, lambda: proc.output.count("fake estimate started") > started,
+                          (5, 0)), proc.output
     return proc, peer
 
 
@@ -452,7 +586,7 @@ def test_sigint_twice_during_a_frame_exits_quietly(tmp_path) -> None:
 
 
 def test_sigterm_during_a_frame_publishes_it_then_exits(tmp_path) -> None:
-    proc, peer = _node_in_a_slow_frame(tmp_path, sleep_s=2.0)
+    proc, peer = _node_in_a_slow_frame(tmp_path, sleep_s=2.0, answered_first=True)
     try:
         peer.clear()
         proc.proc.send_signal(signal.SIGTERM)
@@ -521,8 +655,8 @@ def test_huge_frame_then_small_frame(tmp_path) -> None:
         start = time.monotonic()
         peer.pub_info.publish(helpers.make_camera_info(4000, 3000, stamp=(2, 0)))
         peer.pub_image.publish(helpers.make_image(4000, 3000, stamp=(2, 0)))
-        # the node pairs an image with the newest camera_info, so the small frames follow once the large one is
-        # answered (a 36 MB image is still in transit when a later camera_info has arrived)
+        # the node pairs the image with the camera_info of its stamp, also when later ones (the small frames that
+        # follow once the large one is answered) have arrived while the 36 MB image was in transit
         assert peer.wait_until(answered((2, 0)), 25.0), proc.output
         left = 25.0 - (time.monotonic() - start)
         assert _publish_until(peer, proc, 320, 240, answered((3, 0)), (3, 0), timeout=left), proc.output
@@ -538,8 +672,9 @@ def test_huge_frame_then_small_frame(tmp_path) -> None:
 
 
 def test_camera_info_without_images_gives_a_hint(model) -> None:
-    """camera_info arriving without any image (e.g. frames too large for best-effort transport): one warning naming
-    the image topic, the announced size and image_qos:=reliable; the node keeps running."""
+    """camera_info announcing 4000x3000 frames that never arrive (too large for best-effort transport), while
+    320x240 frames of a second camera on the same topics arrive: one warning naming the image topic, the
+    announced size, image_qos:=reliable and the other remedies; the node keeps running and answering."""
     proc = helpers.NodeProcess(DOMAIN, {"checkpoint": model[0], "objects": model[1]},  # image_qos: sensor_data
                                remaps={"__ns": "/noimage"})
     peer = helpers.Peer(DOMAIN, node_ns="/noimage/posecnn", image_topic="/noimage/image",
@@ -547,15 +682,23 @@ def test_camera_info_without_images_gives_a_hint(model) -> None:
     try:
         assert proc.wait_for_output("ready on cpu", 60), proc.output
         assert peer.wait_for_node(30), proc.output
-        info = helpers.make_camera_info(4000, 3000)
+        large = helpers.make_camera_info(4000, 3000)
+        small_image, small_info = helpers.make_image(320, 240), helpers.make_camera_info(320, 240)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "no image has arrived" not in proc.output:
-            peer.pub_info.publish(info)
-            time.sleep(0.2)  # a 5 Hz camera_info stream
-        hint = [line for line in proc.output.splitlines() if "no image has arrived" in line]
+        k = 0
+        while time.monotonic() < deadline and "no such image has arrived" not in proc.output:
+            k += 1
+            large.header.stamp.sec = k
+            peer.pub_info.publish(large)  # a 5 Hz camera_info stream whose images are lost on the way
+            _send_pair(peer, small_image, small_info, (k, 500))  # the other camera's frames arrive
+            time.sleep(0.2)
+        hint = [line for line in proc.output.splitlines() if "no such image has arrived" in line]
         assert len(hint) == 1 and hint[0].startswith("[WARN]"), proc.output
         assert "announce 4000x3000 images" in hint[0] and "/noimage/image" in hint[0], hint[0]
         assert "image_qos:=reliable" in hint[0] and "36 MB" in hint[0], hint[0]
+        assert "image_transport:=compressed" in hint[0] and "smaller images" in hint[0], hint[0]
+        assert "320x240" not in proc.output, proc.output  # the small frames arrive: nothing said about them
+        assert peer.count("detections") > 0, proc.output
         helpers.assert_quiet_exit(proc.stop(signal.SIGINT), proc.output)
     finally:
         peer.close()

@@ -60,44 +60,51 @@ def running(tmp_path_factory):
 _stamps = [500]
 
 
+def next_stamp() -> tuple[int, int]:
+    _stamps[0] += 1
+    return _stamps[0], 125_000_000
+
+
 def _rgb(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
 def send(peer, image: CompressedImage | None = None, depth: CompressedImage | None = None, info=None,
-         codec: str = "jpeg"):
-    """Publish compressedDepth, camera_info and a compressed image with a fresh stamp; returns the stamp."""
-    _stamps[0] += 1
-    stamp = (_stamps[0], 125_000_000)
+         codec: str = "jpeg", stamp: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Publish compressedDepth, camera_info and a compressed image, all with `stamp` (default: a fresh one), as a
+    camera does; returns the stamp."""
+    stamp = stamp or next_stamp()
     if image is None:
         image = CompressedImage()
         image.format, image.data = cz.encode_compressed(_rgb(), codec)
     if depth is None:
         depth = CompressedImage()
         depth.format, depth.data = cz.encode_compressed_depth(np.full((H, W), 800, np.uint16))
-    for msg, frame in ((image, "cam_color_optical"), (depth, "cam_depth_optical")):
+    info = info or helpers.make_camera_info(W, H)
+    for msg, frame in ((image, "cam_color_optical"), (depth, "cam_depth_optical"), (info, "cam_color_optical")):
         msg.header.frame_id = frame
         msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
     peer.pub_cdepth.publish(depth)
-    peer.pub_info.publish(info or helpers.make_camera_info(W, H, stamp=stamp))
-    time.sleep(0.02)
+    peer.pub_info.publish(info)
     peer.pub_jpeg.publish(image)
     return stamp
 
 
+def send_answered(peer, name: str = "detections", **frame):
+    """Send one frame (fresh stamp), resent until the node answers it on `name`; (stamp, answer or None)."""
+    stamp = next_stamp()
+    return stamp, peer.send_until_answered(lambda: send(peer, stamp=stamp, **frame), name, timeout=30)
+
+
 def answer(peer, name: str, stamp, timeout: float = 10.0):
-    def find():
-        return next((m for m in peer.messages(name) if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp), None)
-    peer.wait_until(lambda: find() is not None, timeout)
-    return find()
+    return peer.answer(name, stamp, timeout)
 
 
 def test_jpeg_and_png_frames_answered_with_their_header(running) -> None:
     proc, peer = running
     for codec in ("jpeg", "png"):
-        stamp = send(peer, codec=codec)
-        det = answer(peer, "detections", stamp)
+        stamp, det = send_answered(peer, codec=codec)
         assert det is not None, proc.output
         assert det.header.frame_id == "cam_color_optical"
         assert [d.id for d in det.detections] == ["box_0", "can_0", "can_1"]
@@ -120,10 +127,10 @@ def test_bad_compressed_data_is_reported_and_skipped(running) -> None:
         if depth is not None:
             depth_msg = CompressedImage(format=depth[0])
             depth_msg.data = depth[1]
-        send(peer, image=image, depth=depth_msg)
-        assert proc.wait_for_output(expected, 10), proc.output
-        stamp = send(peer)
-        assert answer(peer, "detections", stamp) is not None, proc.output
+        stamp = next_stamp()
+        assert peer.resend_until(lambda: send(peer, image=image, depth=depth_msg, stamp=stamp),
+                                 lambda: expected in proc.output, 30), proc.output
+        assert send_answered(peer)[1] is not None, proc.output
     assert "frame skipped" in proc.output and proc.proc.poll() is None
 
 
@@ -134,8 +141,7 @@ def test_distortion_warns_once_and_rectify_uses_p(running) -> None:
     info.r = np.eye(3).ravel().tolist()
     info.p = P_RECT.ravel().tolist()
     for _ in range(3):
-        stamp = send(peer, info=info)
-        est = answer(peer, "estimates", stamp)
+        stamp, est = send_answered(peer, "estimates", info=info)
         assert est is not None, proc.output
     assert proc.output.count("has lens distortion") == 1, proc.output
     K = helpers.camera_k(W, H)
@@ -146,25 +152,20 @@ def test_distortion_warns_once_and_rectify_uses_p(running) -> None:
     from rcl_interfaces.srv import SetParameters
 
     client = peer.node.create_client(SetParameters, "/posecnn/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
     req = SetParameters.Request(parameters=[Parameter(name="rectify", value=ParameterValue(
         type=ParameterType.PARAMETER_BOOL, bool_value=True))])
-    future = client.call_async(req)
-    assert peer.wait_until(future.done, 10) and future.result().results[0].successful
-    stamp = send(peer, info=info)
-    est = answer(peer, "estimates", stamp)
+    assert peer.call(client, req).results[0].successful  # resent when lost: setting a value twice is harmless
+    stamp, est = send_answered(peer, "estimates", info=info)
     assert est is not None, proc.output
     # the stand-in projects with the intrinsics it is given: rectified frames come with P's
     np.testing.assert_allclose(est.estimates[0].center, project_points(t0[None], P_RECT[:, :3])[0], atol=1e-3)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="rectify", value=ParameterValue(
-        type=ParameterType.PARAMETER_BOOL, bool_value=False))]))
-    assert peer.wait_until(future.done, 10)
+    assert peer.call(client, SetParameters.Request(parameters=[Parameter(name="rectify", value=ParameterValue(
+        type=ParameterType.PARAMETER_BOOL, bool_value=False))])).results[0].successful
 
 
 def test_diagnostics_report_counts_and_levels(running) -> None:
     proc, peer = running
-    stamp = send(peer)
-    assert answer(peer, "detections", stamp) is not None
+    assert send_answered(peer)[1] is not None, proc.output
 
     def ours(level=None):
         out = []
@@ -174,7 +175,7 @@ def test_diagnostics_report_counts_and_levels(running) -> None:
                     out.append(status)
         return out
 
-    assert peer.wait_until(lambda: len(ours()) >= 2, 5), proc.output
+    assert peer.wait_until(lambda: len(ours()) >= 2, 10), proc.output
     status = ours()[-1]
     kv = {v.key: v.value for v in status.values}
     assert status.hardware_id == "cpu" and kv["device"] == "cpu" and kv["image transport"] == "compressed"
@@ -185,15 +186,15 @@ def test_diagnostics_report_counts_and_levels(running) -> None:
     bad = CompressedImage(format="rgb8; jpeg compressed bgr8")
     bad.data = b"nope"
     peer.clear()
-    send(peer, image=bad)
-    assert peer.wait_until(lambda: any("rejected" in s.message for s in ours(1)), 5), \
+    stamp = next_stamp()
+    assert peer.resend_until(lambda: send(peer, image=bad, stamp=stamp),
+                             lambda: any("rejected" in s.message for s in ours(1)), 30), \
         [(s.level, s.message) for s in ours()]
     # then, with frames flowing and nothing dropped or rejected, OK
     for _ in range(3):
-        stamp = send(peer)
-        assert answer(peer, "detections", stamp) is not None
+        assert send_answered(peer)[1] is not None, proc.output
     peer.clear()
-    stop = time.monotonic() + 4
+    stop = time.monotonic() + 15
     while time.monotonic() < stop and not ours(0):
         send(peer)
         time.sleep(0.3)

@@ -510,3 +510,80 @@ def test_docs_list_exactly_the_declared_parameters() -> None:
     table = text.split(param_docs.DOCS_BEGIN)[1].split(param_docs.DOCS_END)[0]
     names = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
     assert names == [spec.name for spec in SPECS]
+
+
+def test_set_error_names_parameter_expectation_and_value() -> None:
+    from posecnn_ros.params import expected_text, set_error
+
+    assert expected_text(SPEC_BY_NAME["max_instances"]) == "an integer in [1, 1000]"
+    assert expected_text(SPEC_BY_NAME["image_qos"]) == "one of the strings sensor_data | reliable"
+    assert expected_text(SPEC_BY_NAME["camera_info_wait"]) == "a number in [0, 10]"
+    cases = {
+        ("max_instances", 2.5, "double"): "max_instances: expected an integer in [1, 1000], got 2.5 (double)",
+        ("publish.tf", "yes", "string"): "publish.tf: expected a boolean (true or false), got 'yes' (string)",
+        ("score_threshold", (0.5,), "double array"):
+            "score_threshold: expected a number in [0, 1], got [0.5] (double array)",
+        ("score_threshold", float("nan"), "double"): "score_threshold: expected a number in [0, 1], got nan (double)",
+        ("max_input_pixels", 5, "integer"):
+            "max_input_pixels: expected an integer: 0 or [256, 1000000000], got 5 (integer)",
+        ("max_instances", None, "not set"): "max_instances cannot be unset: expected an integer in [1, 1000]",
+        ("voting.skip_pixel", 3, "integer"): "unknown parameter 'voting.skip_pixel'; did you mean "
+                                             "'voting.skip_pixels'?",
+        ("checkpoint", "x.pt", "string"): "checkpoint is read-only: it is set when the node starts (-p "
+                                          "checkpoint:=... or a parameters file), got 'x.pt' (string)",
+    }
+    for (name, value, kind), expected in cases.items():
+        assert set_error(name, value, kind) == expected
+    assert set_error("score_threshold", 1, "integer") is None  # integers for floating-point parameters
+    assert set_error("checkpoint", "x.pt", "string", read_only_ok=True) is None
+
+
+def test_wrong_type_at_start_up_is_said_in_our_words() -> None:
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    context = Context()
+    ros.init(context=context, domain_id=helpers.session_domain_id(91))
+    try:
+        node = ros.create_node("params_type", context=context,
+                               parameter_overrides=[Parameter("max_instances", value=2.5)])
+        with pytest.raises(ParameterError) as info:
+            declare(node)
+        assert str(info.value) == "parameter max_instances: expected an integer in [1, 1000], got 2.5 (double)"
+        node.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
+def test_node_set_parameters_api_gives_our_messages(tmp_path) -> None:
+    """PoseCnnNode.set_parameters (the node API, in-process): a failed result in the node's words for each bad
+    parameter, no exception for an unknown name, and the good ones are set."""
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from posecnn_ros.node import PoseCnnNode
+
+    ckpt, objs = helpers.write_fake_model(tmp_path)
+    context = Context()
+    ros.init(context=context, domain_id=helpers.session_domain_id(92))
+    try:
+        node = PoseCnnNode(helpers.make_fake_estimator, context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(ckpt)), Parameter("objects", value=str(objs))])
+        try:
+            results = node.set_parameters([Parameter("max_instances", value=2.5), Parameter("fooo", value=1),
+                                           Parameter("score_threshold", value=1), Parameter("max_instances", value=7)])
+            assert [r.successful for r in results] == [False, False, True, True]
+            assert results[0].reason == "max_instances: expected an integer in [1, 1000], got 2.5 (double)"
+            assert results[1].reason == "unknown parameter 'fooo'; the node's parameters are listed in docs/node.md"
+            assert node.settings["score_threshold"] == 1.0 and node.estimator.config.max_instances == 7
+            atomic = node.set_parameters_atomically([Parameter("nms_iou", value=0.5),
+                                                     Parameter("publish.tf", value="yes")])
+            assert not atomic.successful and atomic.reason == ("publish.tf: expected a boolean (true or false), "
+                                                               "got 'yes' (string)")
+            assert node.settings["nms_iou"] == SPEC_BY_NAME["nms_iou"].default  # all or nothing
+            assert node.set_parameters([Parameter("use_sim_time", value=False)])[0].successful  # rclpy's own
+        finally:
+            node.close()
+            node.destroy_node()
+    finally:
+        context.try_shutdown()
