@@ -411,6 +411,7 @@ class Trainer:
                 if count == 0:  # nothing left in this epoch's share (cannot happen with a consistent sampler)
                     break
             final = self.save_final()
+            ddp.barrier(self.env)  # every process leaves together (none tears down while rank 0 still writes)
         finally:
             bar.close()
             if tb is not None:
