@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .roi_pool import roi_max_pool
 
 __all__ = ["PoseCNN", "PIXEL_MEANS_BGR", "normalize_bgr", "SEMANTIC_UNITS", "VERTEX_UNITS", "POOL_SIZE",
-           "trunk_channels"]
+           "trunk_channels", "TRUNK_CONVS"]
 
 PIXEL_MEANS_BGR = (102.98 / 255.0, 115.95 / 255.0, 122.77 / 255.0)
 SEMANTIC_UNITS = 64  # PT's num_units
@@ -23,6 +23,10 @@ VERTEX_UNITS = 128   # 2 * num_units
 POOL_SIZE = 7
 _CONV4_TAP, _CONV5_TAP = 22, 29          # indices in `features` whose outputs are the taps
 _EARLY_CONVS = (0, 2, 5, 7, 10, 12, 14)  # conv1_1 .. conv3_3, frozen by PT's TRAIN.FREEZE_LAYERS
+# the trunk's convs by VGG name -> index in `features` (conv1_1 -> 0, ..., conv5_3 -> 28)
+TRUNK_CONVS = {f"conv{b}_{k}": i for (b, k), i in zip(
+    [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (3, 3), (4, 1), (4, 2), (4, 3), (5, 1), (5, 2), (5, 3)],
+    (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))}
 # torchvision's VGG16 configuration up to conv5_3: conv output widths, "M" = 2x2 max pool.
 _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
@@ -157,6 +161,27 @@ class PoseCNN(nn.Module):
         for i in _EARLY_CONVS:
             for p in self.features[i].parameters():
                 p.requires_grad_(not frozen)
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The network's trainable parts by name: the trunk's convs (``conv1_1`` .. ``conv5_3``) and the other
+        modules under their attribute names (``classifier``, ``fc8``, ``fc9``, ``fc10``, ``conv4_embed``, ...)."""
+        named = {name: self.features[i] for name, i in TRUNK_CONVS.items()}
+        named.update((name, m) for name, m in self.named_children()
+                     if name != "features" and any(True for _ in m.parameters()))
+        return named
+
+    def train_only(self, names: list[str] | tuple[str, ...]) -> None:
+        """Train only the parts named in ``names`` (see :meth:`parts`); every other parameter is frozen.
+        Unknown names raise ValueError listing the known ones."""
+        parts = self.parts()
+        unknown = [n for n in names if n not in parts]
+        if unknown:
+            raise ValueError(f"unknown network part(s) {unknown}; known: {', '.join(parts)}")
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for n in names:
+            for p in parts[n].parameters():
+                p.requires_grad_(True)
 
     def _check_image(self, image: Tensor) -> None:
         if not isinstance(image, Tensor):

@@ -265,3 +265,34 @@ def test_view_bank_renders_resumes_and_extends(tmp_path):
         assert abs(xs.mean() - 15.5) < 6 and abs(ys.mean() - 15.5) < 6  # centred on the optical axis
     assert np.allclose(np.linalg.norm(bank.quaternion, axis=1), 1.0, atol=1e-5)
     assert views_main(["--objects", str(objects), "--out", str(out), "--views", "5", "--size", "48"]) == 2
+
+
+def test_crops_only_stage_trains_just_the_named_parts(toy, tmp_path):
+    """``crops.only`` reads no frames; ``trainable`` leaves every other weight exactly as it was initialised."""
+    from posecnn_core.checkpoint import read_state_dict
+
+    root, yaml_path = toy
+    init = Trainer(load_config(None, _overrides(root, yaml_path, tmp_path / "init", "max_iters=1"))).train()[
+        "final_checkpoint"]
+    start, _ = read_state_dict(init)
+    crops = [f"crops.bank={root / 'bank'}", "crops.batch_size=4", "crops.canvas=64", "crops.size_min=16",
+             "crops.size_max=48", "crops.photo_dir=null", "crops.only=true"]
+    t = Trainer(load_config(None, _overrides(root, yaml_path, tmp_path / "a", f"init_weights={init}", "train_data=[]",
+                                             "iters_per_epoch=3", "epochs=1", "optimizer=adam", "lr=0.01",
+                                             "trainable=[conv5_3, classifier, fc10]", *crops)))
+    assert t.dataset is None
+    t.train()
+    rows = _rows(tmp_path / "a" / "train_iterations.csv")
+    assert len(rows) == 3 and all(float(r["semantic"]) == 0 and float(r["crop_pose"]) > 0 for r in rows)
+    assert all(float(r["loss"]) == pytest.approx(float(r["crop_pose"])) for r in rows)
+    trained = {k for k, v in t.net.state_dict().items() if not torch.equal(v, start[k].to(v.dtype))}
+    assert trained and all(k.startswith(("features.28.", "classifier.", "fc10.")) for k in trained), trained
+    assert any(k.startswith("features.28.") for k in trained) and any(k.startswith("fc10.") for k in trained)
+    with pytest.raises(ConfigError, match=r"unknown network part\(s\) \['conv6_1'\]; known: conv1_1"):
+        Trainer(load_config(None, _overrides(root, yaml_path, tmp_path / "b", "trainable=[conv6_1]")))
+    with pytest.raises(ConfigError, match="'crops.only' needs iters_per_epoch"):
+        load_config(None, [*crops, "iters_per_epoch=null"])
+    with pytest.raises(ConfigError, match="'crops.only' needs crops.bank"):
+        load_config(None, ["crops.only=true", "iters_per_epoch=5"])
+    with pytest.raises(ConfigError, match="'trainable' must be a non-empty list"):
+        load_config(None, ["trainable=[]"])

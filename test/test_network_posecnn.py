@@ -178,3 +178,16 @@ def test_normalize_bgr_uint8_and_float():
         normalize_bgr(np.zeros((4, 4, 4), dtype=np.uint8))
     with pytest.raises(TypeError, match="uint8 or floating"):
         normalize_bgr(np.zeros((4, 4, 3), dtype=np.int32))
+
+
+def test_parts_name_trunk_convs_like_vgg_and_train_only_freezes_the_rest():
+    net = PoseCNN(3, fc_dim=8)
+    parts = net.parts()
+    assert parts["conv1_1"] is net.features[0] and parts["conv4_3"] is net.features[21]
+    assert parts["conv5_3"] is net.features[28] and parts["fc10"] is net.fc10
+    assert "dropout" not in parts and "features" not in parts  # no parameters / not a part of its own
+    net.train_only(["conv5_3", "fc10"])
+    trained = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trained == {"features.28.weight", "features.28.bias", "fc10.weight", "fc10.bias"}
+    with pytest.raises(ValueError, match=r"unknown network part\(s\) \['conv5_4'\]"):
+        net.train_only(["conv5_4"])

@@ -93,6 +93,7 @@ class CropStreamConfig:
     photo_dir: str | None = "data/backgrounds/photos"  # crop backgrounds (null: procedural images)
     photometric: bool = True               # PT's colour jitter and noise/blur on the crops (augment's settings)
     loss_weight: float = 1.0
+    only: bool = False                     # crops alone, no frames: a rotation-pretraining stage (needs iters_per_epoch)
 
     @property
     def enabled(self) -> bool:
@@ -118,6 +119,8 @@ class TrainConfig:
     init_weights: str | None = None       # start from this checkpoint's weights (ours or PT's; every key must match)
     init_exclude: list[str] = field(default_factory=list)  # init_weights: key prefixes left at their fresh init
     freeze_early_convs: bool = False      # PT's TRAIN.FREEZE_LAYERS (conv1_1..conv3_3; off in its YCB-Video recipe)
+    trainable: list[str] | None = None    # our option: train only these parts (conv5_1, classifier, fc10, ...;
+    #                                       PoseCNN.parts); null = all (PT)
     # optimisation (PT: SGD, momentum 0.9, lr 1e-3, x0.1 from the 12th of 16 epochs, batch 2, weight decay 1e-4)
     optimizer: str = "sgd"                # sgd (PT) or adam (AdamW; converges faster from scratch)
     batch_size: int = 2                   # per process
@@ -298,6 +301,10 @@ class TrainConfig:
                 raise ConfigError(f"field 'train_data[{i}].root' must be a non-empty path, got {src.root!r}")
         if not isinstance(self.init_exclude, list) or not all(isinstance(k, str) and k for k in self.init_exclude):
             raise ConfigError(f"field 'init_exclude' must be a list of key prefixes, got {self.init_exclude!r}")
+        if self.trainable is not None and (not isinstance(self.trainable, list) or not self.trainable or not all(
+                isinstance(k, str) and k for k in self.trainable)):
+            raise ConfigError(f"field 'trainable' must be a non-empty list of network parts (conv5_1, classifier, "
+                              f"fc10, ...) or null, got {self.trainable!r}")
         if self.init_exclude and self.init_weights is None:
             raise ConfigError("field 'init_exclude' needs init_weights (it names keys not taken from it)")
         self._validate_crops()
@@ -314,6 +321,12 @@ class TrainConfig:
             v = getattr(c, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ConfigError(f"field 'crops.{name}' must be a probability in [0, 1], got {v!r}")
+        if not isinstance(c.only, bool):
+            raise ConfigError(f"field 'crops.only' must be true or false, got {c.only!r}")
+        if c.only and not c.enabled:
+            raise ConfigError("field 'crops.only' needs crops.bank (the crops are all the run trains on)")
+        if c.only and self.iters_per_epoch is None:
+            raise ConfigError("field 'crops.only' needs iters_per_epoch (there are no frames to count epochs by)")
         if c.canvas % 16:
             raise ConfigError(f"field 'crops.canvas' must be a multiple of 16, got {c.canvas}")
         if not c.size_min <= c.size_max <= c.canvas - 2:
@@ -322,7 +335,7 @@ class TrainConfig:
 
     def check_ready(self) -> None:
         """Checks that only matter when training actually starts (data and objects given)."""
-        if not self.train_data:
+        if not self.train_data and not self.crops.only:
             raise ConfigError("field 'train_data' is empty: give at least one {root: ..., split: ...}")
         if not self.objects:
             raise ConfigError("field 'objects' is empty: give the object-set YAML the model is trained for")
@@ -375,7 +388,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         elif name == "rotation_eval_data":
             kwargs[name] = None if value is None else (
                 value if isinstance(value, DataSource) else _build(DataSource, value, key))
-        elif name == "init_exclude":
+        elif name in ("init_exclude", "trainable"):
             kwargs[name] = list(value) if isinstance(value, (list, tuple)) else value
         elif name == "train_data":
             if isinstance(value, (str, Mapping)):

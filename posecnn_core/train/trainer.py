@@ -13,16 +13,18 @@ see docs/training.md ("Several GPUs") for what else this needs.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from ..checkpoint import (CheckpointError, CheckpointMeta, load_vgg16_imagenet, load_weights, read_state_dict,
@@ -87,16 +89,19 @@ class Trainer:
         self.objects = objects if objects is not None else load_object_set(cfg.objects, models_root=cfg.models_root)
         C = self.objects.num_classes
         self.reference_camera = cfg.reference
-        self.dataset = TrainDataset(cfg.train_data, self.objects, in_channels=cfg.in_channels,
-                                    input_size=cfg.input_size, augment=cfg.augment, seed=cfg.seed,
-                                    skip_bad=cfg.skip_bad_frames, reference_focal=self.reference_camera.focal)
+        self.crops_only = cfg.crops.only  # a rotation-pretraining stage: no frames are read
+        self.dataset = None if self.crops_only else TrainDataset(
+            cfg.train_data, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
+            augment=cfg.augment, seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
+            reference_focal=self.reference_camera.focal)
         self.global_batch = cfg.batch_size * self.env.world_size
         self.iters_per_epoch = cfg.iters_per_epoch or max(1, len(self.dataset) // self.global_batch)
         self.total_iters = cfg.epochs * self.iters_per_epoch
         if cfg.max_iters is not None:
             self.total_iters = min(self.total_iters, cfg.max_iters)
-        self.sampler = EpochSampler(len(self.dataset), self.iters_per_epoch * cfg.batch_size, seed=cfg.seed,
-                                    rank=self.env.rank, world_size=self.env.world_size)
+        self.sampler = None if self.dataset is None else EpochSampler(
+            len(self.dataset), self.iters_per_epoch * cfg.batch_size, seed=cfg.seed, rank=self.env.rank,
+            world_size=self.env.world_size)
 
         resume = self._resume_path()
         if resume is None and cfg.vgg16_init is not None and not Path(cfg.vgg16_init).is_file():
@@ -116,6 +121,13 @@ class Trainer:
                 raise ConfigError("freeze_early_convs: true needs pretrained weights (vgg16_init or init_weights); "
                                   "it would freeze randomly initialised convolutions")
             self.net.freeze_early_convs(True)
+        if cfg.trainable is not None:  # only these parts train (e.g. conv5 and the rotation head on crops)
+            try:
+                self.net.train_only(cfg.trainable)
+            except ValueError as exc:
+                raise ConfigError(f"field 'trainable': {exc}") from exc
+            if cfg.freeze_early_convs:
+                self.net.freeze_early_convs(True)
         if cfg.channels_last:  # a memory layout only: about 20 % faster convolutions on the CPU (oneDNN)
             self.net = self.net.to(memory_format=torch.channels_last)
         self.model = ddp.wrap_model(TrainModel(self.net).to(self.device), self.env, self.device)
@@ -157,6 +169,9 @@ class Trainer:
         """The first ``rotation_eval_frames`` frames spread evenly over the training data, without augmentation."""
         cfg = self.cfg
         sources = [cfg.rotation_eval_data] if cfg.rotation_eval_data is not None else cfg.train_data
+        if not sources:
+            raise ConfigError("rotation_eval_interval: a crops-only run has no training frames to check the "
+                              "rotation on; give rotation_eval_data")
         plain = TrainDataset(sources, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
                              augment=AugmentConfig(enabled=False), seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
                              reference_focal=self.reference_camera.focal)
@@ -289,9 +304,38 @@ class Trainer:
                                half=self.cfg.save_half)
 
     # -- the loop -------------------------------------------------------------------------------------------
-    def step(self, batch: Batch) -> dict[str, float]:
+    def step_crops(self) -> dict[str, float]:
+        """One optimisation step on this iteration's crops alone (``crops.only``); the frame losses are 0."""
+        self.model.train()
+        crop_pose = self.crop_stream.loss(self.net, self.iteration)
+        if not math.isfinite(float(crop_pose.detach())):
+            raise TrainingError(f"crop rotation loss is {float(crop_pose.detach())} at iteration {self.iteration}."
+                                " Lower lr or check the view bank.")
+        lr = self._optimise(self.cfg.crops.loss_weight * crop_pose)
+        out = dict.fromkeys(LOSS_NAMES, 0.0)
+        out["loss"] = self.cfg.crops.loss_weight * float(crop_pose.detach())
+        out.update(crop_pose=float(crop_pose.detach()), lr=lr, rois=0, fg_rois=0, pose_rois=0)
+        return out
+
+    def _optimise(self, loss: Tensor) -> float:
+        """Backward pass of ``loss`` and one optimiser and scheduler step; returns the learning rate used."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP averages the gradients over the processes; the global batch's gradient is the sum of the shares'
+        self.scaler.scale(loss * self.env.world_size).backward()
+        if self.cfg.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return lr
+
+    def step(self, batch: Batch | None) -> dict[str, float]:
         """One optimisation step on ``batch`` (this process's part of the global batch); returns the losses and
-        the RoI counts of the global batch, and the learning rate."""
+        the RoI counts of the global batch, and the learning rate. ``None``: a crops-only step."""
+        if batch is None:
+            return self.step_crops()
         cfg, env = self.cfg, self.env
         batch = batch.to(self.device, non_blocking=True)
         epoch, step_in_epoch = divmod(self.iteration, self.iters_per_epoch)
@@ -323,16 +367,7 @@ class Trainer:
             raise TrainingError(f"loss is {totals[0]} at iteration {self.iteration} (frames {batch.frame_ids}{where});"
                                 f" parts: { {k: float(v.detach()) for k, v in losses.items()} }. Lower lr or check "
                                 "the data.")
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.zero_grad(set_to_none=True)
-        # DDP averages the gradients over the processes; the global batch's gradient is the sum of the shares'
-        self.scaler.scale(losses["loss"] * env.world_size).backward()
-        if cfg.grad_clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        lr = self._optimise(losses["loss"])
         out: dict[str, float] = dict(zip(LOSS_NAMES, totals))
         out["crop_pose"] = float(crop_pose.detach()) if crop_pose is not None else float("nan")
         out.update(lr=lr, rois=int(totals[-3]), fg_rois=int(totals[-2]), pose_rois=int(totals[-1]))
@@ -344,7 +379,9 @@ class Trainer:
             return None
         return {"iteration": self.iteration, **summarize(self.rotation_probe.errors(self.net)).as_row()}
 
-    def _loader(self, epoch: int, start_iter: int) -> torch.utils.data.DataLoader:
+    def _loader(self, epoch: int, start_iter: int) -> Iterable[Batch | None]:
+        if self.crops_only:  # one None per remaining iteration of the epoch: step() makes the crops
+            return itertools.repeat(None, self.iters_per_epoch - start_iter)
         self.sampler.set_epoch(epoch, start_iter * self.cfg.batch_size)
         self.dataset.set_epoch(epoch)
         return torch.utils.data.DataLoader(
