@@ -235,12 +235,20 @@ class _Voters(NamedTuple):
     reach: torch.Tensor  # int64 window reach (see _window_reach)
 
 
+def _sqrt_f32(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded float32 square root (IEEE, as C's sqrtf and numpy give it). torch.sqrt of float32 on
+    the CPU may be 1 ulp off (its vectorised kernel): e.g. sqrt(0.58675873) gives 0.7660018 instead of 0.76600176,
+    enough to flip a cosine that sits on the inlier threshold. Through float64 the result is exact (53 >= 2 * 24 + 2
+    bits: rounding twice cannot differ from rounding once for a square root)."""
+    return torch.sqrt(x.double()).to(_F32)
+
+
 def _direction_ok(vt: _Voters, i: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
                   inlier: torch.Tensor) -> torch.Tensor:
     """cos((u, v), (cx − x, cy − y)) > inlier in float32: dot / (|n|·|d|), NaN (same cell, zero n) never passes."""
     dx = (cx - vt.x[i]).to(_F32)
     dy = (cy - vt.y[i]).to(_F32)
-    n2 = torch.sqrt(dx * dx + dy * dy)
+    n2 = _sqrt_f32(dx * dx + dy * dy)
     dot = vt.u[i] * dx + vt.v[i] * dy
     return dot / (vt.n1[i] * n2) > inlier
 
@@ -315,7 +323,7 @@ def _select_voters(labels: torch.Tensor, vertex: torch.Tensor, K: torch.Tensor, 
     u = vflat[b, 3 * c, rem]
     v = vflat[b, 3 * c + 1, rem]
     d = torch.exp(vflat[b, 3 * c + 2, rem].double()).to(_F32)
-    n1 = torch.sqrt(u * u + v * v)
+    n1 = _sqrt_f32(u * u + v * v)
     Kb = K[b]
     thr = project_threshold(extents[c], d, Kb[:, 0, 0], Kb[:, 1, 1], Kb[:, 0, 2], Kb[:, 1, 2], p.box_factor)
     reach = _window_reach(thr, H, W)

@@ -246,6 +246,28 @@ HV_HOST_DEVICE int64_t same_label_pass_run(const ClassMaps& maps, int64_t x, int
   return best;
 }
 
+// Cells (cx, cy), (cx + 1, cy), ... whose same-label test certainly fails: the samples needed..S (S - needed + 1 of
+// them) all lie off the class, so at most needed - 1 can carry it (run_in_class with !on). Returns the number of
+// cells after (cx, cy) that fail too, or -1 when the bound does not decide (cx, cy). The run's length follows from
+// dout being 1-Lipschitz exactly as in same_label_pass_run. (dout equals the true distance to the class inside the
+// maps' window, which holds every pixel of the class, and the true distance is 1-Lipschitz everywhere.)
+HV_HOST_DEVICE int64_t same_label_fail_run(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy,
+                                           int64_t S, int64_t needed) {
+  if (needed < 1 || needed > S) return -1;
+  const int64_t k = S - needed + 1;
+  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
+  const double a = static_cast<double>(adx > ady ? adx : ady);
+  const double c = static_cast<double>(k - 1) / static_cast<double>(2 * S);
+  const double f = static_cast<double>(2 * needed + k - 1) / static_cast<double>(2 * S);
+  const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
+  const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
+  if (!maps.inside(mx, my)) return -1;
+  const double margin = static_cast<double>(maps.dout[maps.at(mx, my)]) - (c * a + 1.51);
+  if (!(margin > 0.0)) return -1;
+  const double n = (margin - 1.0) / (f + c);
+  return n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;
+}
+
 // PT's same-label sampling: q_i = (int(x + i/S * dx), int(y + i/S * dy)), i = 1..S, float32, truncation toward
 // zero; the vote stands when at least `needed` samples (same_label_needed) lie in the image and carry the class.
 // `steps` (optional) holds the float32 i/S for i = 0..S. Exact shortcuts that do not change the decision (see the

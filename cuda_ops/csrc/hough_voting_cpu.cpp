@@ -225,6 +225,11 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
               x = last + 1;
               continue;
             }
+            const int64_t fail = same_label_fail_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
+            if (fail >= 0) {  // this cell and `fail` more certainly fail: skip them
+              x += fail + 1;
+              continue;
+            }
             if (same_label_ok(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed, v.safe, sl.maps)) ++row[x];
             ++x;
           }
