@@ -163,6 +163,23 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
   return out;
 }
 
+// Largest cosine between voter p's direction and (dx, dy) over the cells dx = s * m, m in [m0, m1] (s = +-1,
+// 1 <= m0 <= m1) of the row at offset dy, in float64. For dy != 0 the cosine is unimodal in dx along the row (the
+// offset's angle moves monotonically), so its maximum is 1 where (dx, dy) points along (u, v) and otherwise lies
+// at an end; for dy = 0 it is constant on the half row.
+double half_row_max_cos(const Voter& p, int64_t dy, int64_t s, int64_t m0, int64_t m1) {
+  const double u = static_cast<double>(p.u), v = static_cast<double>(p.v), n = static_cast<double>(p.n1);
+  const double fdy = static_cast<double>(dy);
+  auto cos_at = [&](double dx) { return (u * dx + v * fdy) / (n * std::sqrt(dx * dx + fdy * fdy)); };
+  if (dy != 0 && v != 0.0 && fdy / v > 0.0) {  // (dx*, dy) = (dy / v) * (u, v) lies on this row
+    const double xs = u * fdy / v;
+    if (xs * static_cast<double>(s) >= static_cast<double>(m0) && xs * static_cast<double>(s) <= static_cast<double>(m1)) {
+      return 1.0;
+    }
+  }
+  return std::max(cos_at(static_cast<double>(s * m0)), cos_at(static_cast<double>(s * m1)));
+}
+
 // Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row). On each row a voter's cells that
 // certainly pass every test (inside the cone by kMargin cells, inside the window, and close enough to the voter for
 // the same-label rule, same_label_sure_reach) are counted as one run in a difference array; only the cells around
@@ -178,8 +195,17 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
     const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), nullptr};
     for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) sure[i] = same_label_sure_reach(vs.voters[i], sl, H, W);
   }
+  const float inlier = static_cast<float>(p.inlier_threshold);
+  // float32's cosine (dot / (n1 * n2), each step rounded) is within a few 1e-7 of the exact one
+  constexpr double kCosMargin = 1e-5;
+  // Per slot the largest reach: the voters of row y lie within it (voters are row-major within their slot).
+  std::vector<int64_t> max_reach(S, 0);
+  for (int64_t s = 0; s < S; ++s) {
+    for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) max_reach[s] = std::max(max_reach[s], vs.voters[i].reach);
+  }
   at::parallel_for(0, S * H, 1, [&](int64_t t0, int64_t t1) {
     std::vector<int32_t> diff(W + 1);
+    std::vector<uint8_t> pass(W);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t / H, y = t % H;
       const ClassMaps* maps = p.check_same_label ? &vs.maps[s] : nullptr;
@@ -187,14 +213,46 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
       const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), maps};
       int32_t* row = out + (s * H + y) * W;
       std::fill(diff.begin(), diff.end(), 0);
-      for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) {
-        const Voter& v = vs.voters[i];
+      // Cells [a, b] one by one: the direction test first, for the whole span in one loop the compiler vectorises
+      // (direction_ok's operations in its order), then the window and the same-label rule where it passed.
+      auto test_span = [&](const Voter& v, int64_t a, int64_t b) {
+        if (a > b) return;
+        const float dy = static_cast<float>(y - v.y);
+        const float dy2 = mul_rn(dy, dy), vdy = mul_rn(v.v, dy), u = v.u, n1 = v.n1, cos_min = inlier;
+        const int32_t vx = static_cast<int32_t>(v.x), a32 = static_cast<int32_t>(a), b32 = static_cast<int32_t>(b);
+        uint8_t* __restrict ok = pass.data();
+        for (int32_t x = a32; x <= b32; ++x) {
+          const float dx = static_cast<float>(x - vx);
+          const float n2 = std::sqrt(add_rn(mul_rn(dx, dx), dy2));
+          ok[x] = div_rn(add_rn(mul_rn(u, dx), vdy), mul_rn(n1, n2)) > cos_min;
+        }
+        for (int64_t x = a; x <= b; ++x) {
+          if (!ok[x] || !in_window(v, x, y, v.thr)) continue;
+          if (!sl.check || same_label_ok(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed, v.safe, sl.maps)) {
+            ++row[x];
+          }
+        }
+      };
+      // voters whose rows can reach row y: v.y in [y - max_reach, y + max_reach]
+      const Voter* first = vs.voters.data() + vs.start[s];
+      const Voter* last = vs.voters.data() + vs.start[s + 1];
+      first = std::partition_point(first, last, [&](const Voter& v) { return v.y < y - max_reach[s]; });
+      for (const Voter* vp = first; vp != last && vp->y <= y + max_reach[s]; ++vp) {
+        const Voter& v = *vp;
+        const int64_t i = vp - vs.voters.data();
         int64_t lo, hi, in_lo, in_hi;
         if (!row_candidates(v, y, W, lo, hi, &in_lo, &in_hi)) continue;
-        if (in_lo > in_hi) {  // no cell certainly inside the cone: test every candidate
-          for (int64_t x = lo; x <= hi; ++x) {
-            if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
+        if (in_lo > in_hi) {  // no cell certainly inside the cone: test every candidate ...
+          const int64_t dy = y - v.y;
+          for (int64_t side = -1; side <= 1; side += 2) {
+            const int64_t a = side < 0 ? lo : imax(lo, v.x + 1), b = side < 0 ? imin(hi, v.x - 1) : hi;
+            if (a > b) continue;
+            // ... except half rows whose cosine stays below the threshold by far more than float32's error
+            const int64_t m0 = side < 0 ? v.x - b : a - v.x, m1 = side < 0 ? v.x - a : b - v.x;
+            if (half_row_max_cos(v, dy, side, m0, m1) < static_cast<double>(inlier) - kCosMargin) continue;
+            test_span(v, a, b);
           }
+          test_span(v, imax(lo, v.x), imin(hi, v.x));
           continue;
         }
         // [in_lo, in_hi] passes the direction and window tests; of it, [run_lo, run_hi] the same-label rule too.
@@ -210,9 +268,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
           run_lo = in_hi + 1;
           run_hi = in_hi;
         }
-        for (int64_t x = lo; x < in_lo; ++x) {
-          if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
-        }
+        test_span(v, lo, in_lo - 1);
         // The rest of [in_lo, in_hi] needs only the same-label rule: runs of cells that certainly pass it are
         // counted at once (same_label_pass_run), the others tested one by one.
         auto same_label_span = [&](int64_t from, int64_t to) {
@@ -238,9 +294,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
           same_label_span(in_lo, run_lo - 1);
           same_label_span(run_hi + 1, in_hi);
         }
-        for (int64_t x = in_hi + 1; x <= hi; ++x) {
-          if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
-        }
+        test_span(v, in_hi + 1, hi);
       }
       int32_t run = 0;
       for (int64_t x = 0; x < W; ++x) {
