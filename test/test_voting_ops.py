@@ -229,3 +229,18 @@ def test_crowded_scene_vote_counts_equal_reference() -> None:
     assert torch.equal(torch.from_numpy(pt_voting(labels, vertex, K, extents, p)[0]).int(), V_ref)
     _assert_same(hough_voting(labels, vertex, K, extents, p, backend="torch"),
                  hough_voting(labels, vertex, K, extents, p, backend="cpp"))
+
+
+def test_cpu_kernel_gives_the_same_counts_on_several_threads() -> None:
+    """The CPU kernel runs its (class, row) tasks in parallel (OpenMP): the counts must not depend on it."""
+    labels, vertex, K, extents = _instance_scene(3, B=2, H=64, W=96)
+    p = VotingParams(label_threshold=0, skip_pixels=1, vote_threshold=3)
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = vote_counts(labels, vertex, K, extents, p, backend="cpp")
+        torch.set_num_threads(2)
+        two = vote_counts(labels, vertex, K, extents, p, backend="cpp")
+    finally:
+        torch.set_num_threads(prev)
+    assert int(one.sum()) > 0 and torch.equal(one, two)

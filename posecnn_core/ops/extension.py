@@ -29,7 +29,10 @@ from ..resources import search_roots  # cuda_ops/ is found where every other bun
 LOG = logging.getLogger(__name__)
 LIBRARY_NAME = "posecnn"
 EXTENSION_NAME = "posecnn_ops"
-CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno"]  # no errno: lets sqrt loops vectorise (same results)
+# -fopenmp: at::parallel_for is an OpenMP pragma in ATen's headers, compiled into this library; without the flag
+# the kernels run on one thread whatever torch.set_num_threads says. -fno-math-errno lets sqrt loops vectorise
+# (same results). -ffp-contract=off: no fused multiply-adds (the voting rules are exact float32).
+CXX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]
 CUDA_FLAGS = ["-O3"]
 _SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".hpp", ".cuh")
 
@@ -149,6 +152,7 @@ def _build_and_load(verbose: bool) -> None:
         sources=[str(p) for p in sources],
         extra_include_paths=[str(src)],
         extra_cflags=CXX_FLAGS,
+        extra_ldflags=["-fopenmp"],
         extra_cuda_cflags=CUDA_FLAGS,
         build_directory=str(out),
         is_python_module=False,
