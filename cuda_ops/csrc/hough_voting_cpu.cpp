@@ -203,10 +203,14 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
   for (int64_t s = 0; s < S; ++s) {
     for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) max_reach[s] = std::max(max_reach[s], vs.voters[i].reach);
   }
-  at::parallel_for(0, S * H, 1, [&](int64_t t0, int64_t t1) {
+  // Tasks (slot, row) dealt to the threads in turn (t = c, c + n, c + 2n, ...): contiguous blocks would give one
+  // thread the rows of one object and another thread empty rows.
+  const int64_t T = S * H, n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
+  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<int32_t> diff(W + 1);
     std::vector<uint8_t> pass(W);
-    for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t t = c; t < T; t += n_chunks) {
       const int64_t s = t / H, y = t % H;
       const ClassMaps* maps = p.check_same_label ? &vs.maps[s] : nullptr;
       const MapIs is_c{maps};
@@ -301,6 +305,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
         run += diff[x];
         row[x] += run;
       }
+    }
     }
   });
   return V;
