@@ -9,10 +9,16 @@ import torch
 from ..geometry import mat_to_quat, quat_to_mat
 
 
+_LEVI_CIVITA = torch.zeros(3, 3, 3, dtype=torch.float64)
+for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+    _LEVI_CIVITA[_i, _j, _k], _LEVI_CIVITA[_j, _i, _k] = 1.0, -1.0
+
+
 def _skew(w: torch.Tensor) -> torch.Tensor:
-    o = torch.zeros_like(w[..., 0])
-    return torch.stack([o, -w[..., 2], w[..., 1], w[..., 2], o, -w[..., 0], -w[..., 1], w[..., 0], o],
-                       -1).reshape(*w.shape[:-1], 3, 3)
+    """Cross-product matrices [..., 3, 3] of vectors [..., 3]: [w]x_ij = -eps_ijk w_k (one product and one sum;
+    each entry has a single non-zero term, so the values are exactly +-w_k or 0)."""
+    eps = _LEVI_CIVITA.to(device=w.device, dtype=w.dtype)
+    return -(w[..., None, None, :] * eps).sum(-1)
 
 
 def _so3_exp(w: torch.Tensor) -> torch.Tensor:
@@ -37,6 +43,14 @@ def _rotation_angle(R: torch.Tensor) -> torch.Tensor:
 
 def _cap_rotation(R: torch.Tensor, R0: torch.Tensor, max_angle: torch.Tensor) -> torch.Tensor:
     """Shrink the rotation R·R0ᵀ to at most max_angle (radians, per batch element) about the same axis."""
+    capped = torch.isfinite(max_angle)
+    if not bool(capped.any()):  # nothing capped (no symmetric object in the batch)
+        return R
+    if not bool(capped.all()):  # only the capped elements need the work
+        rows = torch.nonzero(capped).squeeze(1)
+        out = R.clone()
+        out[rows] = _cap_rotation(R[rows], R0[rows], max_angle[rows])
+        return out
     q = mat_to_quat(R @ R0.transpose(-1, -2))
     angle = 2 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0])
     over = angle > max_angle
