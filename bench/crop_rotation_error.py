@@ -1,0 +1,70 @@
+"""Rotation error of checkpoints' rotation heads on fresh crops from the view bank (the crop stream's own
+distribution), next to which the trainer's held-out probe (train_rotation_eval.csv) tells whether a run learns
+rotation at all or only fails to carry it over to frames.
+
+    python bench/crop_rotation_error.py --config config/train/demo_v4_rot_cpu.yaml CKPT [CKPT ...] [--batches 4]
+
+Crops come from iterations the run never reaches (a separate random stream: seed + 1), ground-truth boxes; errors
+are the angle between predicted and target allocentric quaternions, over the non-symmetric classes of the object
+set (symmetric ones have no single correct rotation). Prints one row per checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from posecnn_core.checkpoint import load_weights, read_state_dict
+from posecnn_core.network import PoseCNN, normalize_bgr
+from posecnn_core.objects import load_object_set
+from posecnn_core.train import ddp
+from posecnn_core.train.config import load_config
+from posecnn_core.train.crop_stream import CropStream
+
+
+def crop_errors(net: PoseCNN, stream: CropStream, batches: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(angle errors in degrees [n], class indices [n]) of `batches` crop batches."""
+    errors, classes = [], []
+    with torch.no_grad():
+        for b in range(batches):
+            image, rois, cls, q_gt = stream.batch(10**9 + b).tensors(torch.device("cpu"))
+            conv4, conv5 = net.trunk(normalize_bgr(image))
+            q = net.rotation_head(conv4, conv5, rois)
+            n = cls.shape[0]
+            q_pred = torch.nn.functional.normalize(q.view(n, -1, 4)[torch.arange(n), cls].float(), dim=-1)
+            cos_half = (q_pred * q_gt.float()).sum(-1).abs().clamp(max=1.0)
+            errors.append(torch.rad2deg(2 * torch.acos(cos_half)))
+            classes.append(cls)
+    return torch.cat(errors), torch.cat(classes)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="the training config (object set, crop settings, network)")
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--batches", type=int, default=4, help="crop batches of the config's crops.batch_size")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    cfg = load_config(args.config, [f"seed={cfg.seed + 1}"])
+    objects = load_object_set(cfg.objects, models_root=cfg.models_root)
+    stream = CropStream(cfg, objects, torch.device("cpu"), ddp.env_from_environ())
+    symmetric = torch.as_tensor(np.asarray(objects.symmetric, dtype=bool))
+    print(f"{'checkpoint':<52} | {'crops':>6} | {'median (deg)':>12} | {'< 30 deg':>8}")
+    for path in args.checkpoints:
+        state, meta = read_state_dict(path)  # the network's shape from the checkpoint, else the config's
+        net = PoseCNN(objects.num_classes, in_channels=cfg.in_channels,
+                      fc_dim=meta.fc_dim if meta is not None and meta.fc_dim else cfg.fc_dim,
+                      trunk_width=meta.trunk_width if meta is not None and meta.trunk_width else cfg.trunk_width)
+        load_weights(net, state)
+        err, cls = crop_errors(net.eval(), stream, args.batches)
+        keep = ~symmetric[cls]
+        e = err[keep]
+        print(f"{path:<52} | {int(keep.sum()):>6} | {float(e.median()):>12.1f} | "
+              f"{100 * float((e < 30).float().mean()):>7.0f}%")
+
+
+if __name__ == "__main__":
+    main()
