@@ -467,6 +467,15 @@ def stamp_of(msg: Any) -> tuple[int, int] | None:
     return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
+def teardown(proc: "NodeProcess", peer: "Peer | None" = None) -> None:
+    """End of a node test, however it ended: close the peer (if any) and kill the node process if it still runs
+    (a test that passed has already stopped it with a signal and checked its exit code)."""
+    if peer is not None:
+        peer.close()
+    if proc.proc.poll() is None:
+        proc.proc.kill()
+
+
 def assert_quiet_exit(code: int, output: str) -> None:
     """Exit code 0 and nothing alarming in the output: no traceback, no ERROR/FATAL line, no C++ abort."""
     assert code == 0, output

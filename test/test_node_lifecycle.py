@@ -147,9 +147,7 @@ def test_transitions_and_behaviour_in_each_state(tmp_path) -> None:
         assert "shut down from active" in proc.output
         assert proc.stop(signal.SIGINT) == 0, proc.output
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_failed_configure_keeps_the_node_unconfigured(tmp_path) -> None:
@@ -168,9 +166,7 @@ def test_failed_configure_keeps_the_node_unconfigured(tmp_path) -> None:
         assert life.state() == "finalized"
         assert proc.stop(signal.SIGTERM) == 0, proc.output
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_bad_parameter_stops_the_managed_node_at_start(tmp_path) -> None:

@@ -49,9 +49,7 @@ def running(model):
         code = proc.stop(signal.SIGINT)
         assert code == 0, proc.output
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 _stamp_counter = [100]
@@ -390,8 +388,7 @@ def test_start_up_integer_for_float_and_unknown_parameter(model) -> None:
         helpers.assert_quiet_exit(typo.stop(signal.SIGTERM), typo.output)
     finally:
         for proc in (ok, typo):
-            if proc.proc.poll() is None:
-                proc.proc.kill()
+            helpers.teardown(proc)
 
 
 def _send_pair(peer, image, info, stamp) -> tuple[int, int]:
@@ -444,9 +441,7 @@ def test_back_pressure_drops_instead_of_queueing(tmp_path) -> None:
         assert "fake warm-up 320x240" in proc.output and "GPU warm-up took" in proc.output
         assert proc.stop(signal.SIGTERM) == 0, proc.output
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_params_file_is_read(model, tmp_path) -> None:
@@ -473,9 +468,7 @@ def test_params_file_is_read(model, tmp_path) -> None:
         assert peer.messages("tf")[0].transforms[0].child_frame_id == "cfg/box_0"
         assert proc.stop(signal.SIGINT) == 0
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
@@ -489,8 +482,7 @@ def test_no_parameters_uses_the_bundled_demo_files(tmp_path) -> None:
         assert "6 classes, image /image, camera_info /camera_info" in out, out
         assert proc.stop(signal.SIGINT) == 0, proc.output
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc)
 
 def test_object_set_mismatch_names_the_bundled_set_that_fits(tmp_path) -> None:
     """The real estimator's mismatch error reaches the fatal start-up log: a 21-class PoseCNN-PyTorch state_dict
@@ -537,8 +529,7 @@ def test_sigterm_during_start_up_exits_quietly(model, delay_s) -> None:
         proc.proc.send_signal(signal.SIGTERM)
         helpers.assert_quiet_exit(proc.wait(60), proc.output)
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc)
 
 
 def test_sigterm_while_the_model_loads_exits_quietly(tmp_path) -> None:
@@ -549,8 +540,7 @@ def test_sigterm_while_the_model_loads_exits_quietly(tmp_path) -> None:
         proc.proc.send_signal(signal.SIGTERM)
         helpers.assert_quiet_exit(proc.wait(60), proc.output)
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc)
 
 
 def _node_in_a_slow_frame(tmp_path, sleep_s, answered_first=False):
@@ -580,9 +570,7 @@ def test_sigint_twice_during_a_frame_exits_quietly(tmp_path) -> None:
         proc.proc.send_signal(signal.SIGINT)
         helpers.assert_quiet_exit(proc.wait(30), proc.output)
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_sigterm_during_a_frame_publishes_it_then_exits(tmp_path) -> None:
@@ -595,9 +583,7 @@ def test_sigterm_during_a_frame_publishes_it_then_exits(tmp_path) -> None:
         assert peer.wait_until(lambda: peer.count("estimates") >= 1, 10), proc.output
         assert [d.id for d in peer.messages("detections")[-1].detections] == ["box_0", "can_0", "can_1"]
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_sigterm_during_a_frame_longer_than_the_stop_timeout_drops_it(tmp_path) -> None:
@@ -608,9 +594,7 @@ def test_sigterm_during_a_frame_longer_than_the_stop_timeout_drops_it(tmp_path) 
         helpers.assert_quiet_exit(proc.wait(60), proc.output)
         assert peer.count("estimates") == 0 and peer.count("detections") == 0  # dropped, not published
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_bad_ros_arguments_are_one_fatal_line(model, tmp_path) -> None:
@@ -666,9 +650,7 @@ def test_huge_frame_then_small_frame(tmp_path) -> None:
         assert proc.stop(signal.SIGINT, timeout=30) == 0, proc.output
         assert "Traceback" not in proc.output
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 def test_camera_info_without_images_gives_a_hint(model) -> None:
@@ -701,6 +683,4 @@ def test_camera_info_without_images_gives_a_hint(model) -> None:
         assert peer.count("detections") > 0, proc.output
         helpers.assert_quiet_exit(proc.stop(signal.SIGINT), proc.output)
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)

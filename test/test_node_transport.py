@@ -52,9 +52,7 @@ def running(tmp_path_factory):
         yield proc, peer
         assert proc.stop(signal.SIGINT) == 0, proc.output
     finally:
-        peer.close()
-        if proc.proc.poll() is None:
-            proc.proc.kill()
+        helpers.teardown(proc, peer)
 
 
 _stamps = [500]
