@@ -3,6 +3,7 @@ distribution), next to which the trainer's held-out probe (train_rotation_eval.c
 rotation at all or only fails to carry it over to frames.
 
     python bench/crop_rotation_error.py --config config/train/demo_v4_rot_cpu.yaml CKPT [CKPT ...] [--batches 4]
+                                        [--set crops.size_min=80 ...]
 
 Crops come from iterations the run never reaches (a separate random stream: seed + 1), ground-truth boxes; errors
 are the angle between predicted and target allocentric quaternions, over the non-symmetric classes of the object
@@ -45,10 +46,12 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--batches", type=int, default=4, help="crop batches of the config's crops.batch_size")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config overrides, e.g. crops.size_min=80 (the crops measured on)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
-    cfg = load_config(args.config, [f"seed={cfg.seed + 1}"])
+    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, [*args.set, f"seed={cfg.seed + 1}"])
     objects = load_object_set(cfg.objects, models_root=cfg.models_root)
     stream = CropStream(cfg, objects, torch.device("cpu"), ddp.env_from_environ())
     symmetric = torch.as_tensor(np.asarray(objects.symmetric, dtype=bool))
