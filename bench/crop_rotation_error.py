@@ -3,7 +3,7 @@ distribution), next to which the trainer's held-out probe (train_rotation_eval.c
 rotation at all or only fails to carry it over to frames.
 
     python bench/crop_rotation_error.py --config config/train/demo_v4_rot_cpu.yaml CKPT [CKPT ...] [--batches 4]
-                                        [--set crops.size_min=80 ...]
+                                        [--set crops.size_min=80 ...] [--frames 40]
 
 Crops come from iterations the run never reaches (a separate random stream: seed + 1), ground-truth boxes; errors
 are the angle between predicted and target allocentric quaternions, over the non-symmetric classes of the object
@@ -22,6 +22,7 @@ from posecnn_core.objects import load_object_set
 from posecnn_core.train import ddp
 from posecnn_core.train.config import load_config
 from posecnn_core.train.crop_stream import CropStream
+from posecnn_core.train.rotation_eval import summarize
 
 
 def crop_errors(net: PoseCNN, stream: CropStream, batches: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--batches", type=int, default=4, help="crop batches of the config's crops.batch_size")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--frames", type=int, default=0, help="also the probe on this many rotation_eval_data frames")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides, e.g. crops.size_min=80 (the crops measured on)")
     args = ap.parse_args()
@@ -55,7 +57,14 @@ def main() -> None:
     objects = load_object_set(cfg.objects, models_root=cfg.models_root)
     stream = CropStream(cfg, objects, torch.device("cpu"), ddp.env_from_environ())
     symmetric = torch.as_tensor(np.asarray(objects.symmetric, dtype=bool))
-    print(f"{'checkpoint':<52} | {'crops':>6} | {'median (deg)':>12} | {'< 30 deg':>8}")
+    probe = None
+    if args.frames:
+        from posecnn_core.train.trainer import make_rotation_probe
+
+        probe_cfg = load_config(args.config, [*args.set, f"rotation_eval_frames={args.frames}"])
+        probe = make_rotation_probe(probe_cfg, objects, torch.device("cpu"))
+    print(f"{'checkpoint':<52} | {'crops':>6} | {'median (deg)':>12} | {'< 30 deg':>8}"
+          + (f" | {'frames: objects':>15} | {'median (deg)':>12}" if probe else ""))
     for path in args.checkpoints:
         state, meta = read_state_dict(path)  # the network's shape from the checkpoint, else the config's
         net = PoseCNN(objects.num_classes, in_channels=cfg.in_channels,
@@ -65,8 +74,12 @@ def main() -> None:
         err, cls = crop_errors(net.eval(), stream, args.batches)
         keep = ~symmetric[cls]
         e = err[keep]
-        print(f"{path:<52} | {int(keep.sum()):>6} | {float(e.median()):>12.1f} | "
-              f"{100 * float((e < 30).float().mean()):>7.0f}%")
+        row = (f"{path:<52} | {int(keep.sum()):>6} | {float(e.median()):>12.1f} | "
+               f"{100 * float((e < 30).float().mean()):>7.0f}%")
+        if probe is not None:
+            summary = summarize(probe.errors(net))
+            row += f" | {summary.instances:>15} | {summary.median_deg:>12.1f}"
+        print(row)
 
 
 if __name__ == "__main__":

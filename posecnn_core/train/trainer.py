@@ -70,6 +70,21 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.device) -> RotationProbe:
+    """The rotation check of a run: ``rotation_eval_frames`` frames spread evenly over ``rotation_eval_data`` (or
+    the training data), without augmentation."""
+    sources = [cfg.rotation_eval_data] if cfg.rotation_eval_data is not None else cfg.train_data
+    if not sources:
+        raise ConfigError("rotation_eval_interval: a crops-only run has no training frames to check the "
+                          "rotation on; give rotation_eval_data")
+    plain = TrainDataset(sources, objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
+                         augment=AugmentConfig(enabled=False), seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
+                         reference_focal=cfg.reference.focal)
+    n = min(cfg.rotation_eval_frames, len(plain))
+    idx = np.unique(np.linspace(0, len(plain) - 1, n).round().astype(int))
+    return RotationProbe(plain, idx, objects.symmetric, cfg.min_visible_pixels, device)
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig`; :meth:`train` runs until ``epochs`` (or ``max_iters``).
 
@@ -166,18 +181,7 @@ class Trainer:
 
     # -- setup helpers --------------------------------------------------------------------------------------
     def _rotation_probe(self) -> RotationProbe:
-        """The first ``rotation_eval_frames`` frames spread evenly over the training data, without augmentation."""
-        cfg = self.cfg
-        sources = [cfg.rotation_eval_data] if cfg.rotation_eval_data is not None else cfg.train_data
-        if not sources:
-            raise ConfigError("rotation_eval_interval: a crops-only run has no training frames to check the "
-                              "rotation on; give rotation_eval_data")
-        plain = TrainDataset(sources, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
-                             augment=AugmentConfig(enabled=False), seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
-                             reference_focal=self.reference_camera.focal)
-        n = min(cfg.rotation_eval_frames, len(plain))
-        idx = np.unique(np.linspace(0, len(plain) - 1, n).round().astype(int))
-        return RotationProbe(plain, idx, self.objects.symmetric, cfg.min_visible_pixels, self.device)
+        return make_rotation_probe(self.cfg, self.objects, self.device)
 
     def _resume_path(self) -> Path | None:
         r = self.cfg.resume
