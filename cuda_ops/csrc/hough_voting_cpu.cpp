@@ -208,7 +208,6 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
   const int64_t T = S * H, n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<int32_t> diff(W + 1);
-    std::vector<uint8_t> pass(W);
     for (int64_t c = c0; c < c1; ++c) {
     for (int64_t t = c; t < T; t += n_chunks) {
       const int64_t s = t / H, y = t % H;
@@ -217,24 +216,10 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
       const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), maps};
       int32_t* row = out + (s * H + y) * W;
       std::fill(diff.begin(), diff.end(), 0);
-      // Cells [a, b] one by one: the direction test first, for the whole span in one loop the compiler vectorises
-      // (direction_ok's operations in its order), then the window and the same-label rule where it passed.
+      // Cells [a, b] of row y one by one, through the shared per-element rule (votes_for).
       auto test_span = [&](const Voter& v, int64_t a, int64_t b) {
-        if (a > b) return;
-        const float dy = static_cast<float>(y - v.y);
-        const float dy2 = mul_rn(dy, dy), vdy = mul_rn(v.v, dy), u = v.u, n1 = v.n1, cos_min = inlier;
-        const int32_t vx = static_cast<int32_t>(v.x), a32 = static_cast<int32_t>(a), b32 = static_cast<int32_t>(b);
-        uint8_t* __restrict ok = pass.data();
-        for (int32_t x = a32; x <= b32; ++x) {
-          const float dx = static_cast<float>(x - vx);
-          const float n2 = std::sqrt(add_rn(mul_rn(dx, dx), dy2));
-          ok[x] = div_rn(add_rn(mul_rn(u, dx), vdy), mul_rn(n1, n2)) > cos_min;
-        }
         for (int64_t x = a; x <= b; ++x) {
-          if (!ok[x] || !in_window(v, x, y, v.thr)) continue;
-          if (!sl.check || same_label_ok(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed, v.safe, sl.maps)) {
-            ++row[x];
-          }
+          if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
         }
       };
       // voters whose rows can reach row y: v.y in [y - max_reach, y + max_reach]
