@@ -27,7 +27,7 @@ from .camera import YCB_VIDEO_CAMERA, ReferenceCamera, focal_length, scale_intri
 from .checkpoint import CheckpointError, CheckpointMeta, model_from_checkpoint
 from .geometry import allo_to_ego, backproject, mat_to_quat, quat_to_mat
 from .inference_runtime import DenseRunner, HostCopies, StageClock, pinned, upload
-from .network import PIXEL_MEANS_BGR, PoseCNN
+from .network import PIXEL_MEANS_BGR, PoseCNN, label_map
 from .objects import ObjectSet, load_object_set, matching_object_sets_hint
 from .ops.backend import BACKENDS, resolve_backend
 from .refine import RefineOptions, refine_poses
@@ -275,13 +275,6 @@ class _Detections(NamedTuple):
     votes: torch.Tensor    # [N] float32
     center: torch.Tensor   # [N, 2] voting centres
     t: torch.Tensor        # [N, 3] voting translations (metres)
-
-
-def label_map(scores: torch.Tensor) -> torch.Tensor:
-    """Per-pixel class [B, H, W] int64 of dense scores [B, C, H, W]: the first maximal class, as ``argmax(1)``.
-    Computed with ``max(1)``, which returns the same indices (ties included: the first maximum) but is ~5x
-    faster on the CPU for a class axis that is not innermost (33 vs 6.5 ms at 640x480, 7 classes, one thread)."""
-    return scores.max(dim=1).indices
 
 
 class PoseEstimator:

@@ -464,7 +464,7 @@ def test_large_frame_is_downscaled_and_mapped_back(checkpoint, objects):
 
 
 def test_label_map_equals_argmax_with_ties():
-    from posecnn_core.estimator import label_map
+    from posecnn_core.network import label_map
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 3, (2, 7, 33, 45), generator=g).float()  # many ties

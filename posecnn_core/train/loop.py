@@ -30,7 +30,7 @@ from ..boxes import BoxCoder, box_iou, clip_boxes
 from ..geometry import ego_to_allo
 from ..losses import (LossSum, box_loss_sums, point_matching_loss_sum, pose_loss_sum, semantic_loss_sum,
                       vertex_loss_sum)
-from ..network import PoseCNN
+from ..network import PoseCNN, label_map
 from ..voting import VotingParams, hough_voting
 from .config import TrainConfig
 from .data import Batch, expand_vertex_targets
@@ -180,7 +180,7 @@ def voting_rois(scores: Tensor, vertex: Tensor, batch: Batch, extents: Tensor, r
     B = scores.shape[0]
     per_image = max(VotingParams().max_peaks // (global_batch or B), 1)
     with torch.no_grad():
-        labels = scores.detach().max(dim=1).indices  # = argmax(1), ties included; faster on the CPU
+        labels = label_map(scores.detach())
         B, H, W = labels.shape
         hw = batch.image_hw.to(labels.device)
         rows = torch.arange(H, device=labels.device)[None, :, None] < hw[:, 0, None, None]

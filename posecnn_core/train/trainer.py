@@ -104,8 +104,7 @@ class Trainer:
         self.objects = objects if objects is not None else load_object_set(cfg.objects, models_root=cfg.models_root)
         C = self.objects.num_classes
         self.reference_camera = cfg.reference
-        self.crops_only = cfg.crops.only  # a rotation-pretraining stage: no frames are read
-        self.dataset = None if self.crops_only else TrainDataset(
+        self.dataset = None if cfg.crops.only else TrainDataset(  # crops.only: no frames are read
             cfg.train_data, self.objects, in_channels=cfg.in_channels, input_size=cfg.input_size,
             augment=cfg.augment, seed=cfg.seed, skip_bad=cfg.skip_bad_frames,
             reference_focal=self.reference_camera.focal)
@@ -384,7 +383,7 @@ class Trainer:
         return {"iteration": self.iteration, **summarize(self.rotation_probe.errors(self.net)).as_row()}
 
     def _loader(self, epoch: int, start_iter: int) -> Iterable[Batch | None]:
-        if self.crops_only:  # one None per remaining iteration of the epoch: step() makes the crops
+        if self.cfg.crops.only:  # one None per remaining iteration of the epoch: step() makes the crops
             return itertools.repeat(None, self.iters_per_epoch - start_iter)
         self.sampler.set_epoch(epoch, start_iter * self.cfg.batch_size)
         self.dataset.set_epoch(epoch)
