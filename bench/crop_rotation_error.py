@@ -6,27 +6,30 @@ rotation at all or only fails to carry it over to frames.
                                         [--set crops.size_min=80 ...] [--frames 40]
 
 Crops come from iterations the run never reaches (a separate random stream: seed + 1), ground-truth boxes; errors
-are the angle between predicted and target allocentric quaternions, over the non-symmetric classes of the object
-set (symmetric ones have no single correct rotation). Prints one row per checkpoint.
+are the angle between predicted and target allocentric quaternions, up to a class's declared finite symmetry, over
+the classes with finitely many correct rotations (``ObjectSet.finite_symmetry``); one column per such class.
+Prints one row per checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from posecnn_core.checkpoint import load_weights, read_state_dict
 from posecnn_core.network import PoseCNN, normalize_bgr
 from posecnn_core.objects import load_object_set
+from posecnn_core.symmetry import group_quaternions, nearest_symmetric_targets
 from posecnn_core.train import ddp
 from posecnn_core.train.config import load_config
 from posecnn_core.train.crop_stream import CropStream
 from posecnn_core.train.rotation_eval import summarize
 
 
-def crop_errors(net: PoseCNN, stream: CropStream, batches: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(angle errors in degrees [n], class indices [n]) of `batches` crop batches."""
+def crop_errors(net: PoseCNN, stream: CropStream, batches: int, groups: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(angle errors in degrees [n], up to each class's symmetry group ``groups`` [C, K, 4]; class indices [n])
+    of `batches` crop batches."""
     errors, classes = [], []
     with torch.no_grad():
         for b in range(batches):
@@ -35,7 +38,8 @@ def crop_errors(net: PoseCNN, stream: CropStream, batches: int) -> tuple[torch.T
             q = net.rotation_head(conv4, conv5, rois)
             n = cls.shape[0]
             q_pred = torch.nn.functional.normalize(q.view(n, -1, 4)[torch.arange(n), cls].float(), dim=-1)
-            cos_half = (q_pred * q_gt.float()).sum(-1).abs().clamp(max=1.0)
+            q_gt = nearest_symmetric_targets(q_pred, q_gt.float(), groups[cls])
+            cos_half = (q_pred * q_gt).sum(-1).abs().clamp(max=1.0)
             errors.append(torch.rad2deg(2 * torch.acos(cos_half)))
             classes.append(cls)
     return torch.cat(errors), torch.cat(classes)
@@ -48,6 +52,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4, help="crop batches of the config's crops.batch_size")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--frames", type=int, default=0, help="also the probe on this many rotation_eval_data frames")
+    ap.add_argument("--frame-crop", default=None, metavar="SIZE,CANVAS",
+                    help="the frame probe also with each object in its own crop (posecnn_core.rotation_crops), "
+                         "e.g. 90,112")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides, e.g. crops.size_min=80 (the crops measured on)")
     args = ap.parse_args()
@@ -56,29 +63,39 @@ def main() -> None:
     cfg = load_config(args.config, [*args.set, f"seed={cfg.seed + 1}"])
     objects = load_object_set(cfg.objects, models_root=cfg.models_root)
     stream = CropStream(cfg, objects, torch.device("cpu"), ddp.env_from_environ())
-    symmetric = torch.as_tensor(np.asarray(objects.symmetric, dtype=bool))
-    probe = None
+    scored = torch.as_tensor(objects.finite_symmetry)
+    groups = group_quaternions(objects.symmetry_groups)
+    names = [objects.class_names[c] for c in range(objects.num_classes) if objects.finite_symmetry[c]]
+    probe = crop_probe = None
     if args.frames:
         from posecnn_core.train.trainer import make_rotation_probe
 
         probe_cfg = load_config(args.config, [*args.set, f"rotation_eval_frames={args.frames}"])
         probe = make_rotation_probe(probe_cfg, objects, torch.device("cpu"))
+        if args.frame_crop:
+            size, canvas = args.frame_crop.split(",")
+            crop_probe = make_rotation_probe(probe_cfg, objects, torch.device("cpu"), crop=(float(size), int(canvas)))
     print(f"{'checkpoint':<52} | {'crops':>6} | {'median (deg)':>12} | {'< 30 deg':>8}"
-          + (f" | {'frames: objects':>15} | {'median (deg)':>12}" if probe else ""))
+          + "".join(f" | {n + ' median':>14}" for n in names)
+          + (f" | {'frames: objects':>15} | {'median (deg)':>12}" if probe else "")
+          + (f" | {'crops of frames':>15}" if crop_probe else ""))
     for path in args.checkpoints:
         state, meta = read_state_dict(path)  # the network's shape from the checkpoint, else the config's
         net = PoseCNN(objects.num_classes, in_channels=cfg.in_channels,
                       fc_dim=meta.fc_dim if meta is not None and meta.fc_dim else cfg.fc_dim,
                       trunk_width=meta.trunk_width if meta is not None and meta.trunk_width else cfg.trunk_width)
         load_weights(net, state)
-        err, cls = crop_errors(net.eval(), stream, args.batches)
-        keep = ~symmetric[cls]
+        err, cls = crop_errors(net.eval(), stream, args.batches, groups)
+        keep = scored[cls]
         e = err[keep]
         row = (f"{path:<52} | {int(keep.sum()):>6} | {float(e.median()):>12.1f} | "
                f"{100 * float((e < 30).float().mean()):>7.0f}%")
+        row += "".join(f" | {float(err[cls == objects.index(n)].median()):>14.1f}" for n in names)
         if probe is not None:
             summary = summarize(probe.errors(net))
             row += f" | {summary.instances:>15} | {summary.median_deg:>12.1f}"
+        if crop_probe is not None:
+            row += f" | {summarize(crop_probe.errors(net)).median_deg:>15.1f}"
         print(row)
 
 

@@ -31,6 +31,7 @@ from .network import PIXEL_MEANS_BGR, PoseCNN, label_map
 from .objects import ObjectSet, load_object_set, matching_object_sets_hint
 from .ops.backend import BACKENDS, resolve_backend
 from .refine import RefineOptions, refine_poses
+from .rotation_crops import crop_rotations
 from .tracking import Tracker
 from .voting import VotingOutput, VotingParams, hough_voting
 
@@ -82,6 +83,10 @@ class EstimatorConfig:
     per-kernel launch cost; same kernels, same numbers); ignored on CPU.
     compile: run the dense forward through ``torch.compile`` (fused kernels; changes numerics slightly); falls back
     to eager, with one warning, when compilation fails.
+    rotation_crop_size: None (PT): the rotation head pools the frame's features in each detection's box; a number:
+    each detection is cut from the image with its box's long side resampled to this many pixels, centred in a
+    ``rotation_crop_canvas``-pixel square, and the rotation head runs on the trunk's features of those squares
+    (``posecnn_core.rotation_crops``; for networks whose rotation path was trained on such crops).
     """
 
     voting: VotingParams = field(default_factory=VotingParams)
@@ -101,6 +106,8 @@ class EstimatorConfig:
     channels_last: bool = True
     cuda_graph: bool = False
     compile: bool = False
+    rotation_crop_size: float | None = None
+    rotation_crop_canvas: int = 112
 
     def __post_init__(self) -> None:
         if not isinstance(self.voting, VotingParams):
@@ -128,6 +135,13 @@ class EstimatorConfig:
         for name in ("amp", "channels_last", "cuda_graph", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        canvas, size = self.rotation_crop_canvas, self.rotation_crop_size
+        if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 16 or canvas % 16:
+            raise ValueError(f"rotation_crop_canvas must be a multiple of 16, got {canvas!r}")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                                 or not 4 <= size <= canvas):
+            raise ValueError(f"rotation_crop_size must be None or a number in [4, rotation_crop_canvas = {canvas}], "
+                             f"got {size!r}")
 
     @classmethod
     def preset(cls, name: str, **changes) -> "EstimatorConfig":
@@ -473,7 +487,7 @@ class PoseEstimator:
             votes = hough_voting(labels, vertex, pinned(K_t) if on_gpu else K_t, self._extents, cfg.voting,
                                  backend=cfg.backend)
             clock.lap("voting")
-            if on_gpu:
+            if on_gpu and cfg.rotation_crop_size is None:
                 rows = self._device_rows(votes, conv4, conv5, cfg, geo.size)
                 clock.lap("rotation")
                 row_copy = None if rows is None else copies.add(rows)
@@ -484,7 +498,7 @@ class PoseEstimator:
                 objects = [] if row_copy is None else self._finish_rows(copies.numpy(row_copy), cfg, geo, (h, w))
                 clock.resolve()
             else:
-                objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w))
+                objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w), net_rgb)
                 clock.lap("rotation")
                 label = labels[0].to(torch.int32).cpu().numpy()
         if geo.scale != 1.0:
@@ -585,8 +599,10 @@ class PoseEstimator:
         return torch.cat(parts + ([q] if q is not None else []), dim=1)
 
     def _heads(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
-               geo: InputGeometry, image_size: tuple[int, int]) -> list[ObjectPose]:
-        """CPU: box head on every voting RoI, selection on the host, rotation head on the selected boxes only."""
+               geo: InputGeometry, image_size: tuple[int, int], image: np.ndarray) -> list[ObjectPose]:
+        """CPU (and rotation crops on any device): box head on every voting RoI, selection on the host, rotation
+        head on the selected boxes only, pooled from the frame's features or from crops of ``image`` (the network's
+        RGB input)."""
         if votes.rois.shape[0] == 0:
             return []
         conv4, conv5 = conv4.contiguous(), conv5.contiguous()  # once, rather than in every RoI pooling call
@@ -595,8 +611,13 @@ class PoseEstimator:
         keep = self._select(packed[:, 0].astype(np.int64), packed[:, 1], packed[:, 2:6], cfg)
         if keep.size == 0:
             return []
-        sel = torch.from_numpy(keep).to(self.device)
-        q = self._rotations(conv4, conv5, det.cls[sel], det.box[sel], cfg).cpu().numpy()
+        if cfg.rotation_crop_size is not None:
+            q = crop_rotations(self.net, image, packed[keep, 2:6], packed[keep, 0].astype(np.int64),
+                               cfg.rotation_crop_size, cfg.rotation_crop_canvas, self.device, cfg.backend)
+            q = q.cpu().numpy()
+        else:
+            sel = torch.from_numpy(keep).to(self.device)
+            q = self._rotations(conv4, conv5, det.cls[sel], det.box[sel], cfg).cpu().numpy()
         return self._records(packed[keep], q, geo, image_size)
 
     def _device_rows(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,

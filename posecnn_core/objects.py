@@ -18,12 +18,13 @@ import yaml
 
 from .camera import ReferenceCamera
 from .resources import search_roots
+from .symmetry import cyclic_group
 
 BACKGROUND = "__background__"
 UNITS = {"m": 1.0, "mm": 1e-3}
 _TOP_KEYS = {"name", "models_root", "points", "mesh", "units", "reference_camera", "classes"}
 BUNDLED_DIR = "config/objects"
-_CLASS_KEYS = {"name", "symmetric", "symmetric_training", "points", "mesh", "extents"}
+_CLASS_KEYS = {"name", "symmetric", "symmetric_training", "symmetry", "points", "mesh", "extents"}
 _POINT_FILE_SUFFIXES = {".xyz", ".txt", ".pts"}
 _SAMPLE_SEED = 0
 
@@ -42,8 +43,10 @@ class ObjectSet:
 
     points[c]: float32 `[N_c, 3]` (points[0] is empty); extents: float32 `[C, 3]` (row 0 zeros);
     symmetric: bool `[C]` used for evaluation (ADD-S); symmetric_training: bool `[C]` used for the
-    ShapeMatch-Loss (defaults to `symmetric`); mesh_paths[c]: the model's mesh file, if any;
-    reference_camera: the camera the set's checkpoints were trained with (None = not stated).
+    ShapeMatch-Loss (defaults to `symmetric`); symmetry_groups[c]: float64 `[K_c, 3, 3]`, the rotations S
+    (identity first) for which R·S looks like R (`posecnn_core.symmetry`; default: the identity alone);
+    mesh_paths[c]: the model's mesh file, if any; reference_camera: the camera the set's checkpoints were
+    trained with (None = not stated).
     """
 
     name: str
@@ -54,6 +57,7 @@ class ObjectSet:
     symmetric_training: np.ndarray | None = None
     mesh_paths: list[Path | None] = field(default_factory=list)
     reference_camera: ReferenceCamera | None = None
+    symmetry_groups: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.class_names = list(self.class_names)
@@ -77,6 +81,21 @@ class ObjectSet:
         self.symmetric = self._flags(self.symmetric, "symmetric")
         self.symmetric_training = (self.symmetric.copy() if self.symmetric_training is None
                                    else self._flags(self.symmetric_training, "symmetric_training"))
+        if not self.symmetry_groups:
+            self.symmetry_groups = [np.eye(3)[None] for _ in range(C)]
+        if len(self.symmetry_groups) != C:
+            raise ValueError(f"symmetry_groups must hold one group per class ({C}), got {len(self.symmetry_groups)}")
+        groups = []
+        for c, g in enumerate(self.symmetry_groups):
+            g = np.asarray(g, dtype=np.float64)
+            if g.ndim != 3 or g.shape[1:] != (3, 3) or len(g) == 0 or not np.allclose(g[0], np.eye(3)):
+                raise ValueError(f"symmetry_groups[{c}] ({self.class_names[c]}) must be [K, 3, 3] rotations with "
+                                 f"the identity first, got shape {g.shape}")
+            if len(g) > 1 and not self.symmetric[c]:
+                raise ValueError(f"class {self.class_names[c]!r} has a symmetry group of {len(g)} rotations but is "
+                                 "not marked symmetric")
+            groups.append(g)
+        self.symmetry_groups = groups
         if not self.mesh_paths:
             self.mesh_paths = [None] * C
         if len(self.mesh_paths) != C:
@@ -96,6 +115,13 @@ class ObjectSet:
     def num_classes(self) -> int:
         """Number of classes including the background."""
         return len(self.class_names)
+
+    @property
+    def finite_symmetry(self) -> np.ndarray:
+        """bool `[C]`: classes whose correct rotations are finitely many (not symmetric, or symmetric with a
+        declared symmetry group); the others (e.g. a shape turning about an axis) have no rotation to score."""
+        return np.array([c > 0 and (not s or len(g) > 1)
+                         for c, (s, g) in enumerate(zip(self.symmetric, self.symmetry_groups))], dtype=bool)
 
     def index(self, name: str) -> int:
         """Class index of `name` (0 for the background)."""
@@ -147,6 +173,11 @@ class ObjectClassSpec:
     mesh_path: Path | None
     mesh_explicit: bool
     extents: tuple[float, float, float] | None
+    symmetry: tuple[tuple[float, float, float], int] | None = None  # (axis, order) of a cyclic symmetry
+
+    def symmetry_group(self) -> np.ndarray:
+        """The class's symmetry rotations [K, 3, 3], identity first (the identity alone when none is declared)."""
+        return np.eye(3)[None] if self.symmetry is None else cyclic_group(*self.symmetry)
 
 
 @dataclass(frozen=True)
@@ -193,6 +224,24 @@ def _pattern(value: Any, source: Path, field_name: str) -> str:
 def _resolve(pattern: str, name: str, root: Path) -> Path:
     p = Path(pattern.replace("{name}", name)).expanduser()
     return p if p.is_absolute() else root / p
+
+
+def _symmetry(value: Any, source: Path, field_name: str) -> tuple[tuple[float, float, float], int] | None:
+    """``{axis: [x, y, z], order: n}`` (n >= 2) -> (axis, n); None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"axis", "order"}:
+        raise _fail(source, field_name, f"must be a mapping with 'axis' ([x, y, z]) and 'order' (an integer "
+                    f">= 2), got {value!r}")
+    axis, order = value["axis"], value["order"]
+    ok_axis = (isinstance(axis, list) and len(axis) == 3
+               and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in axis)
+               and any(v != 0 for v in axis))
+    if not ok_axis:
+        raise _fail(source, f"{field_name}.axis", f"must be a list of 3 numbers, not all zero, got {axis!r}")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 2:
+        raise _fail(source, f"{field_name}.order", f"must be an integer >= 2, got {order!r}")
+    return (float(axis[0]), float(axis[1]), float(axis[2])), order
 
 
 def _bool(value: Any, source: Path, field_name: str) -> bool:
@@ -279,6 +328,11 @@ def read_object_set_spec(yaml_path: str | Path, models_root: str | Path | None =
         symmetric = _bool(entry.get("symmetric", False), source, f"{where}.symmetric")
         sym_train = _bool(entry.get("symmetric_training", symmetric), source, f"{where}.symmetric_training")
 
+        symmetry = _symmetry(entry.get("symmetry"), source, f"{where}.symmetry")
+        if symmetry is not None and not symmetric:
+            raise _fail(source, f"{where}.symmetry", f"declares a symmetry of class {cname!r}, which needs "
+                        "'symmetric: true' (its pose is then evaluated with ADD-S)")
+
         points_pat = entry.get("points")
         mesh_pat = entry.get("mesh")
         points_explicit, mesh_explicit = points_pat is not None, mesh_pat is not None
@@ -301,7 +355,7 @@ def read_object_set_spec(yaml_path: str | Path, models_root: str | Path | None =
             points_path=None if points_pat is None else _resolve(points_pat, cname, root),
             points_explicit=points_explicit,
             mesh_path=None if mesh_pat is None else _resolve(mesh_pat, cname, root),
-            mesh_explicit=mesh_explicit, extents=extents))
+            mesh_explicit=mesh_explicit, extents=extents, symmetry=symmetry))
     return ObjectSetSpec(name=name, source=source, models_root=root, units=units, classes=tuple(classes),
                          reference_camera=reference_camera)
 
@@ -415,7 +469,8 @@ def load_object_set(yaml_path: str | Path, models_root: str | Path | None = None
         meshes.append(mesh)
     return ObjectSet(name=spec.name, class_names=spec.class_names, points=points, extents=np.stack(extents),
                      symmetric=spec.symmetric, symmetric_training=spec.symmetric_training, mesh_paths=meshes,
-                     reference_camera=spec.reference_camera)
+                     reference_camera=spec.reference_camera,
+                     symmetry_groups=[np.eye(3)[None]] + [c.symmetry_group() for c in spec.classes])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ class Models:
     symmetric: list[bool]
     points: list[np.ndarray | None]
     note: str = ""
+    symmetry_groups: list[np.ndarray] | None = None  # declared finite symmetries, [K, 3, 3] per class
 
     @property
     def have_points(self) -> bool:
@@ -97,7 +98,8 @@ class Models:
             raise ValueError(f"the node's classes {list(class_names)} are not those of the object set "
                              f"{list(objs.class_names)}")
         return cls(list(objs.class_names), [bool(s) for s in objs.symmetric],
-                   [None] + [np.asarray(objs.points[c], np.float64) for c in range(1, objs.num_classes)])
+                   [None] + [np.asarray(objs.points[c], np.float64) for c in range(1, objs.num_classes)],
+                   symmetry_groups=list(objs.symmetry_groups))
 
 
 def _box_corners(size: np.ndarray) -> np.ndarray:
@@ -173,7 +175,8 @@ def score_frame(index: int, stamp: str, gt: GroundTruth, gt_ids: Sequence[str], 
                 det_ids: Sequence[str], models: Models) -> tuple[FrameScore, list[InstanceResult]]:
     """Match and score one frame (posecnn_core.evaluate.frame_instances); also returns the evaluate instances
     (for the AUC report)."""
-    instances = frame_instances(gt, list(dets), models.class_names, models.symmetric, models.points)
+    instances = frame_instances(gt, list(dets), models.class_names, models.symmetric, models.points,
+                                models.symmetry_groups)
     objects = []
     for r in instances:
         obj = ObjectScore(gt_ids[r.gt_index], r.class_name, r.symmetric)

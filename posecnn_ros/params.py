@@ -167,6 +167,10 @@ def _pixel_limit_reason(value: int) -> str | None:
     return None if value == 0 or value >= 256 else "must be 0 (no limit) or at least 256"
 
 
+def _crop_size_reason(value: float) -> str | None:
+    return None if value == 0 or 4 <= value <= 112 else "must be 0 (off) or in [4, 112]"
+
+
 def _no_whitespace(value: str) -> str | None:
     return "must not contain whitespace" if any(c.isspace() for c in value) else None
 
@@ -235,6 +239,10 @@ SPECS: tuple[ParamSpec, ...] = (
                     check=_reference_camera_reason, constraint='"" | "fx,fy"'),
     estimator_param("depth_mode", "Focal-length-aware depth: scale the network's depth by f_cam / f_ref, or resample "
                     "the image to the reference focal length", choices=("scale", "resample")),
+    estimator_param("rotation_crop_size", "Rotation head on a crop of each detection resampled so that its box's "
+                    "long side is this many pixels (for checkpoints whose rotation path was trained on such crops, "
+                    "docs/node.md); 0 = PoseCNN's way, pooled from the frame", default=0.0, low=0.0, high=112.0,
+                    check=_crop_size_reason, constraint="0 or [4, 112]", to_config=lambda v: float(v) or None),
     estimator_param("amp", "Run the dense network under autocast (amp_dtype; on the CPU bfloat16 only)",
                     read_only=True),
     estimator_param("amp_dtype", "Autocast type with amp", choices=("bfloat16", "float16"), read_only=True),

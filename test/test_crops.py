@@ -144,6 +144,23 @@ def test_crop_batches_are_deterministic_and_occluded_crops_keep_their_box(tmp_pa
     assert (centre_shift < 0.6 * size).all()
 
 
+def test_low_resolution_crops_blur_but_keep_box_and_target(tmp_path):
+    import dataclasses
+
+    bank = ViewBank(write_toy_bank(tmp_path / "bank", views=10))
+    sharp = CropSettings(canvas=80, size_min=50, size_max=60, occlusion_prob=0.0)
+    blurred = dataclasses.replace(sharp, resolution_min=8.0)
+    bg = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    detail = []
+    for seed in range(6):
+        a = compose_crop(bank, np.random.default_rng(seed), sharp, bg)
+        b = compose_crop(bank, np.random.default_rng(seed), blurred, bg)
+        assert np.array_equal(a[1], b[1]) and a[2] == b[2] and np.allclose(a[3], b[3])  # box, class, target
+        detail.append([np.abs(np.diff(x[0].astype(float), axis=1)).mean() for x in (a, b)])
+    detail = np.array(detail)
+    assert (detail[:, 1] < detail[:, 0]).all() and detail[:, 1].mean() < 0.7 * detail[:, 0].mean()
+
+
 def test_crop_settings_and_init_exclude_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="'crops.canvas' must be a multiple of 16"):
         load_config(None, ["crops.canvas=100"])
@@ -151,6 +168,10 @@ def test_crop_settings_and_init_exclude_are_validated(tmp_path):
         load_config(None, ["crops.size_min=80", "crops.size_max=40"])
     with pytest.raises(ConfigError, match="'crops.occlusion_prob' must be a probability"):
         load_config(None, ["crops.occlusion_prob=1.5"])
+    with pytest.raises(ConfigError, match="'crops.resolution_min' must be a number >= 0"):
+        load_config(None, ["crops.resolution_min=-1"])
+    with pytest.raises(ConfigError, match="'rotation_targets' must be one of labelled, nearest_symmetric"):
+        load_config(None, ["rotation_targets=closest"])
     with pytest.raises(ConfigError, match="unknown field.*'crops.bnak'"):
         load_config(None, ["crops.bnak=x"])
     with pytest.raises(ConfigError, match="'init_exclude' needs init_weights"):

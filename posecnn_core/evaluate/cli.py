@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation-search", type=int, default=None, metavar="N",
                    help="with --depth: start rotations of the refinement's global rotation search (0 = local ICP "
                         "only; default: RefineOptions' default)")
+    p.add_argument("--rotation-crop", type=float, default=None, metavar="SIZE",
+                   help="rotation head on per-detection crops resampled to SIZE pixels (EstimatorConfig."
+                        "rotation_crop_size; default: the frame's features, as PT)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate only the first N frames of the split")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-progress", action="store_true")
@@ -107,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = dataclasses.replace(cfg, score_threshold=args.score_threshold)
             if args.depth_mode is not None:
                 cfg = dataclasses.replace(cfg, depth_mode=args.depth_mode)
+            if args.rotation_crop is not None:
+                cfg = dataclasses.replace(cfg, rotation_crop_size=args.rotation_crop)
             if args.rotation_search is not None:
                 cfg = dataclasses.replace(cfg, refine_options=dataclasses.replace(
                     cfg.refine_options, rotation_search=args.rotation_search))

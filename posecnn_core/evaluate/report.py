@@ -22,6 +22,7 @@ import torch
 from ..boxes import box_iou
 from ..metrics import accuracy_curve, add, adds, rotation_error_deg, symmetric_rotation_error_deg, vocap_auc
 from ..objects import ObjectSet
+from ..symmetry import rotation_error_up_to_deg
 from .results import Detection, FrameResults, GroundTruth
 
 __all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "frame_instances", "unmatched_detections",
@@ -55,8 +56,9 @@ class InstanceResult:
     """One annotated object: its errors (metres; inf when missed, nan when the class has no model points), the
     matched detection's score and its index in the frame's detections (None when missed). ``t_error`` is the
     translation error (m); ``rot_error_deg`` the geodesic rotation error and ``rot_error_sym_deg`` the rotation
-    error up to the shape's symmetries (``metrics.symmetric_rotation_error_deg``, symmetric classes only; equal
-    to ``rot_error_deg`` otherwise); rotation errors are nan when missed."""
+    error up to the object's symmetries (symmetric classes only, equal to ``rot_error_deg`` otherwise): up to the
+    declared finite symmetry (``symmetry_order`` > 1, ``symmetry.rotation_error_up_to_deg``), else up to the
+    shape's symmetries (``metrics.symmetric_rotation_error_deg``); rotation errors are nan when missed."""
 
     frame_id: str
     gt_index: int
@@ -71,10 +73,16 @@ class InstanceResult:
     t_error: float = math.inf
     rot_error_deg: float = math.nan
     rot_error_sym_deg: float = math.nan
+    symmetry_order: int = 1
 
     @property
     def add_or_adds(self) -> float:
         return self.adds if self.symmetric else self.add
+
+    @property
+    def rotation_defined(self) -> bool:
+        """True when the object has finitely many correct rotations (not symmetric, or a declared symmetry)."""
+        return not self.symmetric or self.symmetry_order > 1
 
 
 @dataclass
@@ -136,6 +144,12 @@ class Report:
         """Median rotation error of the detected objects of the non-symmetric classes (nan when none)."""
         return _median([r.rot_error_deg for r in self.instances if r.detected and not r.symmetric])
 
+    @property
+    def rot_median_defined_deg(self) -> float:
+        """Median rotation error of the detected objects with finitely many correct rotations: the non-symmetric
+        ones and those with a declared finite symmetry, up to it (nan when none)."""
+        return _median([r.rot_error_sym_deg for r in self.instances if r.detected and r.rotation_defined])
+
     # -- text ----------------------------------------------------------------------------------------------
     HEADER = ("object", "sym", "objects", "detected", "ADD AUC", "ADD-S AUC", "ADD(-S) AUC", "rot med (deg)",
               "t med (cm)", "false pos.")
@@ -152,13 +166,17 @@ class Report:
 
     def summary_lines(self) -> list[str]:
         """The headline figures: mean AUCs, rotation of the non-symmetric objects, false positives per frame."""
-        rot = self.rot_median_nonsymmetric_deg
-        return [f"mean ADD AUC {self.mean.add_auc:.1f}, mean ADD-S AUC {self.mean.adds_auc:.1f}, "
-                f"lowest ADD-S AUC {min((s.adds_auc for s in self.per_class), default=0.0):.1f}",
-                "median rotation error of the non-symmetric objects: "
-                + (f"{rot:.1f} deg" if math.isfinite(rot) else "- (none detected)"),
-                f"false positives: {self.pooled.false_positives} in {self.num_frames} frames "
-                f"({self.false_positives_per_frame:.2f} per frame)"]
+        def deg(v: float) -> str:
+            return f"{v:.1f} deg" if math.isfinite(v) else "- (none detected)"
+
+        lines = [f"mean ADD AUC {self.mean.add_auc:.1f}, mean ADD-S AUC {self.mean.adds_auc:.1f}, "
+                 f"lowest ADD-S AUC {min((s.adds_auc for s in self.per_class), default=0.0):.1f}",
+                 "median rotation error of the non-symmetric objects: " + deg(self.rot_median_nonsymmetric_deg)]
+        if any(r.symmetric and r.symmetry_order > 1 for r in self.instances):
+            lines.append("median rotation error of the objects with finitely many correct rotations (non-symmetric, "
+                         "and finite symmetries up to them): " + deg(self.rot_median_defined_deg))
+        return lines + [f"false positives: {self.pooled.false_positives} in {self.num_frames} frames "
+                        f"({self.false_positives_per_frame:.2f} per frame)"]
 
     def table(self) -> str:
         """Fixed-width per-object table."""
@@ -257,10 +275,12 @@ class Report:
 
 
 def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_names: Sequence[str],
-                    symmetric: Sequence[bool], points: Sequence[np.ndarray | None]) -> list[InstanceResult]:
+                    symmetric: Sequence[bool], points: Sequence[np.ndarray | None],
+                    symmetry_groups: Sequence[np.ndarray] | None = None) -> list[InstanceResult]:
     """Match one frame's detections to its annotated objects (`match_frame`) and compute each object's ADD and
-    ADD-S. `class_names`, `symmetric` and `points` are indexed by class; a class whose `points` entry is None
-    gets nan errors (detected objects) instead of ADD/ADD-S. ValueError for class ids outside 1..C-1."""
+    ADD-S. `class_names`, `symmetric`, `points` and `symmetry_groups` (declared finite symmetries, [K, 3, 3]
+    each, identity first; None = none) are indexed by class; a class whose `points` entry is None gets nan errors
+    (detected objects) instead of ADD/ADD-S. ValueError for class ids outside 1..C-1."""
     C = len(class_names)
     bad = [d.class_id for d in detections if not 0 < d.class_id < C]
     if bad:
@@ -272,6 +292,8 @@ def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_name
         if not 0 < c < C:
             raise ValueError(f"frame {gt.frame_id}: ground-truth class {c} is outside 1..{C - 1}")
         pts = points[c]
+        group = None if symmetry_groups is None else np.asarray(symmetry_groups[c])
+        order = 1 if group is None else len(group)
         R_gt, t_gt = gt.poses[k, :, :3], gt.poses[k, :, 3]
         e_t, e_rot, e_rot_sym = math.inf, math.nan, math.nan
         if match[k] is None:
@@ -281,16 +303,18 @@ def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_name
             d = detections[match[k]]
             e_t = float(np.linalg.norm(np.asarray(d.t, dtype=np.float64) - t_gt))
             e_rot = e_rot_sym = rotation_error_deg(d.R, R_gt)
+            if symmetric[c] and order > 1:
+                e_rot_sym = rotation_error_up_to_deg(d.R, R_gt, group)
             if pts is None:
                 e_add = e_adds = math.nan
             else:
                 e_add = add(pts, d.R, d.t, R_gt, t_gt)
                 e_adds = adds(pts, d.R, d.t, R_gt, t_gt)
-                if symmetric[c]:
+                if symmetric[c] and order == 1:
                     e_rot_sym = symmetric_rotation_error_deg(pts, d.R, R_gt)
             score, detected = d.score, True
         out.append(InstanceResult(gt.frame_id, k, c, class_names[c], bool(symmetric[c]), detected, score, e_add,
-                                  e_adds, match[k], e_t, e_rot, e_rot_sym))
+                                  e_adds, match[k], e_t, e_rot, e_rot_sym, order))
     return out
 
 
@@ -349,7 +373,7 @@ def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], 
     false_positives: dict[int, int] = {}
     for g in gt:
         dets = list(frames.get(g.frame_id, []))
-        rows = frame_instances(g, dets, names, sym, object_set.points)
+        rows = frame_instances(g, dets, names, sym, object_set.points, object_set.symmetry_groups)
         instances += rows
         for i in unmatched_detections(rows, dets):
             false_positives[dets[i].class_id] = false_positives.get(dets[i].class_id, 0) + 1

@@ -90,6 +90,9 @@ class CropStreamConfig:
     occlusion_prob: float = 0.5
     max_occlusion: float = 0.6
     roi_jitter: float = 0.1
+    resolution_min: float = 0.0            # > 0: the object is first drawn with its long side log-uniform in
+                                           # [resolution_min, size] pixels, then scaled up to size (a small RoI
+                                           # resampled to a canonical size looks like that); 0 = off
     photo_dir: str | None = "data/backgrounds/photos"  # crop backgrounds (null: procedural images)
     photometric: bool = True               # PT's colour jitter and noise/blur on the crops (augment's settings)
     loss_weight: float = 1.0
@@ -146,6 +149,8 @@ class TrainConfig:
     pose_points: int = 1000               # model points per class used by the pose losses
     rotation_loss: str = "pt"             # pt: PT's point-matching loss; paper: PoseLoss / ShapeMatch-Loss
     hard_angle: float = 5.0               # pt loss: only RoIs with a rotation error above this (degrees) count
+    rotation_targets: str = "labelled"    # labelled (PT); nearest_symmetric: classes with a declared finite
+                                          # symmetry aim at the nearest equivalent target (train/rotation_targets.py)
     # RoIs for the box and rotation heads
     roi_source: str = "voting"            # voting (PT): training-mode Hough voting on the network's own outputs;
     #                                       gt (our option): jittered ground-truth boxes plus random boxes
@@ -244,6 +249,7 @@ class TrainConfig:
         num("roi_fg_iou", 0, 1, strict_low=True)
         num("pose_fg_iou", 0, 1, strict_low=True)
         for name, allowed in (("rotation_loss", ("pt", "paper")), ("roi_source", ("voting", "gt")),
+                              ("rotation_targets", ("labelled", "nearest_symmetric")),
                               ("lr_scaling", ("none", "linear")),
                               ("voting_backend", ("auto", "torch", "cpp", "cuda"))):
             if getattr(self, name) not in allowed:
@@ -312,7 +318,8 @@ class TrainConfig:
     def _validate_crops(self) -> None:
         c = self.crops
         for name, low, integer in (("batch_size", 1, True), ("canvas", 16, True), ("size_min", 4, False),
-                                   ("size_max", 4, False), ("loss_weight", 0, False), ("roi_jitter", 0, False)):
+                                   ("size_max", 4, False), ("loss_weight", 0, False), ("roi_jitter", 0, False),
+                                   ("resolution_min", 0, False)):
             v = getattr(c, name)
             if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or v < low:
                 raise ConfigError(f"field 'crops.{name}' must be {'an int' if integer else 'a number'} >= {low}, "

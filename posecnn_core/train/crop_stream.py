@@ -18,6 +18,7 @@ from ..objects import ObjectSet
 from . import ddp
 from .config import ConfigError, TrainConfig
 from .crops import CropBatch, CropSettings, ViewBank, make_crop_batch
+from .rotation_targets import RotationTargets
 
 __all__ = ["CropStream", "CROP_STREAM"]
 
@@ -39,7 +40,7 @@ class CropStream:
         self.bank = ViewBank(c.bank, objects.class_names[1:])
         self.settings = CropSettings(canvas=c.canvas, size_min=c.size_min, size_max=c.size_max,
                                      occlusion_prob=c.occlusion_prob, max_occlusion=c.max_occlusion,
-                                     roi_jitter=c.roi_jitter)
+                                     roi_jitter=c.roi_jitter, resolution_min=c.resolution_min)
         self.photos = None
         if c.photo_dir is not None:
             from ..synth.photos import PhotoCollection
@@ -50,8 +51,8 @@ class CropStream:
             self.photometric = dataclasses.replace(cfg.augment.for_source(True), background_prob=0.0)
         pts, counts = objects.points_tensor(device, max_points=cfg.pose_points)
         self.points, self.point_counts = pts, counts
-        sym = objects.symmetric_training if objects.symmetric_training is not None else objects.symmetric
-        self.symmetric = torch.as_tensor(np.asarray(sym, dtype=bool), device=device)
+        self.rotation_targets = RotationTargets(objects, cfg.rotation_targets, device)
+        self.symmetric = self.rotation_targets.symmetric
         self.extents = torch.as_tensor(np.asarray(objects.extents, dtype=np.float32), device=device)
 
     def batch(self, iteration: int) -> CropBatch:
@@ -79,6 +80,7 @@ class CropStream:
         q = net.rotation_head(conv4, conv5, rois)
         n = classes.shape[0]
         q_pred = q.view(n, -1, 4)[torch.arange(n, device=q.device), classes].float()
+        q_gt = self.rotation_targets.targets(q_pred, q_gt, classes)
         if self.cfg.rotation_loss == "pt":
             return point_matching_loss(q_pred, q_gt, self.points[classes], self.extents[classes],
                                        self.symmetric[classes], hard_angle=self.cfg.hard_angle,

@@ -76,7 +76,10 @@ class ViewBank:
 class CropSettings:
     """How crops are made: ``canvas`` pixels square; the object's box long side log-uniform in
     [``size_min``, ``size_max``]; with ``occlusion_prob`` an occluder (another view or a photo patch) hides up to
-    ``max_occlusion`` of the object; RoIs jittered by ``roi_jitter`` (centre shift std × size, log-scale std)."""
+    ``max_occlusion`` of the object; RoIs jittered by ``roi_jitter`` (centre shift std × size, log-scale std);
+    ``resolution_min`` > 0: the crop is seen at a lower resolution, the object's long side log-uniform in
+    [resolution_min, size] pixels, and resampled back up: how a small RoI cut from a frame and resampled to a
+    canonical size looks (0 = off)."""
 
     canvas: int = 112
     size_min: float = 24.0
@@ -84,6 +87,7 @@ class CropSettings:
     occlusion_prob: float = 0.5
     max_occlusion: float = 0.6
     roi_jitter: float = 0.1
+    resolution_min: float = 0.0
 
 
 @dataclass
@@ -205,12 +209,22 @@ def compose_crop(bank: ViewBank, rng: np.random.Generator, settings: CropSetting
         box = (x, y, x + w - 1, y + h - 1)
     if rng.random() < settings.occlusion_prob:
         _occlude(canvas, alpha, box, bank, rng, settings, background)
+    if 0 < settings.resolution_min < size:
+        canvas = _at_resolution(canvas, float(np.exp(rng.uniform(np.log(settings.resolution_min), np.log(size))))
+                                / size)
     image = np.clip(canvas, 0, 255).astype(np.uint8)
     if photometric is not None:
         image = augment(image, rng, photometric)
     t = np.array([0.0, 0.0, bank.z[index]])
     q = ego_to_allo(mat_to_quat(R), t)
     return np.ascontiguousarray(image[..., ::-1]), np.asarray(box, np.float32), int(bank.class_index[index]), q
+
+
+def _at_resolution(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` scaled down by ``factor`` (< 1, area averaging) and back up to its size (bilinear)."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _occlude(canvas: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int], bank: ViewBank,

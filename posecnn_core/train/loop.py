@@ -286,7 +286,8 @@ class LossWeights:
 
 def compute_losses(out: StepOutputs, batch: Batch, points: Tensor, point_counts: Tensor,
                    symmetric_training: Tensor, extents: Tensor, cfg: TrainConfig,
-                   reduce_counts: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+                   reduce_counts: Callable[[Tensor], Tensor] | None = None,
+                   targets: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> dict[str, Tensor]:
     """Every loss of the step (float32) -> {"loss": weighted total, "semantic", "vertex", "box_class", "box_reg",
     "pose"} (the parts unweighted). ``points`` [C, M, 3], ``point_counts`` [C], ``symmetric_training`` bool [C],
     ``extents`` [C, 3] on the outputs' device.
@@ -295,7 +296,8 @@ def compute_losses(out: StepOutputs, batch: Batch, points: Tensor, point_counts:
     ``reduce_counts`` (data-parallel training) maps this process's counts [5] (float64) to those of the global
     batch (the sum over processes); every loss is then this process's sum over the global count, its share of
     the global batch's loss, so that the shares of all processes add up to the loss one process would compute on
-    the whole global batch. None: the batch is the global batch.
+    the whole global batch. None: the batch is the global batch. ``targets(q_pred, q_gt, classes)`` may replace
+    the rotation targets (``RotationTargets.targets``; None: the labelled ones).
     """
     scores, vertex = out.scores.float(), out.vertex.float()
     class_scores, box_deltas, quats = out.class_scores.float(), out.box_deltas.float(), out.quaternions.float()
@@ -314,6 +316,8 @@ def compute_losses(out: StepOutputs, batch: Batch, points: Tensor, point_counts:
         q_pred = quats.view(P, C, 4)[torch.arange(P, device=dev), c]
         gt = pose_t.gt_index.to(dev)
         q_gt = ego_to_allo(batch.inst_quat[gt].float(), batch.inst_t[gt].float())
+        if targets is not None:
+            q_gt = targets(q_pred, q_gt, c)
         if cfg.rotation_loss == "pt":
             sums["pose"] = point_matching_loss_sum(q_pred, q_gt, points[c], extents[c], symmetric_training[c],
                                                    hard_angle=cfg.hard_angle, point_counts=point_counts[c])

@@ -2,9 +2,9 @@
 
 The rotation head runs (eval mode, no augmentation) on each object's ground-truth box, so the number measures the
 rotation head alone, independent of detection: the class's quaternion, normalised, turned egocentric with the
-ground-truth translation (``geometry.allo_to_ego``) and compared with the ground-truth rotation. Objects of the
-object set's ``symmetric`` classes are left out (their rotation is ambiguous), as are objects with fewer than
-``min_visible_pixels`` labelled pixels.
+ground-truth translation (``geometry.allo_to_ego``) and compared with the ground-truth rotation, up to the class's
+declared finite symmetry (``posecnn_core.symmetry``). Objects of symmetric classes without such a declaration are
+left out (no single rotation to score), as are objects with fewer than ``min_visible_pixels`` labelled pixels.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from torch import Tensor
 
 from ..boxes import clip_boxes
 from ..geometry import allo_to_ego, quat_to_mat, rotation_angle_deg
-from ..network import PoseCNN
+from ..network import PIXEL_MEANS_BGR, PoseCNN
+from ..rotation_crops import crop_rotations
+from ..symmetry import group_quaternions, nearest_symmetric_targets
 from .data import Batch, TrainDataset, collate
 
 __all__ = ["RotationSummary", "RotationProbe", "summarize"]
@@ -48,14 +50,20 @@ def summarize(errors: np.ndarray) -> RotationSummary:
 
 class RotationProbe:
     """Rotation errors of a network on frames ``indices`` of ``dataset`` (build the dataset without
-    augmentation); ``symmetric`` bool [C] marks the classes left out."""
+    augmentation); ``left_out`` bool [C] marks the classes not scored, ``symmetry_groups`` (one [K, 3, 3] per
+    class, identity first; None = none) the rotations each error is taken up to; ``crop`` (size, canvas): the
+    rotation head sees each object in its own crop at that apparent size (``posecnn_core.rotation_crops``)."""
 
-    def __init__(self, dataset: TrainDataset, indices: Sequence[int], symmetric: np.ndarray,
-                 min_visible_pixels: int, device: torch.device, batch_size: int = 4) -> None:
+    def __init__(self, dataset: TrainDataset, indices: Sequence[int], left_out: np.ndarray,
+                 min_visible_pixels: int, device: torch.device, batch_size: int = 4,
+                 symmetry_groups: Sequence[np.ndarray] | None = None,
+                 crop: tuple[float, int] | None = None) -> None:
         if not len(indices):
             raise ValueError("RotationProbe needs at least one frame")
         self.device = device
-        self.symmetric = torch.as_tensor(np.asarray(symmetric, dtype=bool))
+        self.symmetric = torch.as_tensor(np.asarray(left_out, dtype=bool))
+        self.groups = None if symmetry_groups is None else group_quaternions(symmetry_groups)
+        self.crop = crop
         self.min_visible = max(int(min_visible_pixels), 1)
         idx = [int(i) for i in indices]
         self.batches: list[Batch] = [collate([dataset[i] for i in idx[s:s + batch_size]])
@@ -81,17 +89,38 @@ class RotationProbe:
                     continue
                 b = b.to(self.device)
                 keep = keep.to(self.device)
-                _, _, conv4, conv5 = net.dense(b.image)
                 H, W = b.image.shape[2:]
                 boxes = clip_boxes(b.inst_box[keep].float(), H, W)
-                rois = torch.cat([b.inst_batch[keep, None].float(), boxes], dim=1)
-                q = net.rotation_head(conv4, conv5, rois).float()
                 cls = b.inst_class[keep]
-                q = q.view(len(keep), -1, 4)[torch.arange(len(keep), device=q.device), cls]
-                q = torch.nn.functional.normalize(q, dim=1)
-                R_pred = quat_to_mat(allo_to_ego(q, b.inst_t[keep].float()))
-                R_gt = quat_to_mat(b.inst_quat[keep].float())
+                if self.crop is not None:
+                    q = self._crop_quaternions(net, b, keep, boxes, cls)
+                else:
+                    _, _, conv4, conv5 = net.dense(b.image)
+                    rois = torch.cat([b.inst_batch[keep, None].float(), boxes], dim=1)
+                    q = net.rotation_head(conv4, conv5, rois).float()
+                    q = q.view(len(keep), -1, 4)[torch.arange(len(keep), device=q.device), cls]
+                    q = torch.nn.functional.normalize(q, dim=1)
+                q_gt = b.inst_quat[keep].float()
+                q_ego = allo_to_ego(q, b.inst_t[keep].float())
+                if self.groups is not None:  # the equivalent target nearest the prediction
+                    q_gt = nearest_symmetric_targets(q_ego, q_gt, self.groups.to(q_gt.device)[cls])
+                R_pred = quat_to_mat(q_ego)
+                R_gt = quat_to_mat(q_gt)
                 out.append(rotation_angle_deg(R_pred, R_gt).cpu().numpy())
         finally:
             net.train(was_training)
         return np.concatenate(out) if out else np.zeros(0)
+
+    def _crop_quaternions(self, net: PoseCNN, b: Batch, keep: Tensor, boxes: Tensor, cls: Tensor) -> Tensor:
+        """Quaternions of the kept objects, each seen in its own crop of its (un-normalised) frame."""
+        size, canvas = self.crop
+        means = torch.as_tensor(PIXEL_MEANS_BGR, dtype=torch.float32, device=b.image.device).view(1, 3, 1, 1)
+        frames = ((b.image[:, :3] + means) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        rgb = frames.flip(1).permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, 3] RGB
+        q = torch.empty(len(keep), 4, device=b.image.device)
+        index = b.inst_batch[keep]
+        for i in torch.unique(index).tolist():
+            rows = torch.nonzero(index == i).flatten()
+            q[rows] = crop_rotations(net, rgb[i], boxes[rows].cpu().numpy(), cls[rows].cpu().numpy(), size,
+                                     canvas, device=b.image.device).to(q.device)
+        return q

@@ -39,6 +39,7 @@ from .data import Batch, EpochSampler, TrainDataset, collate
 from .logs import CsvLog, TensorBoardLog
 from .loop import LOSS_NAMES, RoiPlanner, TrainModel, compute_losses
 from .rotation_eval import RotationProbe, summarize
+from .rotation_targets import RotationTargets
 
 __all__ = ["Trainer", "TrainingError", "NO_INTERNET_HINT"]
 
@@ -70,9 +71,11 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.device) -> RotationProbe:
+def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.device,
+                        crop: tuple[float, int] | None = None) -> RotationProbe:
     """The rotation check of a run: ``rotation_eval_frames`` frames spread evenly over ``rotation_eval_data`` (or
-    the training data), without augmentation."""
+    the training data), without augmentation; ``crop`` (size, canvas): rotations from per-object crops
+    (``posecnn_core.rotation_crops``)."""
     sources = [cfg.rotation_eval_data] if cfg.rotation_eval_data is not None else cfg.train_data
     if not sources:
         raise ConfigError("rotation_eval_interval: a crops-only run has no training frames to check the "
@@ -82,7 +85,8 @@ def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.devi
                          reference_focal=cfg.reference.focal)
     n = min(cfg.rotation_eval_frames, len(plain))
     idx = np.unique(np.linspace(0, len(plain) - 1, n).round().astype(int))
-    return RotationProbe(plain, idx, objects.symmetric, cfg.min_visible_pixels, device)
+    return RotationProbe(plain, idx, ~objects.finite_symmetry, cfg.min_visible_pixels, device,
+                         symmetry_groups=objects.symmetry_groups, crop=crop)
 
 
 class Trainer:
@@ -161,9 +165,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         pts, counts = self.objects.points_tensor(self.device, max_points=cfg.pose_points)
         self.points, self.point_counts = pts, counts
-        sym = self.objects.symmetric_training if self.objects.symmetric_training is not None \
-            else self.objects.symmetric
-        self.symmetric_training = torch.as_tensor(np.asarray(sym, dtype=bool), device=self.device)
+        self.rotation_targets = RotationTargets(self.objects, cfg.rotation_targets, self.device)
         self.extents = torch.as_tensor(np.asarray(self.objects.extents, dtype=np.float32), device=self.device)
         self.rotation_probe = self._rotation_probe() if cfg.rotation_eval_interval and self.env.is_main else None
         self.crop_stream = CropStream(cfg, self.objects, self.device, self.env) if cfg.crops.enabled else None
@@ -352,8 +354,9 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.amp):
             outputs = self.model(image, planner)
         reduce_counts = (lambda c: ddp.all_reduce_sum(c, env)) if env.distributed else None
-        losses = compute_losses(outputs, batch, self.points, self.point_counts, self.symmetric_training,
-                                self.extents, cfg, reduce_counts=reduce_counts)
+        rt = self.rotation_targets
+        losses = compute_losses(outputs, batch, self.points, self.point_counts, rt.symmetric, self.extents, cfg,
+                                reduce_counts=reduce_counts, targets=rt.targets)
         crop_pose = None
         if self.crop_stream is not None:
             crop_pose = self.crop_stream.loss(self.net, self.iteration)
