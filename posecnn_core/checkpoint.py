@@ -83,6 +83,8 @@ class CheckpointMeta:
     trunk_width: the network's trunk width factor (see :class:`~posecnn_core.network.PoseCNN`); 1.0 = VGG16.
     reference_camera: the camera the depth head was trained with (focal-length-aware depth, docs/conventions.md),
     or None when unknown (PT checkpoints, and ours written before it was recorded).
+    rotation_crop_size: the estimator's ``rotation_crop_size`` the rotation path was trained for (rotations from
+    per-detection crops at that apparent size, ``posecnn_core.rotation_crops``), or None (PoseCNN's way).
     ``extra`` may hold only None/bool/int/float/str and lists/tuples/str-keyed dicts of them, so that the file
     stays loadable with ``weights_only=True``.
     """
@@ -95,8 +97,12 @@ class CheckpointMeta:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     reference_camera: ReferenceCamera | None = None
+    rotation_crop_size: float | None = None
 
     def __post_init__(self) -> None:
+        rc = self.rotation_crop_size
+        if rc is not None and (isinstance(rc, bool) or not isinstance(rc, (int, float)) or not 4 <= rc <= 4096):
+            raise ValueError(f"CheckpointMeta.rotation_crop_size must be None or a number in [4, 4096], got {rc!r}")
         for name, low in (("num_classes", 2), ("in_channels", 1), ("fc_dim", 1), ("format_version", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -129,12 +135,13 @@ class CheckpointMeta:
         return {"num_classes": self.num_classes, "in_channels": self.in_channels, "fc_dim": self.fc_dim,
                 "trunk_width": self.trunk_width, "class_names": None if self.class_names is None else list(self.class_names),
                 "format_version": self.format_version, "extra": dict(self.extra),
-                "reference_camera": None if self.reference_camera is None else self.reference_camera.to_dict()}
+                "reference_camera": None if self.reference_camera is None else self.reference_camera.to_dict(),
+                "rotation_crop_size": None if self.rotation_crop_size is None else float(self.rotation_crop_size)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckpointMeta":
         known = {"num_classes", "in_channels", "fc_dim", "trunk_width", "class_names", "format_version", "extra",
-                 "reference_camera"}
+                 "reference_camera", "rotation_crop_size"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown CheckpointMeta fields: {unknown}")

@@ -86,7 +86,8 @@ class EstimatorConfig:
     rotation_crop_size: None (PT): the rotation head pools the frame's features in each detection's box; a number:
     each detection is cut from the image with its box's long side resampled to this many pixels, centred in a
     ``rotation_crop_canvas``-pixel square, and the rotation head runs on the trunk's features of those squares
-    (``posecnn_core.rotation_crops``; for networks whose rotation path was trained on such crops).
+    (``posecnn_core.rotation_crops``; for networks whose rotation path was trained on such crops); "auto" (the
+    default): what the checkpoint's meta says (None for PoseCNN-PyTorch checkpoints, which carry no meta).
     """
 
     voting: VotingParams = field(default_factory=VotingParams)
@@ -106,7 +107,7 @@ class EstimatorConfig:
     channels_last: bool = True
     cuda_graph: bool = False
     compile: bool = False
-    rotation_crop_size: float | None = None
+    rotation_crop_size: float | str | None = "auto"
     rotation_crop_canvas: int = 112
 
     def __post_init__(self) -> None:
@@ -138,10 +139,10 @@ class EstimatorConfig:
         canvas, size = self.rotation_crop_canvas, self.rotation_crop_size
         if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 16 or canvas % 16:
             raise ValueError(f"rotation_crop_canvas must be a multiple of 16, got {canvas!r}")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
-                                 or not 4 <= size <= canvas):
-            raise ValueError(f"rotation_crop_size must be None or a number in [4, rotation_crop_canvas = {canvas}], "
-                             f"got {size!r}")
+        if size not in (None, "auto") and (isinstance(size, bool) or not isinstance(size, (int, float))
+                                            or not 4 <= size <= canvas):
+            raise ValueError(f"rotation_crop_size must be 'auto', None or a number in [4, rotation_crop_canvas = "
+                             f"{canvas}], got {size!r}")
 
     @classmethod
     def preset(cls, name: str, **changes) -> "EstimatorConfig":
@@ -377,6 +378,18 @@ class PoseEstimator:
             return YCB_VIDEO_CAMERA, "PoseCNN-PyTorch default (YCB-Video camera)"
         return None, "unknown"
 
+    def rotation_crop_size(self, config: EstimatorConfig | None = None) -> float | None:
+        """The apparent size rotations are estimated at (``EstimatorConfig.rotation_crop_size``; "auto": the
+        checkpoint meta's, None for checkpoints without one), or None: pooled from the frame, as PoseCNN does."""
+        cfg = config or self.config
+        size = cfg.rotation_crop_size
+        if size == "auto":
+            size = None if self.meta is None else self.meta.rotation_crop_size
+            if size is not None and size > cfg.rotation_crop_canvas:
+                raise ModelError(f"the checkpoint's rotation_crop_size {size} exceeds rotation_crop_canvas "
+                                 f"{cfg.rotation_crop_canvas}")
+        return None if size is None else float(size)
+
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -487,7 +500,8 @@ class PoseEstimator:
             votes = hough_voting(labels, vertex, pinned(K_t) if on_gpu else K_t, self._extents, cfg.voting,
                                  backend=cfg.backend)
             clock.lap("voting")
-            if on_gpu and cfg.rotation_crop_size is None:
+            crop = self.rotation_crop_size(cfg)
+            if on_gpu and crop is None:
                 rows = self._device_rows(votes, conv4, conv5, cfg, geo.size)
                 clock.lap("rotation")
                 row_copy = None if rows is None else copies.add(rows)
@@ -498,7 +512,7 @@ class PoseEstimator:
                 objects = [] if row_copy is None else self._finish_rows(copies.numpy(row_copy), cfg, geo, (h, w))
                 clock.resolve()
             else:
-                objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w), net_rgb)
+                objects = self._heads(votes, conv4, conv5, cfg, geo, (h, w), net_rgb, crop)
                 clock.lap("rotation")
                 label = labels[0].to(torch.int32).cpu().numpy()
         if geo.scale != 1.0:
@@ -599,10 +613,11 @@ class PoseEstimator:
         return torch.cat(parts + ([q] if q is not None else []), dim=1)
 
     def _heads(self, votes: VotingOutput, conv4: torch.Tensor, conv5: torch.Tensor, cfg: EstimatorConfig,
-               geo: InputGeometry, image_size: tuple[int, int], image: np.ndarray) -> list[ObjectPose]:
+               geo: InputGeometry, image_size: tuple[int, int], image: np.ndarray,
+               crop: float | None = None) -> list[ObjectPose]:
         """CPU (and rotation crops on any device): box head on every voting RoI, selection on the host, rotation
-        head on the selected boxes only, pooled from the frame's features or from crops of ``image`` (the network's
-        RGB input)."""
+        head on the selected boxes only, pooled from the frame's features or, with ``crop`` (the apparent size),
+        from crops of ``image`` (the network's RGB input)."""
         if votes.rois.shape[0] == 0:
             return []
         conv4, conv5 = conv4.contiguous(), conv5.contiguous()  # once, rather than in every RoI pooling call
@@ -611,9 +626,9 @@ class PoseEstimator:
         keep = self._select(packed[:, 0].astype(np.int64), packed[:, 1], packed[:, 2:6], cfg)
         if keep.size == 0:
             return []
-        if cfg.rotation_crop_size is not None:
-            q = crop_rotations(self.net, image, packed[keep, 2:6], packed[keep, 0].astype(np.int64),
-                               cfg.rotation_crop_size, cfg.rotation_crop_canvas, self.device, cfg.backend)
+        if crop is not None:
+            q = crop_rotations(self.net, image, packed[keep, 2:6], packed[keep, 0].astype(np.int64), crop,
+                               cfg.rotation_crop_canvas, self.device, cfg.backend)
             q = q.cpu().numpy()
         else:
             sel = torch.from_numpy(keep).to(self.device)

@@ -52,6 +52,7 @@ class CheckpointInfo:
     class_names: list[str] | None
     reference_camera: ReferenceCamera | None
     matches: list[ObjectSetSpec] = field(default_factory=list)
+    rotation_crop_size: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class CheckpointInfo:
             "trunk_convs": self.trunk_convs, "fc_dim": self.fc_dim, "rotation_head": self.rotation_head,
             "layout_problems": self.layout_problems, "class_names": self.class_names,
             "reference_camera": None if self.reference_camera is None else self.reference_camera.to_dict(),
+            "rotation_crop_size": self.rotation_crop_size,
             "matching_object_sets": [
                 {"name": s.name, "file": str(s.source), "num_classes": s.num_classes,
                  "reference_camera": None if s.reference_camera is None else s.reference_camera.to_dict()}
@@ -91,7 +93,7 @@ def describe_state_dict(state_dict: Mapping[str, Tensor], meta: CheckpointMeta |
         num_classes=meta.num_classes, in_channels=meta.in_channels, trunk_width=meta.trunk_width,
         trunk_convs=convs, fc_dim=meta.fc_dim, rotation_head=rotation_head,
         layout_problems=report.problems(), class_names=meta.class_names, reference_camera=meta.reference_camera,
-        matches=matches)
+        matches=matches, rotation_crop_size=meta.rotation_crop_size)
 
 
 def describe_checkpoint(path: str | Path, candidates: Sequence[ObjectSetSpec] | None = None) -> CheckpointInfo:
@@ -125,7 +127,10 @@ def format_info(info: CheckpointInfo) -> str:
         f"fc width:          {info.fc_dim}" + (" (PoseCNN-PyTorch 'slim')" if info.fc_dim == 256 else ""),
     ]
     if info.rotation_head:
-        lines.append("rotation head:     fc10 present")
+        lines.append("rotation head:     fc10 present" + (
+            "" if info.rotation_crop_size is None else
+            f", trained on crops: rotations from per-detection crops at {info.rotation_crop_size:g} px "
+            "(rotation_crop_size)"))
     else:
         lines.append("rotation head:     fc10 ABSENT - detection-only checkpoint (labels, boxes, centres; "
                      "no rotations, so the pose estimator refuses it)")

@@ -168,7 +168,11 @@ def _pixel_limit_reason(value: int) -> str | None:
 
 
 def _crop_size_reason(value: float) -> str | None:
-    return None if value == 0 or 4 <= value <= 112 else "must be 0 (off) or in [4, 112]"
+    return None if value in (-1, 0) or 4 <= value <= 112 else "must be -1 (from the checkpoint), 0 (off) or in [4, 112]"
+
+
+def _crop_size(value: float) -> float | str | None:
+    return "auto" if value < 0 else (float(value) or None)
 
 
 def _no_whitespace(value: str) -> str | None:
@@ -241,8 +245,9 @@ SPECS: tuple[ParamSpec, ...] = (
                     "the image to the reference focal length", choices=("scale", "resample")),
     estimator_param("rotation_crop_size", "Rotation head on a crop of each detection resampled so that its box's "
                     "long side is this many pixels (for checkpoints whose rotation path was trained on such crops, "
-                    "docs/node.md); 0 = PoseCNN's way, pooled from the frame", default=0.0, low=0.0, high=112.0,
-                    check=_crop_size_reason, constraint="0 or [4, 112]", to_config=lambda v: float(v) or None),
+                    "docs/conventions.md); 0 = PoseCNN's way, pooled from the frame; -1 = as the checkpoint says "
+                    "(PoseCNN-PyTorch checkpoints: 0)", default=-1.0, low=-1.0, high=112.0,
+                    check=_crop_size_reason, constraint="-1, 0 or [4, 112]", to_config=_crop_size),
     estimator_param("amp", "Run the dense network under autocast (amp_dtype; on the CPU bfloat16 only)",
                     read_only=True),
     estimator_param("amp_dtype", "Autocast type with amp", choices=("bfloat16", "float16"), read_only=True),

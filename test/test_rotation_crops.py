@@ -95,3 +95,23 @@ def test_rotation_crop_settings_are_checked():
         EstimatorConfig(rotation_crop_canvas=100)
     with pytest.raises(ValueError, match="rotation_crop_size"):
         EstimatorConfig(rotation_crop_size=200)
+    with pytest.raises(ValueError, match="rotation_crop_size"):
+        CheckpointMeta(num_classes=3, rotation_crop_size=2)
+
+
+def test_auto_takes_the_crop_size_from_the_checkpoint(estimator_parts, tmp_path):
+    from posecnn_core.checkpoint import read_state_dict
+    from posecnn_core.inspect_checkpoint import describe_checkpoint, format_info
+
+    objects, plain_path = estimator_parts
+    net = PoseCNN(objects.num_classes, fc_dim=32, trunk_width=0.125)
+    path = tmp_path / "crops.pt"
+    save_checkpoint(path, net, CheckpointMeta(num_classes=objects.num_classes, fc_dim=32, trunk_width=0.125,
+                                              class_names=list(objects.class_names), rotation_crop_size=90))
+    assert read_state_dict(path)[1].rotation_crop_size == 90
+    assert "rotations from per-detection crops at 90 px" in format_info(describe_checkpoint(path))
+    est = PoseEstimator(path, objects, device="cpu")
+    assert est.rotation_crop_size() == 90.0  # "auto", the default
+    assert est.rotation_crop_size(EstimatorConfig(rotation_crop_size=None)) is None
+    assert est.rotation_crop_size(EstimatorConfig(rotation_crop_size=64)) == 64.0
+    assert PoseEstimator(plain_path, objects, device="cpu").rotation_crop_size() is None  # no size in its meta

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "only; default: RefineOptions' default)")
     p.add_argument("--rotation-crop", type=float, default=None, metavar="SIZE",
                    help="rotation head on per-detection crops resampled to SIZE pixels (EstimatorConfig."
-                        "rotation_crop_size; default: the frame's features, as PT)")
+                        "rotation_crop_size); 0 = pooled from the frame, as PT; default: as the checkpoint says")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate only the first N frames of the split")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-progress", action="store_true")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.depth_mode is not None:
                 cfg = dataclasses.replace(cfg, depth_mode=args.depth_mode)
             if args.rotation_crop is not None:
-                cfg = dataclasses.replace(cfg, rotation_crop_size=args.rotation_crop)
+                cfg = dataclasses.replace(cfg, rotation_crop_size=args.rotation_crop or None)
             if args.rotation_search is not None:
                 cfg = dataclasses.replace(cfg, refine_options=dataclasses.replace(
                     cfg.refine_options, rotation_search=args.rotation_search))

@@ -149,6 +149,8 @@ class TrainConfig:
     pose_points: int = 1000               # model points per class used by the pose losses
     rotation_loss: str = "pt"             # pt: PT's point-matching loss; paper: PoseLoss / ShapeMatch-Loss
     hard_angle: float = 5.0               # pt loss: only RoIs with a rotation error above this (degrees) count
+    rotation_crop_size: float | None = None  # written to the checkpoint meta: the estimator's rotation_crop_size
+                                          # the rotation path is trained for (null: PoseCNN's frame features)
     rotation_targets: str = "labelled"    # labelled (PT); nearest_symmetric: classes with a declared finite
                                           # symmetry aim at the nearest equivalent target (train/rotation_targets.py)
     # RoIs for the box and rotation heads

@@ -277,6 +277,7 @@ class Trainer:
         return CheckpointMeta(num_classes=self.objects.num_classes, in_channels=self.cfg.in_channels,
                               fc_dim=self.cfg.fc_dim, trunk_width=self.cfg.trunk_width,
                               class_names=list(self.objects.class_names), reference_camera=self.reference_camera,
+                              rotation_crop_size=self.cfg.rotation_crop_size,
                               extra={"config": self.cfg.to_dict(), "object_set": self.objects.name,
                                      "iteration": self.iteration,
                                      "epoch": self.iteration // self.iters_per_epoch})
