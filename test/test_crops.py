@@ -161,6 +161,53 @@ def test_low_resolution_crops_blur_but_keep_box_and_target(tmp_path):
     assert (detail[:, 1] < detail[:, 0]).all() and detail[:, 1].mean() < 0.7 * detail[:, 0].mean()
 
 
+def test_frame_crops_cut_annotated_objects_with_their_allocentric_targets(tmp_path):
+    from posecnn_core.datasets.ycb import YCBVideoDataset
+    from posecnn_core.targets import boxes_from_mask
+    from posecnn_core.train.config import DataSource
+    from posecnn_core.train.frame_crops import FrameCrops
+
+    write_toy_dataset(tmp_path / "frames", frames=4, h=96, w=128)
+    source = DataSource(root=str(tmp_path / "frames"), split="train")
+    crops = FrameCrops([source], canvas=64, size_min=40, size_max=48, jitter=0.0, min_visible=20)
+    assert len(crops) == 4
+    frames = YCBVideoDataset(source.root, "train", load_depth=False)
+    seen = set()
+    for seed in range(12):
+        image, box, cls, q = crops.sample(np.random.default_rng(seed))
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        # without jitter the object's box is centred and its long side is 40-48 pixels
+        assert abs((box[0] + box[2]) / 2 - 31.5) < 0.01 and abs((box[1] + box[3]) / 2 - 31.5) < 0.01
+        assert 39 - 1e-3 <= max(box[2] - box[0], box[3] - box[1]) + 1 <= 48 + 1e-3
+        # the target is the allocentric rotation of one annotated object of that class
+        matches = [(f, k) for f in range(4) for k in range(frames[f].num_objects)
+                   if frames[f].cls_indexes[k] == cls
+                   and np.allclose(np.abs(ego_to_allo(mat_to_quat(frames[f].poses[k, :, :3]), frames[f].poses[k, :, 3])
+                                          @ q), 1.0, atol=1e-6)]
+        assert len(matches) == 1
+        f, k = matches[0]
+        b = boxes_from_mask(frames[f].instance, frames[f].num_objects)[k]
+        # the crop shows that object: its colour at the centre equals the frame's at the box centre
+        centre = frames[f].color_bgr[int(round((b[1] + b[3]) / 2)), int(round((b[0] + b[2]) / 2))].astype(int)
+        assert np.abs(image[31:33, 31:33].reshape(-1, 3).astype(int) - centre).min() <= 40
+        seen.add(matches[0])
+    assert len(seen) > 3
+    first = crops.sample(np.random.default_rng(5))
+    again = crops.sample(np.random.default_rng(5))
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    # in a crop batch: frame_fraction 1 takes every crop from the frames, 0 none
+    bank = ViewBank(write_toy_bank(tmp_path / "bank", views=6))
+    settings = CropSettings(canvas=64, size_min=40, size_max=48, occlusion_prob=0.0)
+    bgs = [np.zeros((64, 64, 3), np.uint8)] * 6
+    targets = np.array([ego_to_allo(mat_to_quat(fr.poses[k, :, :3]), fr.poses[k, :, 3])
+                        for fr in (frames[i] for i in range(4)) for k in range(fr.num_objects)])
+    for fraction, from_frames in ((1.0, 6), (0.0, 0)):
+        batch = make_crop_batch(bank, [np.random.default_rng([3, i]) for i in range(6)], settings, bgs,
+                                frames=crops, frame_fraction=fraction)
+        hits = sum(bool(np.isclose(np.abs(targets @ q), 1.0, atol=1e-5).any()) for q in batch.q_allo)
+        assert hits == from_frames
+
+
 def test_crop_settings_and_init_exclude_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="'crops.canvas' must be a multiple of 16"):
         load_config(None, ["crops.canvas=100"])
@@ -170,6 +217,10 @@ def test_crop_settings_and_init_exclude_are_validated(tmp_path):
         load_config(None, ["crops.occlusion_prob=1.5"])
     with pytest.raises(ConfigError, match="'crops.resolution_min' must be a number >= 0"):
         load_config(None, ["crops.resolution_min=-1"])
+    with pytest.raises(ConfigError, match="'crops.frame_fraction' must be a probability"):
+        load_config(None, ["crops.frame_fraction=2"])
+    cfg = load_config(None, ["crops.frame_data=[{root: frames, split: train}]"])
+    assert cfg.crops.frame_data[0].root == "frames"
     with pytest.raises(ConfigError, match="'rotation_targets' must be one of labelled, nearest_symmetric"):
         load_config(None, ["rotation_targets=closest"])
     with pytest.raises(ConfigError, match="unknown field.*'crops.bnak'"):

@@ -93,6 +93,9 @@ class CropStreamConfig:
     resolution_min: float = 0.0            # > 0: the object is first drawn with its long side log-uniform in
                                            # [resolution_min, size] pixels, then scaled up to size (a small RoI
                                            # resampled to a canonical size looks like that); 0 = off
+    frame_fraction: float = 0.0            # share of the crops cut from annotated frames (frame_crops.py) at the
+                                           # estimator's rotation_crop_size way; 0 = view-bank crops only
+    frame_data: list[DataSource] | None = None  # the frames for those crops (null: train_data)
     photo_dir: str | None = "data/backgrounds/photos"  # crop backgrounds (null: procedural images)
     photometric: bool = True               # PT's colour jitter and noise/blur on the crops (augment's settings)
     loss_weight: float = 1.0
@@ -326,7 +329,7 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or v < low:
                 raise ConfigError(f"field 'crops.{name}' must be {'an int' if integer else 'a number'} >= {low}, "
                                   f"got {v!r}")
-        for name in ("occlusion_prob", "max_occlusion"):
+        for name in ("occlusion_prob", "max_occlusion", "frame_fraction"):
             v = getattr(c, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ConfigError(f"field 'crops.{name}' must be a probability in [0, 1], got {v!r}")
@@ -399,7 +402,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
                 value if isinstance(value, DataSource) else _build(DataSource, value, key))
         elif name in ("init_exclude", "trainable"):
             kwargs[name] = list(value) if isinstance(value, (list, tuple)) else value
-        elif name == "train_data":
+        elif name == "train_data" or (name == "frame_data" and value is not None):
             if isinstance(value, (str, Mapping)):
                 value = [value]
             if not isinstance(value, list):

@@ -46,6 +46,12 @@ class CropStream:
             from ..synth.photos import PhotoCollection
 
             self.photos = PhotoCollection.load(c.photo_dir)
+        self.frames = None
+        if c.frame_fraction > 0:
+            from .frame_crops import FrameCrops
+
+            self.frames = FrameCrops(c.frame_data if c.frame_data is not None else cfg.train_data, c.canvas,
+                                     c.size_min, c.size_max, c.roi_jitter, cfg.min_visible_pixels)
         self.photometric = None
         if c.photometric and cfg.augment.enabled:
             self.photometric = dataclasses.replace(cfg.augment.for_source(True), background_prob=0.0)
@@ -68,7 +74,8 @@ class CropStream:
             from ..synth.backgrounds import random_background
 
             backgrounds = [random_background(rng, S, S) for rng in rngs]
-        return make_crop_batch(self.bank, rngs, self.settings, backgrounds, self.photometric)
+        return make_crop_batch(self.bank, rngs, self.settings, backgrounds, self.photometric, self.frames,
+                               self.cfg.crops.frame_fraction)
 
     def loss(self, net: PoseCNN, iteration: int) -> Tensor:
         """Rotation loss of ``iteration``'s crops (differentiable w.r.t. the trunk and the RoI heads)."""

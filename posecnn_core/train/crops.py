@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
@@ -26,6 +26,9 @@ from torch import Tensor
 
 from ..augment import AugmentConfig, augment
 from ..geometry import ego_to_allo, mat_to_quat, quat_to_mat
+
+if TYPE_CHECKING:
+    from .frame_crops import FrameCrops
 
 __all__ = ["ViewBank", "CropSettings", "CropBatch", "inplane_rotation", "compose_crop", "make_crop_batch"]
 
@@ -262,13 +265,20 @@ def _occlude(canvas: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, in
 
 
 def make_crop_batch(bank: ViewBank, rngs: Sequence[np.random.Generator], settings: CropSettings,
-                    backgrounds: Sequence[np.ndarray], photometric: AugmentConfig | None = None) -> CropBatch:
+                    backgrounds: Sequence[np.ndarray], photometric: AugmentConfig | None = None,
+                    frames: "FrameCrops | None" = None, frame_fraction: float = 0.0) -> CropBatch:
     """One crop per generator (crop i uses only ``rngs[i]`` and ``backgrounds[i]``), RoIs jittered as the
-    ground-truth RoIs of training frames are (``roi_jitter``) and clipped to the crop."""
+    ground-truth RoIs of training frames are (``roi_jitter``) and clipped to the crop. With ``frames``
+    (``frame_crops.FrameCrops``), a crop comes from a training frame with probability ``frame_fraction``."""
     S = settings.canvas
     images, rois, classes, quats, boxes = [], [], [], [], []
     for i, (rng, bg) in enumerate(zip(rngs, backgrounds)):
-        image, box, cls, q = compose_crop(bank, rng, settings, bg, photometric)
+        got = None
+        if frames is not None and rng.random() < frame_fraction:
+            got = frames.sample(rng)
+            if got is not None and photometric is not None:
+                got = (augment(got[0], rng, photometric), *got[1:])
+        image, box, cls, q = got if got is not None else compose_crop(bank, rng, settings, bg, photometric)
         x1, y1, x2, y2 = box.tolist()
         w, h = x2 - x1 + 1, y2 - y1 + 1
         dx, dy = rng.normal(0.0, settings.roi_jitter, 2) * [w, h]
