@@ -493,15 +493,16 @@ class PoseEstimator:
             if geo.depth_factor != 1.0:
                 vertex = vertex if owned else vertex.clone()
                 vertex[:, 2::3] += math.log(geo.depth_factor)
-            if on_gpu:  # lands while voting runs; uint8 is a quarter of the bytes (classes < 256)
+            crop = self.rotation_crop_size(cfg)
+            device_rows = on_gpu and crop is None  # rotation crops take the host path (the crops are cut there)
+            if device_rows:  # lands while voting runs; uint8 is a quarter of the bytes (classes < 256)
                 label_copy = copies.add(labels[0].to(torch.uint8 if self.net.num_classes <= 256 else torch.int32))
             clock.lap("network")
             K_t = torch.as_tensor(geo.K, dtype=torch.float32)
             votes = hough_voting(labels, vertex, pinned(K_t) if on_gpu else K_t, self._extents, cfg.voting,
                                  backend=cfg.backend)
             clock.lap("voting")
-            crop = self.rotation_crop_size(cfg)
-            if on_gpu and crop is None:
+            if device_rows:
                 rows = self._device_rows(votes, conv4, conv5, cfg, geo.size)
                 clock.lap("rotation")
                 row_copy = None if rows is None else copies.add(rows)
