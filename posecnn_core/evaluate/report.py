@@ -195,8 +195,9 @@ class Report:
                f"{self.num_frames} frames, {self.pooled.count} annotated objects, {self.pooled.detected} detected. "
                "AUC of accuracy vs. threshold over 0–10 cm (YCB-Video toolbox VOCap), ×100; misses and errors "
                "> 10 cm count as failures. ADD(-S) uses ADD-S for symmetric objects. MEAN averages the per-object "
-               "AUCs; ALL pools every object. Rotation medians of symmetric objects are up to their shape's "
-               "symmetries; false positives are detections matched to no annotated object.", ""]
+               "AUCs; ALL pools every object. Rotation medians of symmetric objects are up to their declared "
+               "symmetry (object set's `symmetry`), else up to their shape's symmetries; false positives are "
+               "detections matched to no annotated object.", ""]
         out += [f"- {line}" for line in self.summary_lines()]
         out += ["",
                "| " + " | ".join(self.HEADER) + " |",
