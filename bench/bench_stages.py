@@ -18,6 +18,7 @@ compare rows of one run, and state the load (uptime) with the numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -139,6 +140,8 @@ def main() -> None:
     ap.add_argument("--objects", default=None)
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast for the dense network (amp)")
     ap.add_argument("--sizes", nargs="+", default=["320x240", "640x480"])
+    ap.add_argument("--rotation-crop", type=float, default=None, metavar="SIZE",
+                    help="EstimatorConfig.rotation_crop_size (0 = from the frame; default: as the checkpoint says)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: time every stage by the process's CPU time (all threads together) instead of the "
                          "wall clock; on a machine shared with other jobs, `--threads 1 --clock cpu` approximates "
@@ -158,7 +161,8 @@ def main() -> None:
     median_ms(lambda: a @ b, 1)
     peak = 2 * 2048 ** 3 / (median_ms(lambda: a @ b, args.repeat) / 1e3) / 1e9  # float32 matmul GFLOP/s
     print(f"clock={args.clock}, threads={torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-          f"float32 matmul peak {peak:.0f} GFLOP/s, load {os.getloadavg()[0]:.1f}, amp={args.amp}")
+          f"float32 matmul peak {peak:.0f} GFLOP/s, load {os.getloadavg()[0]:.1f}, amp={args.amp}, "
+          f"rotation_crop_size={'as the checkpoint says' if args.rotation_crop is None else args.rotation_crop}")
     cols = ["size", "input", "objects", *HEADERS, "total", "dense % peak", "found"]
     print(" | ".join(f"{c:>8}" for c in cols))
     for size in args.sizes:
@@ -167,6 +171,8 @@ def main() -> None:
         for use_depth in (False, True):
             for n in (1, 5):
                 cfg = EstimatorConfig.preset("pt_demo", max_instances=n, amp=args.amp)
+                if args.rotation_crop is not None:
+                    cfg = dataclasses.replace(cfg, rotation_crop_size=args.rotation_crop or None)
                 est = PoseEstimator(checkpoint, objects, device="cpu", config=cfg)
                 ros = ros_stages(rgb, depth if use_depth else None)
                 extents = est._extents.numpy()
