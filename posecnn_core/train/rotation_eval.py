@@ -61,7 +61,7 @@ class RotationProbe:
         if not len(indices):
             raise ValueError("RotationProbe needs at least one frame")
         self.device = device
-        self.symmetric = torch.as_tensor(np.asarray(left_out, dtype=bool))
+        self.left_out = torch.as_tensor(np.asarray(left_out, dtype=bool))
         self.groups = None if symmetry_groups is None else group_quaternions(symmetry_groups)
         self.crop = crop
         self.min_visible = max(int(min_visible_pixels), 1)
@@ -72,7 +72,7 @@ class RotationProbe:
     def _selected(self, b: Batch) -> Tensor:
         cls = b.inst_class
         box = b.inst_box
-        ok = (b.inst_visible >= self.min_visible) & ~self.symmetric[cls] & (box[:, 2] > box[:, 0]) \
+        ok = (b.inst_visible >= self.min_visible) & ~self.left_out[cls] & (box[:, 2] > box[:, 0]) \
             & (box[:, 3] > box[:, 1])
         return torch.nonzero(ok).flatten()
 
