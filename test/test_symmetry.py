@@ -161,3 +161,34 @@ def test_object_set_rejects_a_group_on_a_non_symmetric_class():
         ObjectSet(name="s", class_names=["__background__", "a"], points=[np.zeros((0, 3)), np.zeros((1, 3))],
                   extents=np.zeros((2, 3)), symmetric=[False, False],
                   symmetry_groups=[np.eye(3)[None], cyclic_group([0, 0, 1], 2)])
+
+
+def test_nearest_targets_make_the_symmetric_answer_free_in_the_point_matching_loss():
+    from posecnn_core.losses import point_matching_loss
+
+    objs = load_object_set(REPO / "config/objects/demo.yaml")
+    cereal = objs.index("cereal")
+    points, counts = objs.points_tensor(max_points=500)
+    extents = torch.as_tensor(objs.extents)
+    R_gt = Rotation.random(4, random_state=3).as_matrix()
+    q_gt = torch.as_tensor(mat_to_quat(R_gt), dtype=torch.float32)
+    q_pred = torch.as_tensor(mat_to_quat(R_gt @ _rz(180)), dtype=torch.float32)  # the look-alike rotation
+    classes = torch.full((4,), cereal)
+
+    def loss(mode: str) -> float:
+        rt = RotationTargets(objs, mode, "cpu")
+        target = rt.targets(q_pred, q_gt, classes)
+        return float(point_matching_loss(q_pred, target, points[classes], extents[classes], rt.symmetric[classes],
+                                         point_counts=counts[classes]))
+
+    assert loss("nearest_symmetric") == 0.0  # no RoI is hard: the prediction is one of the correct answers
+    # labelled targets take PT's shape-match loss for symmetric classes: the box's shape allows the turn, but the
+    # nearest sampled point is never the same point, so the loss keeps a floor
+    assert loss("labelled") > 0.1
+    # a turn the look does not allow (about x) still costs under nearest targets
+    q_bad = torch.as_tensor(mat_to_quat(R_gt @ Rotation.from_euler("x", 90, degrees=True).as_matrix()),
+                            dtype=torch.float32)
+    rt = RotationTargets(objs, "nearest_symmetric", "cpu")
+    bad = point_matching_loss(q_bad, rt.targets(q_bad, q_gt, classes), points[classes], extents[classes],
+                              rt.symmetric[classes], point_counts=counts[classes])
+    assert float(bad) > 0.5
