@@ -49,7 +49,8 @@ class FrameCrops:
             part = int(np.searchsorted(self.offsets, index, side="right")) - 1
             frame = self.datasets[part][index - int(self.offsets[part])]
             boxes = boxes_from_mask(frame.instance, frame.num_objects)
-            visible = np.array([(frame.instance == k + 1).sum() for k in range(frame.num_objects)])
+            n = frame.num_objects
+            visible = np.bincount(frame.instance.ravel(), minlength=n + 1)[1:n + 1]  # one pass for all objects
             candidates = np.flatnonzero(visible >= self.min_visible)
             if candidates.size == 0:
                 continue
