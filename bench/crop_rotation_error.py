@@ -66,19 +66,20 @@ def main() -> None:
     scored = torch.as_tensor(objects.finite_symmetry)
     groups = group_quaternions(objects.symmetry_groups)
     names = [objects.class_names[c] for c in range(objects.num_classes) if objects.finite_symmetry[c]]
-    probe = crop_probe = None
+    probe = None
     if args.frames:
         from posecnn_core.train.trainer import make_rotation_probe
 
         probe_cfg = load_config(args.config, [*args.set, f"rotation_eval_frames={args.frames}"])
         probe = make_rotation_probe(probe_cfg, objects, torch.device("cpu"))
-        if args.frame_crop:
-            size, canvas = args.frame_crop.split(",")
-            crop_probe = make_rotation_probe(probe_cfg, objects, torch.device("cpu"), crop=(float(size), int(canvas)))
+    frame_crop = None
+    if probe is not None and args.frame_crop:
+        size, canvas = args.frame_crop.split(",")
+        frame_crop = (float(size), int(canvas))
     print(f"{'checkpoint':<52} | {'crops':>6} | {'median (deg)':>12} | {'< 30 deg':>8}"
           + "".join(f" | {n + ' median':>14}" for n in names)
           + (f" | {'frames: objects':>15} | {'median (deg)':>12}" if probe else "")
-          + (f" | {'crops of frames':>15}" if crop_probe else ""))
+          + (f" | {'crops of frames':>15}" if frame_crop else ""))
     for path in args.checkpoints:
         state, meta = read_state_dict(path)  # the network's shape from the checkpoint, else the config's
         net = PoseCNN(objects.num_classes, in_channels=cfg.in_channels,
@@ -94,8 +95,8 @@ def main() -> None:
         if probe is not None:
             summary = summarize(probe.errors(net))
             row += f" | {summary.instances:>15} | {summary.median_deg:>12.1f}"
-        if crop_probe is not None:
-            row += f" | {summarize(crop_probe.errors(net)).median_deg:>15.1f}"
+        if frame_crop is not None:
+            row += f" | {summarize(probe.errors(net, crop=frame_crop)).median_deg:>15.1f}"
         print(row)
 
 

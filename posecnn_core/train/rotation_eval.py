@@ -51,19 +51,16 @@ def summarize(errors: np.ndarray) -> RotationSummary:
 class RotationProbe:
     """Rotation errors of a network on frames ``indices`` of ``dataset`` (build the dataset without
     augmentation); ``left_out`` bool [C] marks the classes not scored, ``symmetry_groups`` (one [K, 3, 3] per
-    class, identity first; None = none) the rotations each error is taken up to; ``crop`` (size, canvas): the
-    rotation head sees each object in its own crop at that apparent size (``posecnn_core.rotation_crops``)."""
+    class, identity first; None = none) the rotations each error is taken up to."""
 
     def __init__(self, dataset: TrainDataset, indices: Sequence[int], left_out: np.ndarray,
                  min_visible_pixels: int, device: torch.device, batch_size: int = 4,
-                 symmetry_groups: Sequence[np.ndarray] | None = None,
-                 crop: tuple[float, int] | None = None) -> None:
+                 symmetry_groups: Sequence[np.ndarray] | None = None) -> None:
         if not len(indices):
             raise ValueError("RotationProbe needs at least one frame")
         self.device = device
         self.left_out = torch.as_tensor(np.asarray(left_out, dtype=bool))
         self.groups = None if symmetry_groups is None else group_quaternions(symmetry_groups)
-        self.crop = crop
         self.min_visible = max(int(min_visible_pixels), 1)
         idx = [int(i) for i in indices]
         self.batches: list[Batch] = [collate([dataset[i] for i in idx[s:s + batch_size]])
@@ -77,8 +74,9 @@ class RotationProbe:
         return torch.nonzero(ok).flatten()
 
     @torch.no_grad()
-    def errors(self, net: PoseCNN) -> np.ndarray:
-        """Rotation error in degrees of every selected object of the probe frames."""
+    def errors(self, net: PoseCNN, crop: tuple[float, int] | None = None) -> np.ndarray:
+        """Rotation error in degrees of every selected object of the probe frames; ``crop`` (size, canvas): the
+        rotation head sees each object in its own crop at that apparent size (``posecnn_core.rotation_crops``)."""
         was_training = net.training
         net.eval()
         out: list[np.ndarray] = []
@@ -92,8 +90,8 @@ class RotationProbe:
                 H, W = b.image.shape[2:]
                 boxes = clip_boxes(b.inst_box[keep].float(), H, W)
                 cls = b.inst_class[keep]
-                if self.crop is not None:
-                    q = self._crop_quaternions(net, b, keep, boxes, cls)
+                if crop is not None:
+                    q = self._crop_quaternions(net, b, keep, boxes, cls, crop)
                 else:
                     _, _, conv4, conv5 = net.dense(b.image)
                     rois = torch.cat([b.inst_batch[keep, None].float(), boxes], dim=1)
@@ -111,9 +109,10 @@ class RotationProbe:
             net.train(was_training)
         return np.concatenate(out) if out else np.zeros(0)
 
-    def _crop_quaternions(self, net: PoseCNN, b: Batch, keep: Tensor, boxes: Tensor, cls: Tensor) -> Tensor:
+    def _crop_quaternions(self, net: PoseCNN, b: Batch, keep: Tensor, boxes: Tensor, cls: Tensor,
+                          crop: tuple[float, int]) -> Tensor:
         """Quaternions of the kept objects, each seen in its own crop of its (un-normalised) frame."""
-        size, canvas = self.crop
+        size, canvas = crop
         means = torch.as_tensor(PIXEL_MEANS_BGR, dtype=torch.float32, device=b.image.device).view(1, 3, 1, 1)
         frames = ((b.image[:, :3] + means) * 255.0).round().clamp(0, 255).to(torch.uint8)
         rgb = frames.flip(1).permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, 3] RGB

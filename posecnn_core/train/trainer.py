@@ -71,11 +71,9 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.device,
-                        crop: tuple[float, int] | None = None) -> RotationProbe:
+def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.device) -> RotationProbe:
     """The rotation check of a run: ``rotation_eval_frames`` frames spread evenly over ``rotation_eval_data`` (or
-    the training data), without augmentation; ``crop`` (size, canvas): rotations from per-object crops
-    (``posecnn_core.rotation_crops``)."""
+    the training data), without augmentation."""
     sources = [cfg.rotation_eval_data] if cfg.rotation_eval_data is not None else cfg.train_data
     if not sources:
         raise ConfigError("rotation_eval_interval: a crops-only run has no training frames to check the "
@@ -86,7 +84,7 @@ def make_rotation_probe(cfg: TrainConfig, objects: ObjectSet, device: torch.devi
     n = min(cfg.rotation_eval_frames, len(plain))
     idx = np.unique(np.linspace(0, len(plain) - 1, n).round().astype(int))
     return RotationProbe(plain, idx, ~objects.finite_symmetry, cfg.min_visible_pixels, device,
-                         symmetry_groups=objects.symmetry_groups, crop=crop)
+                         symmetry_groups=objects.symmetry_groups)
 
 
 class Trainer:
