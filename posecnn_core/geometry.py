@@ -242,6 +242,13 @@ def _project(p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.stack(((fx * x + s * y) / z + px, fy * y / z + py), dim=-1)
 
 
+def project_uv(points: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, v) `[...]` of camera-frame points `[..., 3]` through one `K` `[3, 3]`: project_points's arithmetic
+    for tensors already checked (no conversion or validation; for inner loops such as the depth refinement's)."""
+    x, y, z = points.unbind(-1)
+    return (K[0, 0] * x + K[0, 1] * y) / z + K[0, 2], K[1, 1] * y / z + K[1, 2]
+
+
 def project_points(points: Array, K: Array) -> Array:
     """Pixel coordinates (u, v) `[..., N, 2]` of camera-frame `points` `[..., N, 3]`.
 
@@ -326,6 +333,6 @@ def box_extents(points: Array) -> Array:
 
 __all__ = [
     "ALLOCENTRIC_CONVENTIONS", "quat_to_mat", "mat_to_quat", "quat_multiply", "quat_conjugate",
-    "rotation_angle_deg", "allo_to_ego", "ego_to_allo", "project_points", "transform_points",
+    "rotation_angle_deg", "allo_to_ego", "ego_to_allo", "project_points", "project_uv", "transform_points",
     "backproject", "backproject_pixels", "box_extents",
 ]

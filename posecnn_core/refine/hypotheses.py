@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..geometry import project_points
+from ..geometry import project_uv
 from .icp import _icp, _inlier_stats
 from .options import RefineOptions
 from .tensors import _masked_median, _repeat, _transform
@@ -17,7 +17,7 @@ def _centred_translation(q, obs_valid, s, vis, t, K, z_obs, shift) -> torch.Tens
     depth z_obs [B] so that the projected visible model points and the observed pixels have the same mean
     (pixel positions are unaffected by wrong depth readings)."""
     def mean_uv(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        uv = project_points(p, K)
+        uv = torch.stack(project_uv(p, K), -1)
         wv = valid.to(p.dtype)[..., None]
         return (torch.nan_to_num(uv) * wv).sum(1) / wv.sum(1).clamp_min(1)
     duv = mean_uv(q, obs_valid) - mean_uv(s, vis & (s[..., 2] > 1e-3))

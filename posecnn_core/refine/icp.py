@@ -174,7 +174,16 @@ def _icp(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, symm
     prev_step = torch.zeros(B, 6, dtype=dt, device=dev)
     boost = torch.ones(B, dtype=dt, device=dev)
     for _ in range(max_iterations):
-        run = torch.nonzero(~converged & ~stalled).squeeze(1)
+        running = ~converged & ~stalled
+        if bool(running.all()):  # every element still runs: no need to gather (and copy) the batch
+            R, t, gate, prev_step, boost, settled, enough, small = _icp_step(
+                q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0, cap, gate, prev_step, boost,
+                options, grid)
+            iterations += enough.long()
+            converged = enough & small & settled
+            stalled = ~enough
+            continue
+        run = torch.nonzero(running).squeeze(1)
         if run.numel() == 0:
             break
         sub = [x[run] for x in (q, normals, normal_ok, obs_valid, model, model_valid)]

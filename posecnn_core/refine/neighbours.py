@@ -116,11 +116,14 @@ class ModelGrid:
             + self.meta[:, None, 7].long()
         cand = self.table[flat]                                     # [B, M, C]
         C = cand.shape[-1]
-        pts = torch.gather(s, 1, cand.reshape(B, M * C, 1).expand(B, M * C, 3)).view(B, M, C, 3)
-        d2 = ((pts - q[:, :, None, :]) ** 2).sum(-1)
+        # Squared distances to the candidates coordinate by coordinate (planar [B, 3, N] gathers: contiguous,
+        # vectorised work instead of reductions over a last dimension of 3).
+        flat_cand = cand.reshape(B, 1, M * C).expand(B, 3, M * C)
+        diff = torch.gather(s.transpose(1, 2), 2, flat_cand).view(B, 3, M, C) - q.transpose(1, 2)[..., None]
+        diff = diff.square_()
+        d2 = diff[:, 0].add_(diff[:, 1]).add_(diff[:, 2])
         ok = torch.gather(s_ok, 1, cand.reshape(B, M * C)).view(B, M, C)
-        d2 = torch.where(ok, d2, torch.full_like(d2, float("inf")))
-        best = d2.argmin(-1)
+        d2 = d2.masked_fill_(~ok, float("inf"))
+        best_d2, best = d2.min(-1)  # the first smallest, as argmin
         idx = torch.gather(cand, 2, best[..., None])[..., 0]
-        d = torch.gather(d2, 2, best[..., None])[..., 0].sqrt()
-        return idx, d
+        return idx, best_d2.sqrt_()

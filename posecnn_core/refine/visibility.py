@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..geometry import project_points
+from ..geometry import project_uv
 
 _VIS_GRID = 128  # visibility z-buffer grid is at most this many cells per side
 
@@ -23,7 +23,7 @@ def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin
     B, N, _ = s.shape
     z = s[..., 2]
     ok = model_valid & (z > 1e-3)
-    u, v = project_points(_in_front(s, ok), K).unbind(-1)
+    u, v = project_uv(_in_front(s, ok), K)
     big = torch.finfo(s.dtype).max
     umin = torch.where(ok, u, torch.full_like(u, big)).amin(1)
     umax = torch.where(ok, u, torch.full_like(u, -big)).amax(1)
@@ -70,7 +70,7 @@ def _free_space_violation(s: torch.Tensor, vis: torch.Tensor, nearest: torch.Ten
     H, W = nearest.shape
     z = s[..., 2]
     ok = vis & (z > 1e-3)
-    u, v = project_points(_in_front(s, ok), K).round().unbind(-1)
+    u, v = (c.round() for c in project_uv(_in_front(s, ok), K))
     ok = ok & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
     d = nearest[v.clamp(0, H - 1).long(), u.clamp(0, W - 1).long()]
     through = ok & torch.isfinite(d) & (d > z + margin)
