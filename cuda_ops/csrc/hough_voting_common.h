@@ -224,8 +224,10 @@ HV_HOST_DEVICE bool run_in_class(const ClassMaps& maps, int64_t x, int64_t y, in
 // of cells after (cx, cy) that pass too, or -1 when the bound does not decide (cx, cy). Why the run: din is
 // 1-Lipschitz, so moving the cell by n columns moves the run's centre m by at most f * n + 1 and its radius by at
 // most (k - 1) / (2S) * n, and the bound still holds while n < (margin - 1) / (f + (k - 1) / (2S)).
+// `enough`: the caller needs no more than this many cells after (cx, cy); the first bound that vouches for as many
+// is returned without trying the others (the default tries all three).
 HV_HOST_DEVICE int64_t same_label_pass_run(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy,
-                                           int64_t S, int64_t needed) {
+                                           int64_t S, int64_t needed, int64_t enough = INT64_MAX) {
   if (needed < 1 || needed > S) return -1;
   const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
   const double a = static_cast<double>(adx > ady ? adx : ady);
@@ -242,6 +244,7 @@ HV_HOST_DEVICE int64_t same_label_pass_run(const ClassMaps& maps, int64_t x, int
     const double n = (margin - 1.0) / (f + c);
     const int64_t more = n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;  // cells 1..more: n' < n
     best = more > best ? more : best;
+    if (best >= enough) break;
   }
   return best;
 }
@@ -266,6 +269,26 @@ HV_HOST_DEVICE int64_t same_label_fail_run(const ClassMaps& maps, int64_t x, int
   if (!(margin > 0.0)) return -1;
   const double n = (margin - 1.0) / (f + c);
   return n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;
+}
+
+// The same-label rule by its samples alone (same_label_ok without the shortcuts): the samples are counted from the
+// cell back to the voter, stopping as soon as the decision is known.
+template <class IsC>
+HV_HOST_DEVICE bool same_label_sampled(IsC is_c, int64_t H, int64_t W, int64_t x, int64_t y, int64_t cx, int64_t cy,
+                                       int64_t S, const float* steps, int64_t needed) {
+  if (needed > S) return false;
+  const float dx = static_cast<float>(cx - x), dy = static_cast<float>(cy - y);
+  const float fs = static_cast<float>(S), fx = static_cast<float>(x), fy = static_cast<float>(y);
+  int64_t count = 0;
+  for (int64_t i = S; i >= 1; --i) {
+    if (count >= needed) return true;
+    if (count + i < needed) return false;  // i samples are left
+    const float step = steps ? steps[i] : div_rn(static_cast<float>(i), fs);
+    const int64_t qx = static_cast<int64_t>(add_rn(fx, mul_rn(step, dx)));
+    const int64_t qy = static_cast<int64_t>(add_rn(fy, mul_rn(step, dy)));
+    if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qx, qy)) ++count;
+  }
+  return count >= needed;
 }
 
 // PT's same-label sampling: q_i = (int(x + i/S * dx), int(y + i/S * dy)), i = 1..S, float32, truncation toward
@@ -294,18 +317,7 @@ HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int
     }
     if (needed >= 2 && run_in_class(*maps, x, y, cx, cy, a, S, needed, S - needed + 1, false)) return false;
   }
-  const float dx = static_cast<float>(cx - x), dy = static_cast<float>(cy - y);
-  const float fs = static_cast<float>(S), fx = static_cast<float>(x), fy = static_cast<float>(y);
-  int64_t count = 0;
-  for (int64_t i = S; i >= 1; --i) {
-    if (count >= needed) return true;
-    if (count + i < needed) return false;  // i samples are left
-    const float step = steps ? steps[i] : div_rn(static_cast<float>(i), fs);
-    const int64_t qx = static_cast<int64_t>(add_rn(fx, mul_rn(step, dx)));
-    const int64_t qy = static_cast<int64_t>(add_rn(fy, mul_rn(step, dy)));
-    if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qx, qy)) ++count;
-  }
-  return count >= needed;
+  return same_label_sampled(is_c, H, W, x, y, cx, cy, S, steps, needed);
 }
 
 // The same-label settings of one call: S samples, `needed` of them must carry the class, optional i/S table,

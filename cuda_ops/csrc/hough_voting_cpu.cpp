@@ -180,10 +180,44 @@ double half_row_max_cos(const Voter& p, int64_t dy, int64_t s, int64_t m0, int64
   return std::max(cos_at(static_cast<double>(s * m0)), cos_at(static_cast<double>(s * m1)));
 }
 
+// Narrows the open cells of a row around its certain interval [in_lo, in_hi] (row_candidates, |dy| > kExactRows):
+// walking outward from it, a cell whose float64 cosine exceeds the threshold by `margin` certainly passes the float32
+// direction test (joins [in_lo, in_hi]); one below it by `margin` certainly fails, and so do all cells further out
+// (along a row the cosine falls monotonically away from the cone), so [lo, hi] ends there. The walk stops at the
+// first cell it cannot decide; the cells left between lo and in_lo (in_hi and hi) are tested one by one.
+void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, int64_t& lo, int64_t& hi,
+                 int64_t& in_lo, int64_t& in_hi) {
+  const double u = static_cast<double>(p.u), v = static_cast<double>(p.v), n = static_cast<double>(p.n1);
+  const double fdy = static_cast<double>(dy);
+  auto cos_at = [&](int64_t x) {
+    const double dx = static_cast<double>(x - p.x);
+    return (u * dx + v * fdy) / (n * std::sqrt(dx * dx + fdy * fdy));
+  };
+  for (int64_t x = in_lo - 1; x >= lo; --x) {
+    const double c = cos_at(x);
+    if (c > threshold + margin) {
+      in_lo = x;
+    } else {
+      if (c < threshold - margin) lo = x + 1;
+      break;
+    }
+  }
+  for (int64_t x = in_hi + 1; x <= hi; ++x) {
+    const double c = cos_at(x);
+    if (c > threshold + margin) {
+      in_hi = x;
+    } else {
+      if (c < threshold - margin) hi = x - 1;
+      break;
+    }
+  }
+}
+
 // Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row). On each row a voter's cells that
-// certainly pass every test (inside the cone by kMargin cells, inside the window, and close enough to the voter for
-// the same-label rule, same_label_sure_reach) are counted as one run in a difference array; only the cells around
-// the run are tested one by one.
+// certainly pass every test (inside the cone by kMargin cells, inside the window, and, with the same-label rule,
+// close enough to the voter, same_label_sure_reach, or in a run that same_label_pass_run vouches for) are counted
+// as runs in a difference array; only the cells whose direction or same-label verdict is open are tested one by
+// one.
 at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, const Params& p) {
   const int64_t H = labels.size(1), W = labels.size(2);
   const int64_t S = static_cast<int64_t>(vs.keys.size());
@@ -222,6 +256,54 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
           if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
         }
       };
+      // Cells [from, to] of row y that pass the window and direction tests: runs of cells that certainly pass
+      // the same-label rule are counted at once (same_label_pass_run), runs that certainly fail skipped
+      // (same_label_fail_run), the others sampled one by one (same_label_sampled; the bounds same_label_ok would
+      // try first are the ones that just failed). Where the bounds keep failing (a class boundary that the
+      // samples cross), sampling the next cells directly is cheaper than asking the bounds for each: after k
+      // failures in a row the next min(2^k, 16) - 1 cells are sampled before the bounds are asked again.
+      auto same_label_span = [&](const Voter& v, int64_t from, int64_t to) {
+        int64_t misses = 0;
+        for (int64_t x = from; x <= to;) {
+          const int64_t more = same_label_pass_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed, to - x);
+          if (more >= 0) {
+            const int64_t end = imin(to, x + more);
+            ++diff[x];
+            --diff[end + 1];
+            x = end + 1;
+            misses = 0;
+            continue;
+          }
+          const int64_t fail = same_label_fail_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
+          if (fail >= 0) {  // this cell and `fail` more certainly fail: skip them
+            x += fail + 1;
+            misses = 0;
+            continue;
+          }
+          misses = imin(misses + 1, 4);
+          const int64_t end = imin(to, x + (int64_t{1} << misses) - 1);
+          for (; x <= end; ++x) {
+            if (same_label_sampled(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed)) ++row[x];
+          }
+        }
+      };
+      // A stretch [a, b] of cells that pass the window and direction tests, with the same-label rule: the cells
+      // within the voter's sure reach (same_label_sure_reach) pass it; the rest go through same_label_span.
+      auto label_span = [&](const Voter& v, int64_t sure_reach, int64_t a, int64_t b) {
+        int64_t run_lo = a, run_hi = a - 1;
+        if (iabs(y - v.y) <= sure_reach) {
+          run_lo = imax(a, v.x - sure_reach);
+          run_hi = imin(b, v.x + sure_reach);
+        }
+        if (run_lo > run_hi) {
+          same_label_span(v, a, b);
+          return;
+        }
+        ++diff[run_lo];
+        --diff[run_hi + 1];
+        same_label_span(v, a, run_lo - 1);
+        same_label_span(v, run_hi + 1, b);
+      };
       // voters whose rows can reach row y: v.y in [y - max_reach, y + max_reach]
       const Voter* first = vs.voters.data() + vs.start[s];
       const Voter* last = vs.voters.data() + vs.start[s + 1];
@@ -231,59 +313,60 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
         const int64_t i = vp - vs.voters.data();
         int64_t lo, hi, in_lo, in_hi;
         if (!row_candidates(v, y, W, lo, hi, &in_lo, &in_hi)) continue;
-        if (in_lo > in_hi) {  // no cell certainly inside the cone: test every candidate ...
-          const int64_t dy = y - v.y;
-          for (int64_t side = -1; side <= 1; side += 2) {
-            const int64_t a = side < 0 ? lo : imax(lo, v.x + 1), b = side < 0 ? imin(hi, v.x - 1) : hi;
-            if (a > b) continue;
-            // ... except half rows whose cosine stays below the threshold by far more than float32's error
-            const int64_t m0 = side < 0 ? v.x - b : a - v.x, m1 = side < 0 ? v.x - a : b - v.x;
-            if (half_row_max_cos(v, dy, side, m0, m1) < static_cast<double>(inlier) - kCosMargin) continue;
-            test_span(v, a, b);
+        const int64_t dy = y - v.y;
+        if (in_lo <= in_hi) tighten_row(v, dy, static_cast<double>(inlier), kCosMargin, lo, hi, in_lo, in_hi);
+        // Half rows whose cosine stays below the threshold by far more than float32's error: no cell passes.
+        auto half_row_fails = [&](int64_t side, int64_t a, int64_t b) {
+          const int64_t m0 = side < 0 ? v.x - b : a - v.x, m1 = side < 0 ? v.x - a : b - v.x;
+          return half_row_max_cos(v, dy, side, m0, m1) < static_cast<double>(inlier) - kCosMargin;
+        };
+        if (!sl.check) {
+          if (in_lo > in_hi) {  // no cell certainly inside the cone: test every candidate but certain failures
+            for (int64_t side = -1; side <= 1; side += 2) {
+              const int64_t a = side < 0 ? lo : imax(lo, v.x + 1), b = side < 0 ? imin(hi, v.x - 1) : hi;
+              if (a <= b && !half_row_fails(side, a, b)) test_span(v, a, b);
+            }
+            test_span(v, imax(lo, v.x), imin(hi, v.x));
+          } else {  // [in_lo, in_hi] passes every test (window and direction): one run
+            ++diff[in_lo];
+            --diff[in_hi + 1];
+            test_span(v, lo, in_lo - 1);
+            test_span(v, in_hi + 1, hi);
           }
-          test_span(v, imax(lo, v.x), imin(hi, v.x));
           continue;
         }
-        // [in_lo, in_hi] passes the direction and window tests; of it, [run_lo, run_hi] the same-label rule too.
-        int64_t run_lo = in_lo, run_hi = in_lo - 1;
-        if (iabs(y - v.y) <= sure[i]) {
-          run_lo = imax(in_lo, v.x - sure[i]);
-          run_hi = imin(in_hi, v.x + sure[i]);
-        }
-        if (run_lo <= run_hi) {
-          ++diff[run_lo];
-          --diff[run_hi + 1];
-        } else {
-          run_lo = in_hi + 1;
-          run_hi = in_hi;
-        }
-        test_span(v, lo, in_lo - 1);
-        // The rest of [in_lo, in_hi] needs only the same-label rule: runs of cells that certainly pass it are
-        // counted at once (same_label_pass_run), the others tested one by one.
-        auto same_label_span = [&](int64_t from, int64_t to) {
-          for (int64_t x = from; x <= to;) {
-            const int64_t more = same_label_pass_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
-            if (more >= 0) {
-              const int64_t last = imin(to, x + more);
-              ++diff[x];
-              --diff[last + 1];
-              x = last + 1;
-              continue;
+        // With the same-label rule: the cells of [lo, hi] that pass the direction test (all of [in_lo, in_hi],
+        // the others tested one by one) form stretches, and label_span decides each stretch's same-label rule
+        // by runs. (The window test holds on all of [lo, hi]: row_candidates clips it to the voter's reach.)
+        int64_t open = -1;  // first cell of the stretch being built, -1 when none
+        auto close = [&](int64_t end) {
+          if (open >= 0 && open <= end) label_span(v, sure[i], open, end);
+          open = -1;
+        };
+        auto scan = [&](int64_t a, int64_t b) {
+          for (int64_t x = a; x <= b; ++x) {
+            if (direction_ok(v, x, y, p.inlier_threshold)) {
+              if (open < 0) open = x;
+            } else {
+              close(x - 1);
             }
-            const int64_t fail = same_label_fail_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
-            if (fail >= 0) {  // this cell and `fail` more certainly fail: skip them
-              x += fail + 1;
-              continue;
-            }
-            if (same_label_ok(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed, v.safe, sl.maps)) ++row[x];
-            ++x;
           }
         };
-        if (sl.check) {
-          same_label_span(in_lo, run_lo - 1);
-          same_label_span(run_hi + 1, in_hi);
+        if (in_lo > in_hi) {  // left half row, the voter's column, right half row
+          const int64_t la = lo, lb = imin(hi, v.x - 1), ra = imax(lo, v.x + 1), rb = hi;
+          if (la <= lb) {
+            if (half_row_fails(-1, la, lb)) close(la - 1); else scan(la, lb);
+          }
+          if (lo <= v.x && v.x <= hi) scan(v.x, v.x);
+          if (ra <= rb) {
+            if (half_row_fails(1, ra, rb)) close(ra - 1); else scan(ra, rb);
+          }
+        } else {
+          scan(lo, in_lo - 1);
+          if (open < 0) open = in_lo;
+          scan(in_hi + 1, hi);
         }
-        test_span(v, in_hi + 1, hi);
+        close(hi);
       }
       int32_t run = 0;
       for (int64_t x = 0; x < W; ++x) {
