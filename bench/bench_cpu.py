@@ -16,8 +16,12 @@ import time
 import numpy as np
 import torch
 
-from posecnn_core.network import PoseCNN
-from posecnn_core.voting import VotingParams, hough_voting
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.network import PoseCNN  # noqa: E402
+from posecnn_core.voting import VotingParams, hough_voting  # noqa: E402
 
 H, W, C = 480, 640, 22
 K = torch.tensor([[1066.778, 0.0, 312.9869], [0.0, 1067.487, 241.3109], [0.0, 0.0, 1.0]])

@@ -19,7 +19,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from posecnn_core.network import PoseCNN
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.network import PoseCNN  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:

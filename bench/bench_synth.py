@@ -12,11 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from posecnn_core.synth import SceneConfig, frame_rng, generate_dataset
-from posecnn_core.synth.assets import read_render_assets
-from posecnn_core.synth.generate import distractor_texture_bank, resolve_photo_config
-from posecnn_core.synth.photos import PhotoCollection
-from posecnn_core.synth.scene import sample_scene
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.synth import SceneConfig, frame_rng, generate_dataset  # noqa: E402
+from posecnn_core.synth.assets import read_render_assets  # noqa: E402
+from posecnn_core.synth.generate import distractor_texture_bank, resolve_photo_config  # noqa: E402
+from posecnn_core.synth.photos import PhotoCollection  # noqa: E402
+from posecnn_core.synth.scene import sample_scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from posecnn_core.synth import SceneConfig
-from posecnn_core.synth.assets import read_render_assets
-from posecnn_core.synth.generate import _FrameWriter, resolve_photo_config
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.synth import SceneConfig  # noqa: E402
+from posecnn_core.synth.assets import read_render_assets  # noqa: E402
+from posecnn_core.synth.generate import _FrameWriter, resolve_photo_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,12 @@ import time
 
 import torch
 
-from posecnn_core.ops.extension import has_op
-from posecnn_core.voting import VotingParams, hough_voting
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.ops.extension import has_op  # noqa: E402
+from posecnn_core.voting import VotingParams, hough_voting  # noqa: E402
 
 H, W, C = 480, 640, 22
 FX, FY, PX, PY = 1066.778, 1067.487, 312.9869, 241.3109

@@ -16,14 +16,18 @@ import argparse
 
 import torch
 
-from posecnn_core.checkpoint import load_weights, read_state_dict
-from posecnn_core.network import PoseCNN, normalize_bgr
-from posecnn_core.objects import load_object_set
-from posecnn_core.symmetry import group_quaternions, nearest_symmetric_targets
-from posecnn_core.train import ddp
-from posecnn_core.train.config import load_config
-from posecnn_core.train.crop_stream import CropStream
-from posecnn_core.train.rotation_eval import summarize
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.checkpoint import load_weights, read_state_dict  # noqa: E402
+from posecnn_core.network import PoseCNN, normalize_bgr  # noqa: E402
+from posecnn_core.objects import load_object_set  # noqa: E402
+from posecnn_core.symmetry import group_quaternions, nearest_symmetric_targets  # noqa: E402
+from posecnn_core.train import ddp  # noqa: E402
+from posecnn_core.train.config import load_config  # noqa: E402
+from posecnn_core.train.crop_stream import CropStream  # noqa: E402
+from posecnn_core.train.rotation_eval import summarize  # noqa: E402
 
 
 def crop_errors(net: PoseCNN, stream: CropStream, batches: int, groups: torch.Tensor

@@ -18,8 +18,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from posecnn_core.train.config import load_config
-from posecnn_core.train.trainer import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.train.config import load_config  # noqa: E402
+from posecnn_core.train.trainer import Trainer  # noqa: E402
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -13,8 +13,11 @@ import sys
 
 import torch
 
-from posecnn_core.losses import point_matching_loss, pose_loss
-from posecnn_core.objects import load_object_set
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.losses import point_matching_loss, pose_loss  # noqa: E402
+from posecnn_core.objects import load_object_set  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from posecnn_core.train.config import load_config
-from posecnn_core.train.trainer import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.train.config import load_config  # noqa: E402
+from posecnn_core.train.trainer import Trainer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,11 +17,14 @@ import sys
 import numpy as np
 import torch
 
-from posecnn_core.checkpoint import model_from_checkpoint
-from posecnn_core.objects import load_object_set
-from posecnn_core.train.config import AugmentConfig, load_config
-from posecnn_core.train.data import TrainDataset, collate
-from posecnn_core.train.loop import label_rois, pose_targets_from_boxes, voting_rois
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout, not an installed copy
+
+from posecnn_core.checkpoint import model_from_checkpoint  # noqa: E402
+from posecnn_core.objects import load_object_set  # noqa: E402
+from posecnn_core.train.config import AugmentConfig, load_config  # noqa: E402
+from posecnn_core.train.data import TrainDataset, collate  # noqa: E402
+from posecnn_core.train.loop import label_rois, pose_targets_from_boxes, voting_rois  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
