@@ -245,8 +245,9 @@ def _project(p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def project_uv(points: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, v) `[...]` of camera-frame points `[..., 3]` through one `K` `[3, 3]`: project_points's arithmetic
     for tensors already checked (no conversion or validation; for inner loops such as the depth refinement's)."""
+    (fx, s, px), (_, fy, py) = K[:2].tolist()  # Python numbers act in the points' dtype, like K's float32
     x, y, z = points.unbind(-1)
-    return (K[0, 0] * x + K[0, 1] * y) / z + K[0, 2], K[1, 1] * y / z + K[1, 2]
+    return (fx * x + s * y) / z + px, fy * y / z + py
 
 
 def project_points(points: Array, K: Array) -> Array:

@@ -119,15 +119,16 @@ def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0,
     # final pose by up to half the model point spacing.
     w_pp = (w * (options.plane_point_weight * gate / options.gate_start)[:, None] if plane else w).double()
     sw = w_pp.sum(1)
-    swm = (w_pp[..., None] * mc).sum(1)
-    mm = torch.einsum("bm,bmi,bmj->bij", w_pp, mc, mc)
+    wmc = w_pp[..., None] * mc
+    swm = wmc.sum(1)
+    mm = torch.bmm(wmc.transpose(1, 2), mc)  # Σ w·mc·mcᵀ
     eye3 = torch.eye(3, dtype=torch.float64, device=dev)
     Hm = torch.zeros(B, 6, 6, dtype=torch.float64, device=dev)
     Hm[:, :3, :3] = mm.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None] * eye3 - mm
     Hm[:, :3, 3:] = _skew(swm)
     Hm[:, 3:, :3] = -_skew(swm)
     Hm[:, 3:, 3:] = sw[:, None, None] * eye3
-    g = torch.cat([(w_pp[..., None] * torch.cross(mc, r, dim=-1)).sum(1), (w_pp[..., None] * r).sum(1)], -1)
+    g = torch.cat([torch.cross(wmc, r, dim=-1).sum(1), (w_pp[..., None] * r).sum(1)], -1)
     if plane:
         # Point-to-plane rows: n·r + (mc × n)·ω + n·δ.
         n64 = normals.double()

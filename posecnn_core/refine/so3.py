@@ -51,6 +51,11 @@ def _cap_rotation(R: torch.Tensor, R0: torch.Tensor, max_angle: torch.Tensor) ->
         out = R.clone()
         out[rows] = _cap_rotation(R[rows], R0[rows], max_angle[rows])
         return out
+    # Quick test first (two ops): cos(angle) = (trace(R·R0ᵀ) − 1)/2, with trace(R·R0ᵀ) = Σ R∘R0. Only when some
+    # element may be over its cap (1e-6 of slack covers rounding) does the exact test below run.
+    cos_angle = ((R * R0).sum((-2, -1)) - 1) / 2
+    if not bool((cos_angle < torch.cos(max_angle) + 1e-6).any()):
+        return R
     q = mat_to_quat(R @ R0.transpose(-1, -2))
     angle = 2 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0])
     over = angle > max_angle

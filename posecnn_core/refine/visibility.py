@@ -25,10 +25,9 @@ def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin
     ok = model_valid & (z > 1e-3)
     u, v = project_uv(_in_front(s, ok), K)
     big = torch.finfo(s.dtype).max
-    umin = torch.where(ok, u, torch.full_like(u, big)).amin(1)
-    umax = torch.where(ok, u, torch.full_like(u, -big)).amax(1)
-    vmin = torch.where(ok, v, torch.full_like(v, big)).amin(1)
-    vmax = torch.where(ok, v, torch.full_like(v, -big)).amax(1)
+    uv, ok2 = torch.stack((u, v), -1), ok[..., None]
+    umin, vmin = torch.where(ok2, uv, big).amin(1).unbind(-1)
+    umax, vmax = torch.where(ok2, uv, -big).amax(1).unbind(-1)
     n_ok = ok.sum(1).clamp_min(1).to(s.dtype)
     span_u = (umax - umin).clamp_min(0)
     span_v = (vmax - vmin).clamp_min(0)
