@@ -203,10 +203,12 @@ def test_cuda_equals_cpu(scene: str, pname: str) -> None:
                      type(cuda)(*(t.cpu() for t in cuda)))
 
 
-def test_crowded_scene_vote_counts_equal_reference() -> None:
+@pytest.mark.parametrize("seed", [7, 11])
+def test_crowded_scene_vote_counts_equal_reference(seed: int) -> None:
     """Many overlapping objects with windows much larger than the objects: most cone cells fail the same-label
-    rule, so the CPU kernel's certain-pass and certain-fail runs decide most of them; the counts stay exact."""
-    g = torch.Generator().manual_seed(7)
+    rule, so the CPU kernel's certain-pass and certain-fail runs decide most of them, and the cells near class
+    borders that no bound decides are sampled in blocks; the counts stay exact."""
+    g = torch.Generator().manual_seed(seed)
     H, W, C = 96, 128, 8
     insts = []
     for k in range(12):

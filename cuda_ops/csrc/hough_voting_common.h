@@ -271,6 +271,12 @@ HV_HOST_DEVICE int64_t same_label_fail_run(const ClassMaps& maps, int64_t x, int
   return n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;
 }
 
+// Coordinate of a same-label sample: int(v + step * d) in float32 (truncation toward zero), v the voter's
+// coordinate, d the offset to the cell, step = i / S.
+HV_HOST_DEVICE int64_t sample_coord(float v, float step, float d) {
+  return static_cast<int64_t>(add_rn(v, mul_rn(step, d)));
+}
+
 // The same-label rule by its samples alone (same_label_ok without the shortcuts): the samples are counted from the
 // cell back to the voter, stopping as soon as the decision is known.
 template <class IsC>
@@ -284,8 +290,8 @@ HV_HOST_DEVICE bool same_label_sampled(IsC is_c, int64_t H, int64_t W, int64_t x
     if (count >= needed) return true;
     if (count + i < needed) return false;  // i samples are left
     const float step = steps ? steps[i] : div_rn(static_cast<float>(i), fs);
-    const int64_t qx = static_cast<int64_t>(add_rn(fx, mul_rn(step, dx)));
-    const int64_t qy = static_cast<int64_t>(add_rn(fy, mul_rn(step, dy)));
+    const int64_t qx = sample_coord(fx, step, dx);
+    const int64_t qy = sample_coord(fy, step, dy);
     if (qx >= 0 && qx < W && qy >= 0 && qy < H && is_c(qx, qy)) ++count;
   }
   return count >= needed;

@@ -180,6 +180,40 @@ double half_row_max_cos(const Voter& p, int64_t dy, int64_t s, int64_t m0, int64
   return std::max(cos_at(static_cast<double>(s * m0)), cos_at(static_cast<double>(s * m1)));
 }
 
+constexpr int64_t kBlock = 16;  // cells sampled together by sample_block
+
+// x86-64 with GCC: an AVX2 clone (its gathers vectorise the label lookups) chosen at load time when the CPU has it.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HV_SAMPLE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HV_SAMPLE_CLONES
+#endif
+
+// The same-label rule for the n <= kBlock cells (cx0 + j, cy), j < n, of voter (x, y), by their samples alone: the
+// samples of same_label_sampled (sample_coord, the i/S table `steps`), but every sample of every cell is
+// counted (no early exit), sample by sample across the cells, so the loop has no branches and vectorises. The
+// samples of a cell lie between the voter and the cell, hence inside the class's maps' window (it holds both);
+// the column is clamped to the window all the same. Writes 1 (the vote stands) or 0 to pass[j].
+HV_SAMPLE_CLONES
+void sample_block(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int64_t cy, int64_t n, int64_t S,
+                  const float* steps, int64_t needed, int32_t* pass) {
+  int32_t count[kBlock] = {0};
+  float dx[kBlock];
+  for (int64_t j = 0; j < n; ++j) dx[j] = static_cast<float>(cx0 + j - x);
+  const float fx = static_cast<float>(x), fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
+  const int32_t lo = static_cast<int32_t>(maps.x0), hi = static_cast<int32_t>(maps.x0 + maps.w - 1);
+  for (int64_t i = 1; i <= S; ++i) {
+    const float step = steps[i];
+    const int32_t* din_row = maps.din + (sample_coord(fy, step, dy) - maps.y0) * maps.w - maps.x0;
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t qx = static_cast<int32_t>(sample_coord(fx, step, dx[j]));
+      qx = qx < lo ? lo : (qx > hi ? hi : qx);
+      count[j] += din_row[qx] > 0 ? 1 : 0;
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) pass[j] = count[j] >= needed ? 1 : 0;
+}
+
 // Narrows the open cells of a row around its certain interval [in_lo, in_hi] (row_candidates, |dy| > kExactRows):
 // walking outward from it, a cell whose float64 cosine exceeds the threshold by `margin` certainly passes the float32
 // direction test (joins [in_lo, in_hi]); one below it by `margin` certainly fails, and so do all cells further out
@@ -258,12 +292,11 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
       };
       // Cells [from, to] of row y that pass the window and direction tests: runs of cells that certainly pass
       // the same-label rule are counted at once (same_label_pass_run), runs that certainly fail skipped
-      // (same_label_fail_run), the others sampled one by one (same_label_sampled; the bounds same_label_ok would
-      // try first are the ones that just failed). Where the bounds keep failing (a class boundary that the
-      // samples cross), sampling the next cells directly is cheaper than asking the bounds for each: after k
-      // failures in a row the next min(2^k, 16) - 1 cells are sampled before the bounds are asked again.
+      // (same_label_fail_run). A cell that neither bound decides lies where the samples cross a class border,
+      // and so, mostly, do the cells after it: it and the next kBlock - 1 cells are sampled together
+      // (sample_block; same_label_ok would only ask the bounds that just failed again) before the bounds are
+      // asked again.
       auto same_label_span = [&](const Voter& v, int64_t from, int64_t to) {
-        int64_t misses = 0;
         for (int64_t x = from; x <= to;) {
           const int64_t more = same_label_pass_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed, to - x);
           if (more >= 0) {
@@ -271,20 +304,18 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
             ++diff[x];
             --diff[end + 1];
             x = end + 1;
-            misses = 0;
             continue;
           }
           const int64_t fail = same_label_fail_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
           if (fail >= 0) {  // this cell and `fail` more certainly fail: skip them
             x += fail + 1;
-            misses = 0;
             continue;
           }
-          misses = imin(misses + 1, 4);
-          const int64_t end = imin(to, x + (int64_t{1} << misses) - 1);
-          for (; x <= end; ++x) {
-            if (same_label_sampled(is_c, H, W, v.x, v.y, x, y, sl.S, sl.steps, sl.needed)) ++row[x];
-          }
+          const int64_t n = imin(to - x + 1, kBlock);
+          int32_t pass[kBlock];
+          sample_block(vs.maps[s], v.x, v.y, x, y, n, sl.S, sl.steps, sl.needed, pass);
+          for (int64_t k = 0; k < n; ++k) row[x + k] += pass[k];
+          x += n;
         }
       };
       // A stretch [a, b] of cells that pass the window and direction tests, with the same-label rule: the cells
