@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -203,11 +205,8 @@ def test_cuda_equals_cpu(scene: str, pname: str) -> None:
                      type(cuda)(*(t.cpu() for t in cuda)))
 
 
-@pytest.mark.parametrize("seed", [7, 11])
-def test_crowded_scene_vote_counts_equal_reference(seed: int) -> None:
-    """Many overlapping objects with windows much larger than the objects: most cone cells fail the same-label
-    rule, so the CPU kernel's certain-pass and certain-fail runs decide most of them, and the cells near class
-    borders that no bound decides are sampled in blocks; the counts stay exact."""
+def _crowded_scene(seed: int):
+    """Many overlapping discs whose voting windows are much larger than the objects, noisy directions."""
     g = torch.Generator().manual_seed(seed)
     H, W, C = 96, 128, 8
     insts = []
@@ -222,15 +221,46 @@ def test_crowded_scene_vote_counts_equal_reference(seed: int) -> None:
     extents = torch.full((C, 3), 0.12)
     extents[0] = 0
     K = make_K(150.0, 150.0, W / 2, H / 2)[None]
-    p = VotingParams(label_threshold=0, skip_pixels=2, vote_threshold=3)
+    return labels, vertex, K, extents, VotingParams(label_threshold=0, skip_pixels=2, vote_threshold=3)
+
+
+def _crowded_counts(seed: int) -> torch.Tensor:
+    labels, vertex, K, extents, p = _crowded_scene(seed)
+    return vote_counts(labels, vertex, K, extents, p, backend="cpp")
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_crowded_scene_vote_counts_equal_reference(seed: int) -> None:
+    """Most cone cells of the crowded scene fail the same-label rule, so the CPU kernel's certain-pass and
+    certain-fail runs decide most of them, and the cells near class borders that no bound decides are sampled in
+    blocks; the counts stay exact."""
+    labels, vertex, K, extents, p = _crowded_scene(seed)
     V_ref = vote_counts(labels, vertex, K, extents, p, backend="torch")
     assert int(V_ref.sum()) > 1000  # the comparison is not vacuous
-    assert torch.equal(vote_counts(labels, vertex, K, extents, p, backend="cpp"), V_ref)
-    # PT's rules transcribed: this scene has a voter whose cosine sits on the inlier threshold, where torch.sqrt's
+    assert torch.equal(_crowded_counts(seed), V_ref)
+    # PT's rules transcribed: seed 7 has a voter whose cosine sits on the inlier threshold, where torch.sqrt's
     # 1-ulp error once flipped the reference's vote
     assert torch.equal(torch.from_numpy(pt_voting(labels, vertex, K, extents, p)[0]).int(), V_ref)
     _assert_same(hough_voting(labels, vertex, K, extents, p, backend="torch"),
                  hough_voting(labels, vertex, K, extents, p, backend="cpp"))
+
+
+def test_portable_block_sampler_gives_the_same_counts(tmp_path: Path) -> None:
+    """Cells near class borders are sampled in blocks, with AVX2 where the CPU has it; the portable loop (other
+    CPUs; forced here by POSECNN_OPS_PORTABLE, in fresh processes) gives the same counts on the crowded scene."""
+    code = ("import sys, torch\n"
+            "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/test']\n"
+            "import test_voting_ops as t\n"
+            "torch.save(t._crowded_counts(11), sys.argv[2])\n")
+    root = Path(__file__).resolve().parents[1]
+    out = {}
+    for name, extra in (("default", {}), ("portable", {"POSECNN_OPS_PORTABLE": "1"})):
+        env = {k: v for k, v in os.environ.items() if k != "POSECNN_OPS_PORTABLE"}
+        path = tmp_path / f"counts_{name}.pt"
+        subprocess.run([sys.executable, "-c", code, str(root), str(path)], check=True, env={**env, **extra})
+        out[name] = torch.load(path)
+    assert int(out["default"].sum()) > 1000
+    assert torch.equal(out["default"], out["portable"])
 
 
 def test_cpu_kernel_gives_the_same_counts_on_several_threads() -> None:
@@ -246,3 +276,4 @@ def test_cpu_kernel_gives_the_same_counts_on_several_threads() -> None:
     finally:
         torch.set_num_threads(prev)
     assert int(one.sum()) > 0 and torch.equal(one, two)
+

@@ -8,6 +8,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -182,36 +186,76 @@ double half_row_max_cos(const Voter& p, int64_t dy, int64_t s, int64_t m0, int64
 
 constexpr int64_t kBlock = 16;  // cells sampled together by sample_block
 
-// x86-64 with GCC: an AVX2 clone (its gathers vectorise the label lookups) chosen at load time when the CPU has it.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HV_SAMPLE_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HV_SAMPLE_CLONES
-#endif
-
 // The same-label rule for the n <= kBlock cells (cx0 + j, cy), j < n, of voter (x, y), by their samples alone: the
-// samples of same_label_sampled (sample_coord, the i/S table `steps`), but every sample of every cell is
-// counted (no early exit), sample by sample across the cells, so the loop has no branches and vectorises. The
-// samples of a cell lie between the voter and the cell, hence inside the class's maps' window (it holds both);
-// the column is clamped to the window all the same. Writes 1 (the vote stands) or 0 to pass[j].
-HV_SAMPLE_CLONES
-void sample_block(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int64_t cy, int64_t n, int64_t S,
-                  const float* steps, int64_t needed, int32_t* pass) {
+// samples of same_label_sampled (sample_coord, the i/S table `steps`), but every sample of every cell is counted
+// (no early exit), sample by sample across the cells. The samples of a cell lie between the voter and the cell,
+// hence inside the class's maps' window (it holds both); the column is clamped to the window all the same. Writes
+// 1 (the vote stands) or 0 to pass[j].
+void sample_block_portable(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int64_t cy, int64_t n,
+                           int64_t S, const float* steps, int64_t needed, int32_t* pass) {
   int32_t count[kBlock] = {0};
-  float dx[kBlock];
-  for (int64_t j = 0; j < n; ++j) dx[j] = static_cast<float>(cx0 + j - x);
   const float fx = static_cast<float>(x), fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
-  const int32_t lo = static_cast<int32_t>(maps.x0), hi = static_cast<int32_t>(maps.x0 + maps.w - 1);
+  const int64_t lo = maps.x0, hi = maps.x0 + maps.w - 1;
   for (int64_t i = 1; i <= S; ++i) {
     const float step = steps[i];
     const int32_t* din_row = maps.din + (sample_coord(fy, step, dy) - maps.y0) * maps.w - maps.x0;
     for (int64_t j = 0; j < n; ++j) {
-      int32_t qx = static_cast<int32_t>(sample_coord(fx, step, dx[j]));
-      qx = qx < lo ? lo : (qx > hi ? hi : qx);
+      const int64_t qx = imin(imax(sample_coord(fx, step, static_cast<float>(cx0 + j - x)), lo), hi);
       count[j] += din_row[qx] > 0 ? 1 : 0;
     }
   }
   for (int64_t j = 0; j < n; ++j) pass[j] = count[j] >= needed ? 1 : 0;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// sample_block_portable with AVX2 (8 cells per vector, the labels gathered): the same float32 operations (a
+// product, then a sum, each rounded; truncation), so the same samples. Cells j >= n are computed and ignored.
+__attribute__((target("avx2"))) void sample_block_avx2(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0,
+                                                      int64_t cy, int64_t n, int64_t S, const float* steps,
+                                                      int64_t needed, int32_t* pass) {
+  static_assert(kBlock == 16, "two vectors of 8 cells");
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(cx0 - x)), iota);
+  const __m256 dx_a = _mm256_cvtepi32_ps(base);  // exact: small integers
+  const __m256 dx_b = _mm256_cvtepi32_ps(_mm256_add_epi32(base, _mm256_set1_epi32(8)));
+  const __m256 fx = _mm256_set1_ps(static_cast<float>(x));
+  const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(maps.x0));
+  const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(maps.x0 + maps.w - 1));
+  const __m256i zero = _mm256_setzero_si256();
+  const float fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
+  __m256i count_a = zero, count_b = zero;
+  for (int64_t i = 1; i <= S; ++i) {
+    const __m256 step = _mm256_set1_ps(steps[i]);
+    const __m256i row = _mm256_set1_epi32(
+        static_cast<int32_t>((sample_coord(fy, steps[i], dy) - maps.y0) * maps.w - maps.x0));
+    const __m256i qx_a = _mm256_min_epi32(_mm256_max_epi32(
+        _mm256_cvttps_epi32(_mm256_add_ps(fx, _mm256_mul_ps(step, dx_a))), lo), hi);
+    const __m256i qx_b = _mm256_min_epi32(_mm256_max_epi32(
+        _mm256_cvttps_epi32(_mm256_add_ps(fx, _mm256_mul_ps(step, dx_b))), lo), hi);
+    const __m256i din_a = _mm256_i32gather_epi32(maps.din, _mm256_add_epi32(row, qx_a), 4);
+    const __m256i din_b = _mm256_i32gather_epi32(maps.din, _mm256_add_epi32(row, qx_b), 4);
+    count_a = _mm256_sub_epi32(count_a, _mm256_cmpgt_epi32(din_a, zero));  // the mask is -1 where in the class
+    count_b = _mm256_sub_epi32(count_b, _mm256_cmpgt_epi32(din_b, zero));
+  }
+  alignas(32) int32_t count[kBlock];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(count), count_a);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(count + 8), count_b);
+  for (int64_t j = 0; j < n; ++j) pass[j] = count[j] >= needed ? 1 : 0;
+}
+#endif
+
+// sample_block_portable, through AVX2 where the CPU has it (unless POSECNN_OPS_PORTABLE is set: the tests use it to
+// check the portable loop on AVX2 machines).
+void sample_block(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int64_t cy, int64_t n, int64_t S,
+                  const float* steps, int64_t needed, int32_t* pass) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool avx2 = __builtin_cpu_supports("avx2") && std::getenv("POSECNN_OPS_PORTABLE") == nullptr;
+  if (avx2) {
+    sample_block_avx2(maps, x, y, cx0, cy, n, S, steps, needed, pass);
+    return;
+  }
+#endif
+  sample_block_portable(maps, x, y, cx0, cy, n, S, steps, needed, pass);
 }
 
 // Narrows the open cells of a row around its certain interval [in_lo, in_hi] (row_candidates, |dy| > kExactRows):
