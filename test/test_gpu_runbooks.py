@@ -85,8 +85,9 @@ def test_gpu_train_dry_run(tmp_path: Path) -> None:
     proc = _run("gpu_train.sh", out, "0.1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
+    steps_text = (out / "train_report.md").read_text() if (out / "train_report.md").is_file() else proc.stdout[-3000:]
     assert {"gpu_train.log", "train_report.json", "train_report.md", "demo_gpu.pt", "eval_report.md",
-            "per_object.csv"} <= set(names) and len(names) <= 8
+            "per_object.csv"} <= set(names) and len(names) <= 8, steps_text
     report = json.loads((out / "train_report.json").read_text())
     assert report["kind"] == "train" and report["dry_run"] and report["complete"]
     steps = _steps(report)
@@ -101,4 +102,30 @@ def test_gpu_train_dry_run(tmp_path: Path) -> None:
     assert report["eval"]["rows"] and {"add_auc", "adds_auc"} <= set(report["eval"]["rows"][0])
     fp32 = report["precision"]["variants"]["fp32"]
     assert fp32["status"] == "ok" and fp32["ms_per_frame"] > 0
-    assert report["precision"]["variants"]["bf16"]["status"] == "skipped: needs CUDA"
+    variants = report["precision"]["variants"]
+    assert variants["bf16"]["status"] == "ok" and variants["bf16"]["vs_fp32"]["frames"] > 0  # CPU autocast
+    assert variants["graph_bf16"]["status"] == "skipped: needs CUDA"
+
+
+def test_probe_rate_when_the_probe_ends_between_two_looks(tmp_path: Path, monkeypatch) -> None:
+    """A short probe (the dry run's 4 iterations) can write all its rows between two looks at the CSV; its rate then
+    comes from the trainer's per-iteration times (the first, with its warm-up, left out)."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_train_run", ROOT / "tools" / "gpu_train_run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def fake_watch(cmd, csv_path, timeout, mark):
+        csv_path.parent.mkdir(parents=True)
+        csv_path.write_text("epoch,iteration,loss,seconds\n0,1,5.0,2.0\n0,2,4.0,0.25\n0,3,3.5,0.25\n0,4,3.0,0.5\n")
+        return 0, 3.0, {0: 4, -1: 3.0}  # no look saw the first row
+
+    monkeypatch.setattr(mod, "_watch", fake_watch)
+    (tmp_path / "data.json").write_text(json.dumps({"roots": ["data/x"]}))
+    args = argparse.Namespace(data=str(tmp_path / "data.json"), out=str(tmp_path), iters=4, set=[], config="c.yaml",
+                              timeout=60.0)
+    assert mod.cmd_probe(args) == 0
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["iters_per_s"] == pytest.approx(3 / 1.0) and probe["startup_s"] == 3.0

@@ -170,6 +170,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     elif rows >= 2 and 1 in seen and seen.get(-1, 0) > seen[1]:
         info["iters_per_s"] = (rows - 1) / (seen[-1] - seen[1])
         info["startup_s"] = round(seen[1], 1)
+    elif rows >= 2:
+        # a short probe (the dry run's) may finish between two looks at the CSV: take the rate from the
+        # trainer's own per-iteration times instead (the first iteration, with its warm-up, left out)
+        per_iter = [float(r["seconds"]) for r in csv.DictReader(open(run / "train_iterations.csv"))][1:]
+        if per_iter and sum(per_iter) > 0:
+            info["iters_per_s"] = len(per_iter) / sum(per_iter)
+            info["startup_s"] = round(seen.get(1, seen.get(-1, 0.0)), 1)
     (out / "probe.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info), flush=True)
     return 0 if rc == 0 and "iters_per_s" in info else 1
