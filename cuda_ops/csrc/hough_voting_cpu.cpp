@@ -167,14 +167,21 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
   return out;
 }
 
+// Cosine between voter p's direction and the offset (dx, dy), in float64 (within a few 1e-7 of the float32 one
+// that direction_ok compares).
+double cos_f64(const Voter& p, double dx, double dy) {
+  return (static_cast<double>(p.u) * dx + static_cast<double>(p.v) * dy) /
+         (static_cast<double>(p.n1) * std::sqrt(dx * dx + dy * dy));
+}
+
 // Largest cosine between voter p's direction and (dx, dy) over the cells dx = s * m, m in [m0, m1] (s = +-1,
 // 1 <= m0 <= m1) of the row at offset dy, in float64. For dy != 0 the cosine is unimodal in dx along the row (the
 // offset's angle moves monotonically), so its maximum is 1 where (dx, dy) points along (u, v) and otherwise lies
 // at an end; for dy = 0 it is constant on the half row.
 double half_row_max_cos(const Voter& p, int64_t dy, int64_t s, int64_t m0, int64_t m1) {
-  const double u = static_cast<double>(p.u), v = static_cast<double>(p.v), n = static_cast<double>(p.n1);
+  const double u = static_cast<double>(p.u), v = static_cast<double>(p.v);
   const double fdy = static_cast<double>(dy);
-  auto cos_at = [&](double dx) { return (u * dx + v * fdy) / (n * std::sqrt(dx * dx + fdy * fdy)); };
+  auto cos_at = [&](double dx) { return cos_f64(p, dx, fdy); };
   if (dy != 0 && v != 0.0 && fdy / v > 0.0) {  // (dx*, dy) = (dy / v) * (u, v) lies on this row
     const double xs = u * fdy / v;
     if (xs * static_cast<double>(s) >= static_cast<double>(m0) && xs * static_cast<double>(s) <= static_cast<double>(m1)) {
@@ -265,12 +272,7 @@ void sample_block(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int6
 // first cell it cannot decide; the cells left between lo and in_lo (in_hi and hi) are tested one by one.
 void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, int64_t& lo, int64_t& hi,
                  int64_t& in_lo, int64_t& in_hi) {
-  const double u = static_cast<double>(p.u), v = static_cast<double>(p.v), n = static_cast<double>(p.n1);
-  const double fdy = static_cast<double>(dy);
-  auto cos_at = [&](int64_t x) {
-    const double dx = static_cast<double>(x - p.x);
-    return (u * dx + v * fdy) / (n * std::sqrt(dx * dx + fdy * fdy));
-  };
+  auto cos_at = [&](int64_t x) { return cos_f64(p, static_cast<double>(x - p.x), static_cast<double>(dy)); };
   for (int64_t x = in_lo - 1; x >= lo; --x) {
     const double c = cos_at(x);
     if (c > threshold + margin) {
