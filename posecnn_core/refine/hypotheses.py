@@ -56,7 +56,7 @@ class _HypothesisRunner:
         q, nrm, nok, obs_valid, model, model_valid = (f(x) for x in self.data)
         opts = self.opts
         s = _transform(model, R, t)
-        vis = _visible(s, model_valid, self.K, opts.visibility_margin) if opts.visibility else model_valid
+        vis = _visible(s, model_valid, self.K, opts.visibility_margin, opts.backend) if opts.visibility else model_valid
         grid = self._grid(R.shape[0] // self.spacing.shape[0])
         frac, mean_d = _inlier_stats(q, nrm, nok, obs_valid, s, vis, f(self.spacing), opts, R, t, grid)
         through = _free_space_violation(s, vis, self.nearest, self.K, opts.free_space_margin)

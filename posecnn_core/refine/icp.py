@@ -49,7 +49,7 @@ def _spacing(model: torch.Tensor, model_valid: torch.Tensor, chunk_elements: int
 def _model_index(model: torch.Tensor, model_valid: torch.Tensor, options: RefineOptions):
     """(lookup grid or None, point spacing [B]) of padded model point sets, as options.neighbours asks."""
     if options.neighbours == "grid":
-        return ModelGrid.build(model, model_valid)
+        return ModelGrid.build(model, model_valid, options.backend)
     return None, _spacing(model, model_valid, options.nn_chunk_elements)
 
 
@@ -93,7 +93,7 @@ def _icp_step(q, normals, normal_ok, obs_valid, model, model_valid, K, R, t, R0,
     dev, dt = q.device, q.dtype
     plane = options.method == "point_to_plane"
     s = _transform(model, R, t)
-    vis = _visible(s, model_valid, K, options.visibility_margin) if options.visibility else model_valid
+    vis = _visible(s, model_valid, K, options.visibility_margin, options.backend) if options.visibility else model_valid
     idx, d = _match(q, s, vis, R, t, grid, options)
     m = torch.gather(s, 1, idx[..., None].expand(B, M, 3))
     # Gate: shrink by at most gate_decay per iteration towards gate_factor × median match distance.

@@ -23,6 +23,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from ..ops.backend import resolve_backend
+
 _CANDIDATES = 8        # model points listed per cell
 _MAX_CELLS = 48        # cells along the longest side of the model at most
 _CELL_SPACINGS = 1.0   # cell size in model point spacings (before the _MAX_CELLS bound)
@@ -74,13 +76,16 @@ def _table(points: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
 
 class ModelGrid:
     """Lookup grids of a padded batch of model point sets: one table for all, and per element its grid's
-    origin, cell size, cell counts and first row in the table (`meta` [B, 8] float64, indexed like the batch)."""
+    origin, cell size, cell counts and first row in the table (`meta` [B, 8] float64, indexed like the batch).
+    `backend` (ops.backend) picks the compiled operator posecnn::model_grid_nearest or the PyTorch reference for
+    `nearest`; both compute the same float32 operations in the same order (cuda_ops/csrc/refine_common.h)."""
 
-    def __init__(self, table: torch.Tensor, meta: torch.Tensor) -> None:
-        self.table, self.meta = table, meta
+    def __init__(self, table: torch.Tensor, meta: torch.Tensor, backend: str = "auto") -> None:
+        self.table, self.meta, self.backend = table, meta, backend
 
     @classmethod
-    def build(cls, model: torch.Tensor, model_valid: torch.Tensor) -> tuple["ModelGrid", torch.Tensor]:
+    def build(cls, model: torch.Tensor, model_valid: torch.Tensor, backend: str = "auto"
+              ) -> tuple["ModelGrid", torch.Tensor]:
         """Grids of model [I, N, 3] (valid rows model_valid [I, N]) and the point spacings [I] (icp._spacing)."""
         metas, tables, spacings, offset = [], [], [], 0
         for i in range(model.shape[0]):
@@ -90,26 +95,38 @@ class ModelGrid:
             spacings.append(spacing)
             offset += len(table)
         dev = model.device
-        grid = cls(torch.from_numpy(np.concatenate(tables)).to(dev), torch.from_numpy(np.stack(metas)).to(dev))
+        grid = cls(torch.from_numpy(np.concatenate(tables)).to(dev), torch.from_numpy(np.stack(metas)).to(dev),
+                   backend)
         return grid, torch.tensor(spacings, dtype=model.dtype, device=dev)
 
     def select(self, rows: torch.Tensor) -> "ModelGrid":
-        return ModelGrid(self.table, self.meta[rows])
+        return ModelGrid(self.table, self.meta[rows], self.backend)
 
     def repeat(self, k: int) -> "ModelGrid":
         m = self.meta
-        return ModelGrid(self.table, m[:, None].expand(m.shape[0], k, m.shape[1]).reshape(-1, m.shape[1]))
+        return ModelGrid(self.table, m[:, None].expand(m.shape[0], k, m.shape[1]).reshape(-1, m.shape[1]),
+                         self.backend)
 
     def nearest(self, q: torch.Tensor, s: torch.Tensor, s_ok: torch.Tensor, R: torch.Tensor, t: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like icp._nearest: index [B, M] of the nearest allowed (s_ok) point of s [B, N, 3] (the model at pose
         R [B, 3, 3], t [B, 3]) for each q [B, M, 3], and its distance (inf where no candidate is allowed)."""
+        if q.dtype == torch.float32 and resolve_backend(self.backend, q.device, "model_grid_nearest") == "ext":
+            return torch.ops.posecnn.model_grid_nearest(q, s, s_ok, R, t, self.meta, self.table)
+        return self._nearest_torch(q, s, s_ok, R, t)
+
+    def _nearest_torch(self, q: torch.Tensor, s: torch.Tensor, s_ok: torch.Tensor, R: torch.Tensor, t: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The PyTorch reference of `nearest`."""
         B, M, _ = q.shape
         dt = q.dtype
         meta = self.meta.to(dt)
         origin, cell = meta[:, None, 0:3], meta[:, None, 3:4]
         dims = self.meta[:, 4:7].long()
-        local = torch.bmm(q - t[:, None, :], R)  # object frame: Rᵀ(q − t), rows
+        # Object frame: Rᵀ(q − t) as rows, local_j = ((d0·R0j + d1·R1j) + d2·R2j), summed in this order (as the
+        # compiled operator does; a matrix product may round differently).
+        d = q - t[:, None, :]
+        local = d[..., 0:1] * R[:, None, 0, :] + d[..., 1:2] * R[:, None, 1, :] + d[..., 2:3] * R[:, None, 2, :]
         ijk = ((local - origin) / cell).floor()
         ijk = torch.minimum(ijk.clamp_min(0), (dims - 1).to(dt)[:, None, :]).long()
         flat = (ijk[..., 0] * dims[:, None, 1] + ijk[..., 1]) * dims[:, None, 2] + ijk[..., 2] \
@@ -126,4 +143,6 @@ class ModelGrid:
         d2 = d2.masked_fill_(~ok, float("inf"))
         best_d2, best = d2.min(-1)  # the first smallest, as argmin
         idx = torch.gather(cand, 2, best[..., None])[..., 0]
-        return idx, best_d2.sqrt_()
+        # IEEE square root (float64, rounded once to float32): torch's float32 sqrt may be an ulp off, the
+        # compiled operator's is exact
+        return idx, best_d2.double().sqrt_().to(dt)

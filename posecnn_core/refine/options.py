@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.backend import check_backend
+
 _METHODS = ("point_to_plane", "point_to_point")
 _ROBUST = ("huber", "trimmed")
 _NEIGHBOURS = ("grid", "brute")
@@ -70,6 +72,10 @@ class RefineOptions:
         or "brute" (every model point, exact, the cost grows with observed × model points).
     nn_chunk_elements: bound on the elements of one distance matrix chunk in the brute-force search.
     device: torch device to compute on; None = the device of the first torch input, else CPU.
+    backend: implementation of the visibility test and the grid's nearest-point lookup (posecnn_core.ops.backend):
+        "auto" (the compiled operators posecnn::model_visibility / model_grid_nearest where the library has them
+        for the device, else PyTorch), "torch", "cpp" or "cuda". Both give bit-identical results
+        (cuda_ops/csrc/refine_common.h); the compiled ones are faster.
     """
 
     method: str = "point_to_plane"
@@ -121,6 +127,7 @@ class RefineOptions:
     neighbours: str = "grid"
     nn_chunk_elements: int = 1 << 23
     device: str | None = None
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         def is_int(value: Any) -> bool:
@@ -128,6 +135,7 @@ class RefineOptions:
 
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        check_backend(self.backend)
         if self.neighbours not in _NEIGHBOURS:
             raise ValueError(f"neighbours must be one of {_NEIGHBOURS}, got {self.neighbours!r}")
         if self.robust not in _ROBUST:

@@ -158,7 +158,7 @@ def _refine_batch(work, nearest, K, sym_flags, opts: RefineOptions, results, Rs,
 
     # Initial-pose statistics and depth correction along the viewing ray.
     s0 = _transform(model, R0, t0)
-    vis0 = _visible(s0, model_valid, K, opts.visibility_margin) if opts.visibility else model_valid
+    vis0 = _visible(s0, model_valid, K, opts.visibility_margin, opts.backend) if opts.visibility else model_valid
     grid, spacing = _model_index(model, model_valid, opts)
     frac0, _ = _inlier_stats(q, nrm, nok, obs_valid, s0, vis0, spacing, opts, R0, t0, grid)
     tz0 = t0[:, 2]

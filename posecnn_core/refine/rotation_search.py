@@ -39,7 +39,7 @@ def _rotation_search(work, nearest, K, R0, t0, z_obs, sym, opts: RefineOptions) 
     R_c = (R0[:, None] @ G[None]).reshape(I * S, 3, 3)  # rotate about the object's own origin
     t_rep, z_rep = rep(t0), rep(z_obs)
     s_c = _transform(data[4], R_c, t_rep)
-    vis_c = _visible(s_c, data[5], K, opts.visibility_margin) if opts.visibility else data[5]
+    vis_c = _visible(s_c, data[5], K, opts.visibility_margin, opts.backend) if opts.visibility else data[5]
     t_c = _centred_translation(data[0], data[3], s_c, vis_c, t_rep, K, z_rep, _depth_shift(s_c, vis_c, z_rep, opts))
     gate0 = torch.full((I * S,), opts.gate_start, dtype=dt, device=dev)
     sym_rep = rep(sym)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..geometry import project_uv
+from ..ops.backend import resolve_backend
 
-_VIS_GRID = 128  # visibility z-buffer grid is at most this many cells per side
+_VIS_GRID = 128  # visibility z-buffer grid is at most this many cells per side (refine_common.h: kVisGrid)
 
 
 def _in_front(s: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
@@ -14,12 +15,22 @@ def _in_front(s: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return torch.where(ok[..., None], s, s.new_tensor([0.0, 0.0, 1.0]))
 
 
-def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin: float) -> torch.Tensor:
+def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin: float,
+             backend: str = "auto") -> torch.Tensor:
     """Model points [B, N, 3] (camera frame) visible from the camera: splat z-buffer on a coarse grid.
 
     The cell size is chosen so that a cell holds a few camera-facing points (holes would let back points
     through); a point is visible if its depth is within margin + one cell's footprint of the cell's nearest.
+    backend (ops.backend): the compiled operator posecnn::model_visibility (float32) or this PyTorch reference;
+    both compute the same float32 operations in the same order (cuda_ops/csrc/refine_common.h).
     """
+    if s.dtype == torch.float32 and resolve_backend(backend, s.device, "model_visibility") == "ext":
+        return torch.ops.posecnn.model_visibility(s, model_valid, K.to(s.dtype), float(margin))
+    return _visible_torch(s, model_valid, K, margin)
+
+
+def _visible_torch(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin: float) -> torch.Tensor:
+    """The PyTorch reference of _visible."""
     B, N, _ = s.shape
     z = s[..., 2]
     ok = model_valid & (z > 1e-3)
@@ -32,7 +43,9 @@ def _visible(s: torch.Tensor, model_valid: torch.Tensor, K: torch.Tensor, margin
     span_u = (umax - umin).clamp_min(0)
     span_v = (vmax - vmin).clamp_min(0)
     # About half the points face the camera and cover roughly 60 % of the bounding box: aim at ~4 per cell.
-    cell = torch.sqrt(5 * span_u * span_v / n_ok).clamp_min(1.0)
+    # the square root in float64, rounded once: exact, as the compiled operator's (torch's float32 sqrt may be an
+    # ulp off)
+    cell = torch.sqrt((5 * span_u * span_v / n_ok).double()).to(s.dtype).clamp_min(1.0)
     cell = torch.maximum(cell, torch.maximum(span_u, span_v) / (_VIS_GRID - 1))
     cu = ((u - umin[:, None]) / cell[:, None]).floor().clamp(0, _VIS_GRID - 1).long()
     cv = ((v - vmin[:, None]) / cell[:, None]).floor().clamp(0, _VIS_GRID - 1).long()
