@@ -13,6 +13,7 @@ from _refine_helpers import (K_SMALL, box_mesh, cylinder_mesh, frame, l_block_me
                              perturb, rotation_error_deg)
 from posecnn_core.ops.extension import _missing_toolchain, has_op, load_error, load_ops
 from posecnn_core.refine import RefineOptions, refine_poses
+from posecnn_core.refine.icp import _normal_equations, _normal_equations_torch
 from posecnn_core.refine.neighbours import ModelGrid
 from posecnn_core.refine.visibility import _visible, _visible_torch
 
@@ -108,6 +109,30 @@ def test_grid_nearest_rejects_bad_inputs() -> None:
         torch.ops.posecnn.model_visibility(s, ok.float(), torch.eye(3), 0.01)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("plane", [True, False])
+def test_normal_equations_equal_reference(device: str, plane: bool) -> None:
+    gen = torch.Generator().manual_seed(3)
+    B, M = 4, 500
+    q = torch.randn(B, M, 3, generator=gen) * 0.05 + torch.tensor([0.0, 0.0, 0.8])
+    m = q + 0.01 * torch.randn(B, M, 3, generator=gen)
+    normals = torch.nn.functional.normalize(torch.randn(B, M, 3, generator=gen), dim=-1)
+    normal_ok = torch.rand(B, M, generator=gen) > 0.2
+    w = torch.rand(B, M, generator=gen) * (torch.rand(B, M, generator=gen) > 0.3)
+    w[3] = 0.0  # an element without matches: all zero
+    c = (w[..., None] * q).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
+    pw = torch.rand(B, generator=gen)
+    args = [x.to(device) for x in (q, m, normals, normal_ok, w, c, pw)]
+    H_ref, g_ref = _normal_equations_torch(*args, plane)
+    H, g = torch.ops.posecnn.icp_normal_equations(*args, plane)
+    assert H.dtype == torch.float64 and H.shape == (B, 6, 6) and g.shape == (B, 6)
+    torch.testing.assert_close(H, H_ref, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-15)
+    assert torch.equal(H[3], torch.zeros(6, 6, dtype=torch.float64)) and float(H[0].abs().max()) > 1.0
+    H_auto, _ = _normal_equations(*args, plane)
+    assert torch.equal(H_auto, H)
+
+
 def test_refinement_identical_through_either_backend() -> None:
     """The whole refinement (local ICP and the rotation search) gives the same poses with the compiled
     operators as with the PyTorch references."""
@@ -123,10 +148,12 @@ def test_refinement_identical_through_either_backend() -> None:
         opts = dataclasses.replace(RefineOptions(max_points=600), backend=backend)
         results[backend] = refine_poses(depth, K_SMALL, masks, [R for R, _ in starts], [t for _, t in starts],
                                         points, options=opts, symmetric=[False, True, False])
+    # The normal equations' sums run in another order (equal to ~1e-12 relative), so the poses agree to far below
+    # the depth noise rather than bit for bit.
     for a, b in zip(results["torch"], results["cpp"]):
         assert a.success and b.success
-        assert np.array_equal(a.R, b.R) and np.array_equal(a.t, b.t)
-        assert a.inlier_fraction == b.inlier_fraction and a.iterations == b.iterations
+        assert np.abs(a.t - b.t).max() < 1e-5 and np.abs(a.R - b.R).max() < 1e-4
+        assert abs(a.inlier_fraction - b.inlier_fraction) < 0.01
     for (R, t), r in zip(poses, results["cpp"]):
         assert np.linalg.norm(r.t - t) < 0.005
     assert rotation_error_deg(results["cpp"][2].R, poses[2][0]) < 2.0  # the search found the L block's rotation

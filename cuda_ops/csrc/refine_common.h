@@ -13,6 +13,13 @@
 // table row): the point moved into the object frame, local_j = ((q−t)_0·R_0j + (q−t)_1·R_1j) + (q−t)_2·R_2j, its
 // cell clamp(floor((local − origin)/cell), 0, dims − 1); of that cell's candidates the first one with the least
 // squared distance ((dx² + dy²) + dz²) among those allowed (s_ok); none allowed: the first candidate and distance inf.
+// Normal equations of one robust Gauss-Newton ICP step (icp.py::_normal_equations_torch) for one element: per
+// observed point q with matched model point m, weight w, normal n (used when normal_ok) about the centroid c:
+//   mc = m − c, r = m − q (float32 differences, then float64), w_pp = w·point_weight (float32 product);
+//   point-to-point rows: H[:3,:3] += w_pp·(|mc|² I − mc mcᵀ), H[:3,3:] = [Σ w_pp mc]×, H[3:,:3] = −[Σ w_pp mc]×,
+//   H[3:,3:] = Σ w_pp · I; g += (Σ w_pp mc × r, Σ w_pp r);
+//   point-to-plane rows (plane): J = (mc × n, n), H += w·J Jᵀ, g += w·J (n·r) for the points with a normal.
+// Sums run in float64 in point order; the PyTorch reference sums in its own order (equal to ~1e-12 relative).
 // Every product, sum and quotient is rounded on its own (no fused multiply-add): IEEE float32 as PyTorch computes.
 #pragma once
 
@@ -164,6 +171,72 @@ REFINE_HD void nearest_candidate(const int64_t* cand, int64_t C, const float* s,
   }
   *index = cand[pick];
   *distance = sqrt_rn(best);
+}
+
+// Accumulates the normal equations of element points [0, M) into H (6×6 row-major) and g (6), both float64.
+REFINE_HD void icp_normal_equations(const float* q, const float* m, const float* normals, const bool* normal_ok,
+                                    const float* w, const float* c, float point_weight, bool plane, int64_t M,
+                                    double* H, double* g) {
+  double sw = 0.0, swm[3] = {0.0, 0.0, 0.0}, mm[9] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  double gr[3] = {0.0, 0.0, 0.0}, gt[3] = {0.0, 0.0, 0.0}, Hp[36], gp[6];
+  for (int k = 0; k < 36; ++k) Hp[k] = 0.0;
+  for (int k = 0; k < 6; ++k) gp[k] = 0.0;
+  for (int64_t i = 0; i < M; ++i) {
+    const float wi = w[i];
+    if (wi == 0.0f) continue;  // adds nothing (all terms finite)
+    const float* mi = m + 3 * i;
+    const float* qi = q + 3 * i;
+    double mc[3], r[3];
+    for (int j = 0; j < 3; ++j) {
+      mc[j] = static_cast<double>(sub_rn(mi[j], c[j]));
+      r[j] = static_cast<double>(sub_rn(mi[j], qi[j]));
+    }
+    const double wpp = static_cast<double>(mul_rn(wi, point_weight));
+    const double wmc[3] = {wpp * mc[0], wpp * mc[1], wpp * mc[2]};
+    sw += wpp;
+    for (int j = 0; j < 3; ++j) {
+      swm[j] += wmc[j];
+      gt[j] += wpp * r[j];
+      for (int k = 0; k < 3; ++k) mm[3 * j + k] += wmc[j] * mc[k];
+    }
+    gr[0] += wmc[1] * r[2] - wmc[2] * r[1];
+    gr[1] += wmc[2] * r[0] - wmc[0] * r[2];
+    gr[2] += wmc[0] * r[1] - wmc[1] * r[0];
+    if (plane && normal_ok[i]) {
+      const float* ni = normals + 3 * i;
+      const double n[3] = {ni[0], ni[1], ni[2]};
+      const double J[6] = {mc[1] * n[2] - mc[2] * n[1], mc[2] * n[0] - mc[0] * n[2], mc[0] * n[1] - mc[1] * n[0],
+                           n[0], n[1], n[2]};
+      const double wn = static_cast<double>(wi);
+      const double nr = n[0] * r[0] + n[1] * r[1] + n[2] * r[2];
+      for (int j = 0; j < 6; ++j) {
+        const double wj = wn * J[j];
+        gp[j] += wj * nr;
+        for (int k = 0; k < 6; ++k) Hp[6 * j + k] += wj * J[k];
+      }
+    }
+  }
+  const double tr = mm[0] + mm[4] + mm[8];
+  for (int j = 0; j < 3; ++j) {
+    for (int k = 0; k < 3; ++k) {
+      H[6 * j + k] = (j == k ? tr : 0.0) - mm[3 * j + k];
+      H[6 * (3 + j) + 3 + k] = j == k ? sw : 0.0;
+    }
+  }
+  // [swm]x in H[:3, 3:], its negative in H[3:, :3]
+  const double sk[9] = {0.0, -swm[2], swm[1], swm[2], 0.0, -swm[0], -swm[1], swm[0], 0.0};
+  for (int j = 0; j < 3; ++j) {
+    for (int k = 0; k < 3; ++k) {
+      H[6 * j + 3 + k] = sk[3 * j + k];
+      H[6 * (3 + j) + k] = -sk[3 * j + k];
+    }
+  }
+  for (int j = 0; j < 3; ++j) {
+    g[j] = gr[j];
+    g[3 + j] = gt[j];
+  }
+  for (int k = 0; k < 36; ++k) H[k] += Hp[k];
+  for (int k = 0; k < 6; ++k) g[k] += gp[k];
 }
 
 }  // namespace refine

@@ -118,6 +118,30 @@ std::tuple<at::Tensor, at::Tensor> grid_nearest_cpu(const at::Tensor& q_in, cons
   return {index, dist};
 }
 
+std::tuple<at::Tensor, at::Tensor> normal_equations_cpu(const at::Tensor& q_in, const at::Tensor& m_in,
+                                                        const at::Tensor& normals_in, const at::Tensor& normal_ok_in,
+                                                        const at::Tensor& w_in, const at::Tensor& c_in,
+                                                        const at::Tensor& point_weight_in, bool plane) {
+  check_normal_equation_args(q_in, m_in, normals_in, normal_ok_in, w_in, c_in, point_weight_in, at::kCPU);
+  const at::Tensor q = q_in.contiguous(), m = m_in.contiguous(), normals = normals_in.contiguous();
+  const at::Tensor normal_ok = normal_ok_in.contiguous(), w = w_in.contiguous(), c = c_in.contiguous();
+  const at::Tensor pw = point_weight_in.contiguous();
+  const int64_t B = q.size(0), M = q.size(1);
+  at::Tensor H = at::empty({B, 6, 6}, q.options().dtype(at::kDouble));
+  at::Tensor g = at::empty({B, 6}, q.options().dtype(at::kDouble));
+  const float *qp = q.data_ptr<float>(), *mp = m.data_ptr<float>(), *np = normals.data_ptr<float>();
+  const float *wp = w.data_ptr<float>(), *cp = c.data_ptr<float>(), *pwp = pw.data_ptr<float>();
+  const bool* okp = normal_ok.data_ptr<bool>();
+  double *Hp = H.data_ptr<double>(), *gp = g.data_ptr<double>();
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      icp_normal_equations(qp + 3 * M * b, mp + 3 * M * b, np + 3 * M * b, okp + M * b, wp + M * b, cp + 3 * b,
+                           pwp[b], plane, M, Hp + 36 * b, gp + 6 * b);
+    }
+  });
+  return {H, g};
+}
+
 }  // namespace
 }  // namespace refine
 }  // namespace posecnn
@@ -127,9 +151,13 @@ TORCH_LIBRARY_FRAGMENT(posecnn, m) {
   m.def(
       "model_grid_nearest(Tensor q, Tensor s, Tensor s_ok, Tensor R, Tensor t, Tensor meta, Tensor table) "
       "-> (Tensor index, Tensor distance)");
+  m.def(
+      "icp_normal_equations(Tensor q, Tensor m, Tensor normals, Tensor normal_ok, Tensor w, Tensor c, "
+      "Tensor point_weight, bool plane) -> (Tensor H, Tensor g)");
 }
 
 TORCH_LIBRARY_IMPL(posecnn, CPU, m) {
   m.impl("model_visibility", &posecnn::refine::visibility_cpu);
   m.impl("model_grid_nearest", &posecnn::refine::grid_nearest_cpu);
+  m.impl("icp_normal_equations", &posecnn::refine::normal_equations_cpu);
 }

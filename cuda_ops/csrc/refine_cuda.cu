@@ -115,6 +115,19 @@ __global__ void grid_nearest_kernel(int64_t total, int64_t M, int64_t N, int64_t
   }
 }
 
+// One thread per element: its points are summed in order, as on the CPU.
+__global__ void normal_equations_kernel(int64_t B, int64_t M, const float* __restrict__ q, const float* __restrict__ m,
+                                        const float* __restrict__ normals, const bool* __restrict__ normal_ok,
+                                        const float* __restrict__ w, const float* __restrict__ c,
+                                        const float* __restrict__ point_weight, bool plane, double* __restrict__ H,
+                                        double* __restrict__ g) {
+  for (int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; b < B;
+       b += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    icp_normal_equations(q + 3 * M * b, m + 3 * M * b, normals + 3 * M * b, normal_ok + M * b, w + M * b, c + 3 * b,
+                         point_weight[b], plane, M, H + 36 * b, g + 6 * b);
+  }
+}
+
 at::Tensor visibility_cuda(const at::Tensor& points_in, const at::Tensor& valid_in, const at::Tensor& K_in,
                            double margin) {
   check_visibility_args(points_in, valid_in, K_in, at::kCUDA);
@@ -154,6 +167,27 @@ std::tuple<at::Tensor, at::Tensor> grid_nearest_cuda(const at::Tensor& q_in, con
   return {index, dist};
 }
 
+std::tuple<at::Tensor, at::Tensor> normal_equations_cuda(const at::Tensor& q_in, const at::Tensor& m_in,
+                                                         const at::Tensor& normals_in, const at::Tensor& normal_ok_in,
+                                                         const at::Tensor& w_in, const at::Tensor& c_in,
+                                                         const at::Tensor& point_weight_in, bool plane) {
+  check_normal_equation_args(q_in, m_in, normals_in, normal_ok_in, w_in, c_in, point_weight_in, at::kCUDA);
+  const c10::cuda::CUDAGuard guard(q_in.device());
+  const at::Tensor q = q_in.contiguous(), m = m_in.contiguous(), normals = normals_in.contiguous();
+  const at::Tensor normal_ok = normal_ok_in.contiguous(), w = w_in.contiguous(), c = c_in.contiguous();
+  const at::Tensor pw = point_weight_in.contiguous();
+  const int64_t B = q.size(0), M = q.size(1);
+  at::Tensor H = at::empty({B, 6, 6}, q.options().dtype(at::kDouble));
+  at::Tensor g = at::empty({B, 6}, q.options().dtype(at::kDouble));
+  if (B == 0) return {H, g};
+  normal_equations_kernel<<<num_blocks(B), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      B, M, q.data_ptr<float>(), m.data_ptr<float>(), normals.data_ptr<float>(), normal_ok.data_ptr<bool>(),
+      w.data_ptr<float>(), c.data_ptr<float>(), pw.data_ptr<float>(), plane, H.data_ptr<double>(),
+      g.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {H, g};
+}
+
 }  // namespace
 }  // namespace refine
 }  // namespace posecnn
@@ -161,4 +195,5 @@ std::tuple<at::Tensor, at::Tensor> grid_nearest_cuda(const at::Tensor& q_in, con
 TORCH_LIBRARY_IMPL(posecnn, CUDA, m) {
   m.impl("model_visibility", &posecnn::refine::visibility_cuda);
   m.impl("model_grid_nearest", &posecnn::refine::grid_nearest_cuda);
+  m.impl("icp_normal_equations", &posecnn::refine::normal_equations_cuda);
 }

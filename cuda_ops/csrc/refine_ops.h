@@ -51,6 +51,36 @@ inline void check_nearest_args(const at::Tensor& q, const at::Tensor& s, const a
               "model_grid_nearest: table must be int64 [T, C >= 1], got ", table.scalar_type(), " ", table.sizes());
 }
 
+// q, m, normals float32 [B, M, 3], normal_ok bool [B, M], w float32 [B, M], c float32 [B, 3], point_weight
+// float32 [B], one device.
+inline void check_normal_equation_args(const at::Tensor& q, const at::Tensor& m, const at::Tensor& normals,
+                                       const at::Tensor& normal_ok, const at::Tensor& w, const at::Tensor& c,
+                                       const at::Tensor& point_weight, at::DeviceType device) {
+  TORCH_CHECK(q.device().type() == device, "icp_normal_equations: tensors must be on a ", device, " device");
+  for (const at::Tensor* x : {&m, &normals, &normal_ok, &w, &c, &point_weight}) {
+    TORCH_CHECK(x->device() == q.device(), "icp_normal_equations: all tensors must be on one device");
+  }
+  TORCH_CHECK(q.dim() == 3 && q.size(2) == 3 && q.scalar_type() == at::kFloat,
+              "icp_normal_equations: q must be float32 [B, M, 3], got ", q.scalar_type(), " ", q.sizes());
+  const int64_t B = q.size(0), M = q.size(1);
+  for (const at::Tensor* x : {&m, &normals}) {
+    TORCH_CHECK(x->sizes() == q.sizes() && x->scalar_type() == at::kFloat,
+                "icp_normal_equations: m and normals must be float32 like q ", q.sizes(), ", got ", x->scalar_type(),
+                " ", x->sizes());
+  }
+  TORCH_CHECK(normal_ok.dim() == 2 && normal_ok.size(0) == B && normal_ok.size(1) == M &&
+                  normal_ok.scalar_type() == at::kBool,
+              "icp_normal_equations: normal_ok must be bool [B, M], got ", normal_ok.scalar_type(), " ",
+              normal_ok.sizes());
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == B && w.size(1) == M && w.scalar_type() == at::kFloat,
+              "icp_normal_equations: w must be float32 [B, M], got ", w.scalar_type(), " ", w.sizes());
+  TORCH_CHECK(c.dim() == 2 && c.size(0) == B && c.size(1) == 3 && c.scalar_type() == at::kFloat,
+              "icp_normal_equations: c must be float32 [B, 3], got ", c.scalar_type(), " ", c.sizes());
+  TORCH_CHECK(point_weight.dim() == 1 && point_weight.size(0) == B && point_weight.scalar_type() == at::kFloat,
+              "icp_normal_equations: point_weight must be float32 [B], got ", point_weight.scalar_type(), " ",
+              point_weight.sizes());
+}
+
 // Every meta row [B, 8] (host memory) must describe cells inside the table of T rows: a row outside it would be
 // read out of bounds.
 inline void check_grid_meta(const double* meta, int64_t B, int64_t T) {
