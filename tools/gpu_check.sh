@@ -48,7 +48,8 @@ export -f step_build
 step_tests() {
   cd "$ROOT"
   "$PY" -m pytest -q -p no:cacheprovider --timeout=150 -rs --junitxml="$WORK/tests.xml" -k "cuda or gpu" \
-      test/test_voting_ops.py test/test_roi_pool_ops.py test/test_estimator.py test/test_estimator_gpu.py
+      test/test_voting_ops.py test/test_roi_pool_ops.py test/test_refine_ops.py test/test_estimator.py \
+      test/test_estimator_gpu.py
 }
 export -f step_tests
 

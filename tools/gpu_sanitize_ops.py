@@ -6,8 +6,8 @@
     compute-sanitizer --tool racecheck --error-exitcode 99 python tools/gpu_sanitize_ops.py
 
 Hough voting (multi-instance with and without the same-label test, single-instance, training mode, vote counts)
-and RoI max pooling forward + backward (float32 and bfloat16) on small inputs; every CUDA result is compared with
-the CPU operator. Prints one line per check and exits non-zero on a mismatch. (The caching allocator is off for
+RoI max pooling forward + backward (float32 and bfloat16) and the depth refinement's operators (visibility, grid
+nearest point, normal equations) on small inputs; every CUDA result is compared with the CPU operator. Prints one line per check and exits non-zero on a mismatch. (The caching allocator is off for
 memcheck so that an overrun lands outside any allocation.)
 """
 
@@ -26,6 +26,46 @@ from _voting_helpers import pt_scene  # noqa: E402
 from posecnn_core.ops.extension import has_op, load_error, load_ops  # noqa: E402
 from posecnn_core.ops.roi_pool_ext import roi_max_pool_ext  # noqa: E402
 from posecnn_core.voting import VotingParams, hough_voting, vote_counts  # noqa: E402
+
+
+def refine_checks(g: torch.Generator) -> int:
+    """The refinement operators on a few random elements, CUDA against CPU; returns the number of mismatches."""
+    from posecnn_core.refine.neighbours import ModelGrid
+
+    B, N, M = 3, 300, 200
+    model = torch.rand(B, N, 3, generator=g) * 0.1 - 0.05
+    grid, _ = ModelGrid.build(model, torch.ones(B, N, dtype=torch.bool))
+    R = torch.linalg.qr(torch.randn(B, 3, 3, generator=g)).Q
+    R = R * torch.det(R)[:, None, None]  # proper rotations
+    t = torch.tensor([0.0, 0.0, 0.7]).repeat(B, 1)
+    s = model @ R.transpose(1, 2) + t[:, None]
+    valid = torch.rand(B, N, generator=g) > 0.1
+    K = torch.tensor([[500.0, 0.0, 160.0], [0.0, 500.0, 120.0], [0.0, 0.0, 1.0]])
+    q = s[:, :M] + 0.005 * torch.randn(B, M, 3, generator=g)
+    bad = 0
+    vis_c = torch.ops.posecnn.model_visibility(s, valid, K, 0.01)
+    vis_g = torch.ops.posecnn.model_visibility(s.cuda(), valid.cuda(), K.cuda(), 0.01)
+    nn_c = torch.ops.posecnn.model_grid_nearest(q, s, vis_c, R, t, grid.meta, grid.table)
+    nn_g = torch.ops.posecnn.model_grid_nearest(q.cuda(), s.cuda(), vis_c.cuda(), R.cuda(), t.cuda(), grid.meta.cuda(),
+                                                grid.table.cuda())
+    w = torch.rand(B, M, generator=g)
+    normals = torch.nn.functional.normalize(torch.randn(B, M, 3, generator=g), dim=-1)
+    ok = torch.rand(B, M, generator=g) > 0.2
+    c, pw = q.mean(1), torch.full((B,), 0.5)
+    args = (q, s[:, :M], normals, ok, w, c, pw)
+    ne_c = torch.ops.posecnn.icp_normal_equations(*args, True)
+    ne_g = torch.ops.posecnn.icp_normal_equations(*(x.cuda() for x in args), True)
+    torch.cuda.synchronize()
+    checks = {
+        "visibility": torch.equal(vis_c, vis_g.cpu()),
+        "grid nearest": torch.equal(nn_c[0], nn_g[0].cpu()) and torch.equal(nn_c[1], nn_g[1].cpu()),
+        # CUDA may fuse the float64 multiply-adds: equal to rounding
+        "normal equations": all(torch.allclose(a, b.cpu(), rtol=1e-12, atol=1e-14) for a, b in zip(ne_c, ne_g)),
+    }
+    for name, same in checks.items():
+        print(f"refinement {name:<18} cuda == cpu: {same}", flush=True)
+        bad += not same
+    return bad
 
 
 def main() -> int:
@@ -75,6 +115,7 @@ def main() -> int:
                              atol=1e-2 if dtype != torch.float32 else 1e-6)
         print(f"roi pooling {str(dtype):<15} forward cuda == cpu: {fwd}  backward: {bwd}", flush=True)
         bad += not (fwd and bwd)
+    bad += refine_checks(g)
     print("OK" if bad == 0 else f"{bad} mismatch(es)")
     return 1 if bad else 0
 
