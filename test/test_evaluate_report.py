@@ -169,6 +169,23 @@ def test_rotation_translation_and_false_positives_by_hand(objects, scene):
     assert math.isinf(missed.t_error) and math.isnan(missed.rot_error_deg)
     assert any("1 in 3 frames" in line for line in rep.summary_lines())
     assert "false pos." in rep.table()
+    # it lies away from every annotated box
+    assert rep.false_positive_kinds == {"own_class": 0, "other_class": 0, "elsewhere": 1}
+    assert any("1 elsewhere" in line for line in rep.summary_lines())
+
+
+def test_false_positive_kinds(objects):
+    gt = [GroundTruth("f", [1, 2], np.stack([pose([0, 0, 1]), pose([0.1, 0, 1])]),
+                      [[10, 10, 50, 50], [60, 10, 100, 50]])]
+    dets = [Detection(1, 0.9, [10, 10, 50, 50], I3, [0, 0, 1]),     # matched to a
+            Detection(2, 0.9, [60, 10, 100, 50], I3, [0.1, 0, 1]),  # matched to b
+            Detection(1, 0.8, [12, 12, 50, 50], I3, [0, 0, 1]),     # a second a on a: own class
+            Detection(1, 0.7, [62, 10, 100, 48], I3, [0, 0, 1]),    # an a on b: other class
+            Detection(2, 0.6, [200, 200, 240, 240], I3, [0, 0, 1]),  # nothing there
+            Detection(2, 0.6, [40, 10, 70, 50], I3, [0, 0, 1])]     # straddles both, IoU < 0.3 with each
+    rep = evaluate_results({"f": dets}, gt, objects)
+    assert rep.pooled.false_positives == 4
+    assert rep.false_positive_kinds == {"own_class": 1, "other_class": 1, "elsewhere": 2}
 
 
 def test_cli_never_replaces_a_report_and_checks_out_before_work(tmp_path, capsys, monkeypatch):

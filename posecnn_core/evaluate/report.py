@@ -134,6 +134,7 @@ class Report:
     num_frames: int
     title: str = "PoseCNN evaluation"
     notes: list[str] = field(default_factory=list)
+    false_positive_kinds: dict[str, int] = field(default_factory=dict)  # FALSE_POSITIVE_KINDS -> count
 
     @property
     def false_positives_per_frame(self) -> float:
@@ -175,8 +176,12 @@ class Report:
         if any(r.symmetric and r.symmetry_order > 1 for r in self.instances):
             lines.append("median rotation error of the objects with finitely many correct rotations (non-symmetric, "
                          "and finite symmetries up to them): " + deg(self.rot_median_defined_deg))
-        return lines + [f"false positives: {self.pooled.false_positives} in {self.num_frames} frames "
-                        f"({self.false_positives_per_frame:.2f} per frame)"]
+        fp = (f"false positives: {self.pooled.false_positives} in {self.num_frames} frames "
+              f"({self.false_positives_per_frame:.2f} per frame)")
+        if self.pooled.false_positives and self.false_positive_kinds:
+            fp += ": " + ", ".join(f"{self.false_positive_kinds.get(k, 0)} {text}"
+                                   for k, text in FALSE_POSITIVE_KINDS.items())
+        return lines + [fp]
 
     def table(self) -> str:
         """Fixed-width per-object table."""
@@ -319,6 +324,28 @@ def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_name
     return out
 
 
+# Where a false positive lies (its box against the annotated objects' boxes, IoU as in matching):
+FALSE_POSITIVE_KINDS = {
+    "own_class": "on an annotated object of their class (a second detection of it)",
+    "other_class": "on an annotated object of another class",
+    "elsewhere": "elsewhere (background, distractors, or IoU < 0.3 with every annotated object)",
+}
+FALSE_POSITIVE_IOU = 0.3
+
+
+def false_positive_kind(gt: GroundTruth, detection: Detection) -> str:
+    """The FALSE_POSITIVE_KINDS key of an unmatched detection: the class of the annotated object its box overlaps
+    most (IoU >= FALSE_POSITIVE_IOU), if any."""
+    if gt.classes.size == 0:
+        return "elsewhere"
+    iou = box_iou(torch.as_tensor(np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)),
+                  torch.as_tensor(np.asarray(detection.roi, dtype=np.float64).reshape(1, 4)), plus_one=True).numpy()[:, 0]
+    g = int(np.argmax(iou))
+    if iou[g] < FALSE_POSITIVE_IOU:
+        return "elsewhere"
+    return "own_class" if int(gt.classes[g]) == detection.class_id else "other_class"
+
+
 def unmatched_detections(instances: Sequence[InstanceResult], detections: Sequence[Detection]) -> list[int]:
     """Indices of the frame's detections that ``frame_instances`` matched to no annotated object."""
     matched = {r.detection for r in instances if r.detection is not None}
@@ -327,9 +354,11 @@ def unmatched_detections(instances: Sequence[InstanceResult], detections: Sequen
 
 def build_report(instances: Sequence[InstanceResult], class_names: Sequence[str], symmetric: Sequence[bool],
                  num_frames: int, title: str = "PoseCNN evaluation", notes: Sequence[str] = (),
-                 false_positives: Mapping[int, int] | None = None) -> Report:
+                 false_positives: Mapping[int, int] | None = None,
+                 false_positive_kinds: Mapping[str, int] | None = None) -> Report:
     """Per-class, mean and pooled AUCs of `instances` (see Report); `false_positives` counts the unmatched
-    detections per class id (``unmatched_detections``)."""
+    detections per class id (``unmatched_detections``), `false_positive_kinds` by where they lie
+    (``false_positive_kind``)."""
     notes = list(notes)
     instances = list(instances)
     fp = dict(false_positives or {})
@@ -350,7 +379,7 @@ def build_report(instances: Sequence[InstanceResult], class_names: Sequence[str]
         notes.append("no annotated objects: every AUC is 0")
     pooled = _summary(-1, "ALL", False, instances, sum(fp.values()))
     return Report(instances=instances, per_class=per_class, mean=mean, pooled=pooled, num_frames=num_frames,
-                  title=title, notes=notes)
+                  title=title, notes=notes, false_positive_kinds=dict(false_positive_kinds or {}))
 
 
 def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], gt: Sequence[GroundTruth],
@@ -372,10 +401,12 @@ def evaluate_results(results: FrameResults | Mapping[str, Sequence[Detection]], 
     names, sym = list(object_set.class_names), np.asarray(object_set.symmetric, dtype=bool)
     instances: list[InstanceResult] = []
     false_positives: dict[int, int] = {}
+    kinds = dict.fromkeys(FALSE_POSITIVE_KINDS, 0)
     for g in gt:
         dets = list(frames.get(g.frame_id, []))
         rows = frame_instances(g, dets, names, sym, object_set.points, object_set.symmetry_groups)
         instances += rows
         for i in unmatched_detections(rows, dets):
             false_positives[dets[i].class_id] = false_positives.get(dets[i].class_id, 0) + 1
-    return build_report(instances, names, sym, len(gt), title, notes, false_positives)
+            kinds[false_positive_kind(g, dets[i])] += 1
+    return build_report(instances, names, sym, len(gt), title, notes, false_positives, kinds)
