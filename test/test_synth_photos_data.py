@@ -95,6 +95,42 @@ def test_deb_members_and_tone_map(tmp_path):
     assert np.all(np.diff(flat.astype(int)) >= 0)  # monotone in the input
 
 
+def test_fetch_wallpapers_extracts_pinned_photographs(tmp_path, monkeypatch):
+    import hashlib
+
+    import fetch_wallpapers as fw
+
+    big = np.zeros((1200, 2400, 3), np.uint8)
+    big[:, :1200] = (10, 200, 30)
+    ok, jpg = cv2.imencode(".jpg", big)
+    assert ok
+    deb = tmp_path / "debs" / "walls_1.0_all.deb"
+    deb.parent.mkdir()
+    _fake_deb(deb, {"usr/share/walls/Hill/contents/images/2560x1600.jpg": jpg.tobytes(),
+                    "usr/share/walls/flower.jpg": jpg.tobytes(),
+                    "usr/share/doc/walls-extra/copyright": b"License: CC0-1.0"})
+    sha = hashlib.sha256(deb.read_bytes()).hexdigest()
+    pkg = fw.Package("walls-extra", "1.0", deb.name, sha, "usr/share/walls/",
+                     ("Hill/contents/images/2560x1600.jpg", "flower.jpg"), "CC0-1.0")
+    monkeypatch.setattr(fw, "PACKAGES", (pkg,))
+    written = fw.extract(deb.parent, tmp_path / "out")
+    assert written == ["walls_Hill.png", "walls_flower.png"]
+    img = cv2.imread(str(tmp_path / "out" / "walls_Hill.png"))
+    assert img.shape == (512, 1024, 3)  # downscaled to 1024 px on the long side
+    assert abs(int(img[256, 100, 1]) - 200) < 8 and int(img[256, 900, 1]) < 8  # left half green, BGR kept
+    assert "walls-extra` 1.0" in (tmp_path / "out" / "LICENSES.md").read_text()
+    assert (tmp_path / "out" / "copyright.walls-extra").read_text() == "License: CC0-1.0"
+    assert len((tmp_path / "out" / "SHA256SUMS").read_text().splitlines()) == 2
+    bad = fw.Package("walls-extra", "1.0", deb.name, "0" * 64, "usr/share/walls/", ("flower.jpg",), "CC0-1.0")
+    monkeypatch.setattr(fw, "PACKAGES", (bad,))
+    with pytest.raises(ValueError, match="does not match the pinned"):
+        fw.extract(deb.parent, tmp_path / "out2")
+    missing = fw.Package("walls-extra", "1.0", deb.name, sha, "usr/share/walls/", ("tree.jpg",), "CC0-1.0")
+    monkeypatch.setattr(fw, "PACKAGES", (missing,))
+    with pytest.raises(ValueError, match="no usr/share/walls/tree.jpg"):
+        fw.extract(deb.parent, tmp_path / "out3")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="scikit-image not installed")
 def test_collect_eval_backgrounds(tmp_path):
     from collect_eval_backgrounds import MATPLOTLIB_IMAGES, SKIMAGE_IMAGES, collect
