@@ -174,6 +174,31 @@ def test_rotation_translation_and_false_positives_by_hand(objects, scene):
     assert any("1 elsewhere" in line for line in rep.summary_lines())
 
 
+def test_translation_error_along_and_across_the_camera_ray(objects, scene):
+    from posecnn_core.evaluate.report import ray_split
+
+    along, across, ratio = ray_split(np.array([0.0, 0.0, 1.1]), np.array([0.0, 0.0, 1.0]))
+    assert (along, across, ratio) == pytest.approx((0.1, 0.0, 1.1))
+    # a centre off the optical axis: the error (0.03, 0, 0.04) split on the ray along (3, 0, 4) / 5
+    along, across, ratio = ray_split(np.array([0.63, 0.0, 0.84]), np.array([0.6, 0.0, 0.8]))
+    assert along == pytest.approx(0.05) and across == pytest.approx(0.0, abs=1e-12) and ratio == pytest.approx(1.05)
+    along, across, _ = ray_split(np.array([0.0, 0.02, 1.0]), np.array([0.0, 0.0, 1.0]))
+    assert along == pytest.approx(0.0) and across == pytest.approx(0.02)
+    assert all(math.isnan(v) for v in ray_split(np.ones(3), np.zeros(3)))
+    rep = evaluate_results(*scene, objects)
+    f2b = next(r for r in rep.instances if r.frame_id == "f2" and r.class_name == "b")
+    # true (0.1, 0, 1), estimated (0.1, 0, 1.08): along = 0.08 * cos(atan(0.1)), the rest across it
+    cos = 1 / math.sqrt(1.01)
+    assert f2b.t_along == pytest.approx(0.08 * cos) and f2b.t_across == pytest.approx(0.08 * 0.1 * cos)
+    assert f2b.depth_ratio == pytest.approx(1 + 0.08 * cos / math.sqrt(1.01))
+    missed = next(r for r in rep.instances if r.frame_id == "f3")
+    assert math.isnan(missed.t_along) and math.isnan(missed.depth_ratio)
+    line = next(l for l in rep.summary_lines() if l.startswith("translation error"))
+    # along the ray: 0 (f1 a, f2 a: sideways errors on the axis; f1 b exact), 0.0796 (f2 b) -> median 0; across:
+    # 0.02, 0, 0.05, 0.0080 -> median 0.014 m
+    assert "along the camera ray (depth) 0.0 cm, across it 1.4 cm" in line
+
+
 def test_false_positive_kinds(objects):
     gt = [GroundTruth("f", [1, 2], np.stack([pose([0, 0, 1]), pose([0.1, 0, 1])]),
                       [[10, 10, 50, 50], [60, 10, 100, 50]])]

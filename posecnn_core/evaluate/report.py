@@ -26,7 +26,7 @@ from ..symmetry import rotation_error_up_to_deg
 from .results import Detection, FrameResults, GroundTruth
 
 __all__ = ["InstanceResult", "ClassSummary", "Report", "match_frame", "frame_instances", "unmatched_detections",
-           "build_report", "evaluate_results", "MAX_DISTANCE"]
+           "build_report", "evaluate_results", "ray_split", "MAX_DISTANCE"]
 
 MAX_DISTANCE = 0.1  # metres, the toolbox's AUC range
 
@@ -58,7 +58,10 @@ class InstanceResult:
     translation error (m); ``rot_error_deg`` the geodesic rotation error and ``rot_error_sym_deg`` the rotation
     error up to the object's symmetries (symmetric classes only, equal to ``rot_error_deg`` otherwise): up to the
     declared finite symmetry (``symmetry_order`` > 1, ``symmetry.rotation_error_up_to_deg``), else up to the
-    shape's symmetries (``metrics.symmetric_rotation_error_deg``); rotation errors are nan when missed."""
+    shape's symmetries (``metrics.symmetric_rotation_error_deg``); rotation errors are nan when missed.
+    ``t_along`` (signed, m) and ``t_across`` split the translation error along the camera ray through the true
+    centre (the depth part, positive = estimated too far) and across it; ``depth_ratio`` is estimated over true
+    distance along that ray. All three are nan when missed."""
 
     frame_id: str
     gt_index: int
@@ -74,6 +77,9 @@ class InstanceResult:
     rot_error_deg: float = math.nan
     rot_error_sym_deg: float = math.nan
     symmetry_order: int = 1
+    t_along: float = math.nan
+    t_across: float = math.nan
+    depth_ratio: float = math.nan
 
     @property
     def add_or_adds(self) -> float:
@@ -176,12 +182,25 @@ class Report:
         if any(r.symmetric and r.symmetry_order > 1 for r in self.instances):
             lines.append("median rotation error of the objects with finitely many correct rotations (non-symmetric, "
                          "and finite symmetries up to them): " + deg(self.rot_median_defined_deg))
+        lines += self.translation_lines()
         fp = (f"false positives: {self.pooled.false_positives} in {self.num_frames} frames "
               f"({self.false_positives_per_frame:.2f} per frame)")
         if self.pooled.false_positives and self.false_positive_kinds:
             fp += ": " + ", ".join(f"{self.false_positive_kinds.get(k, 0)} {text}"
                                    for k, text in FALSE_POSITIVE_KINDS.items())
         return lines + [fp]
+
+    def translation_lines(self) -> list[str]:
+        """Where the translation error lies: its median along the camera ray (the depth) and across it, and the
+        spread of estimated over true depth (empty when no object was detected)."""
+        found = [r for r in self.instances if r.detected and math.isfinite(r.t_along)]
+        if not found:
+            return []
+        ratio = np.percentile([r.depth_ratio for r in found], [10, 50, 90])
+        return [f"translation error of the detected objects: median {100 * _median([r.t_error for r in found]):.1f} cm"
+                f"; along the camera ray (depth) {100 * _median([abs(r.t_along) for r in found]):.1f} cm, across it "
+                f"{100 * _median([r.t_across for r in found]):.1f} cm; estimated / true depth {ratio[1]:.3f} "
+                f"(10th-90th percentile {ratio[0]:.3f}-{ratio[2]:.3f})"]
 
     def table(self) -> str:
         """Fixed-width per-object table."""
@@ -230,13 +249,15 @@ class Report:
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["frame_id", "gt_index", "class_id", "object", "symmetric", "detected", "score",
-                        "add_m", "adds_m", "t_error_m", "rot_error_deg", "rot_error_sym_deg"])
+                        "add_m", "adds_m", "t_error_m", "rot_error_deg", "rot_error_sym_deg", "t_along_m",
+                        "t_across_m", "depth_ratio"])
             for r in self.instances:
                 w.writerow([r.frame_id, r.gt_index, r.class_id, r.class_name, int(r.symmetric), int(r.detected),
                             f"{r.score:.4f}", "inf" if math.isinf(r.add) else f"{r.add:.6f}",
                             "inf" if math.isinf(r.adds) else f"{r.adds:.6f}",
                             "inf" if math.isinf(r.t_error) else f"{r.t_error:.6f}",
-                            f"{r.rot_error_deg:.3f}", f"{r.rot_error_sym_deg:.3f}"])
+                            f"{r.rot_error_deg:.3f}", f"{r.rot_error_sym_deg:.3f}", f"{r.t_along:.6f}",
+                            f"{r.t_across:.6f}", f"{r.depth_ratio:.5f}"])
         return path
 
     def plot(self, path: str | Path, num_thresholds: int = 201) -> Path:
@@ -280,6 +301,19 @@ class Report:
                 "markdown": out / "report.md", "plot": self.plot(out / "accuracy.png")}
 
 
+def ray_split(t_est: np.ndarray, t_gt: np.ndarray) -> tuple[float, float, float]:
+    """The error t_est - t_gt along the unit ray through t_gt (signed), its length across that ray, and the ratio
+    of t_est's and t_gt's distances along the ray; nan for a true centre at the camera's origin."""
+    dist = float(np.linalg.norm(t_gt))
+    if not dist > 0.0:
+        return math.nan, math.nan, math.nan
+    ray = t_gt / dist
+    err = t_est - t_gt
+    along = float(err @ ray)
+    across = float(np.linalg.norm(err - along * ray))
+    return along, across, (dist + along) / dist
+
+
 def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_names: Sequence[str],
                     symmetric: Sequence[bool], points: Sequence[np.ndarray | None],
                     symmetry_groups: Sequence[np.ndarray] | None = None) -> list[InstanceResult]:
@@ -302,12 +336,14 @@ def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_name
         order = 1 if group is None else len(group)
         R_gt, t_gt = gt.poses[k, :, :3], gt.poses[k, :, 3]
         e_t, e_rot, e_rot_sym = math.inf, math.nan, math.nan
+        along = across = ratio = math.nan
         if match[k] is None:
             e_add = e_adds = math.inf
             score, detected = 0.0, False
         else:
             d = detections[match[k]]
             e_t = float(np.linalg.norm(np.asarray(d.t, dtype=np.float64) - t_gt))
+            along, across, ratio = ray_split(np.asarray(d.t, dtype=np.float64), t_gt)
             e_rot = e_rot_sym = rotation_error_deg(d.R, R_gt)
             if symmetric[c] and order > 1:
                 e_rot_sym = rotation_error_up_to_deg(d.R, R_gt, group)
@@ -320,7 +356,7 @@ def frame_instances(gt: GroundTruth, detections: Sequence[Detection], class_name
                     e_rot_sym = symmetric_rotation_error_deg(pts, d.R, R_gt)
             score, detected = d.score, True
         out.append(InstanceResult(gt.frame_id, k, c, class_names[c], bool(symmetric[c]), detected, score, e_add,
-                                  e_adds, match[k], e_t, e_rot, e_rot_sym, order))
+                                  e_adds, match[k], e_t, e_rot, e_rot_sym, order, along, across, ratio))
     return out
 
 
