@@ -13,6 +13,7 @@ see docs/training.md ("Several GPUs") for what else this needs.
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import math
@@ -470,5 +471,11 @@ class Trainer:
                  row["iteration"], row["instances"], row["median_deg"], 100 * row["below_30"])
 
     def close(self) -> None:
+        """Release the process group. The DistributedDataParallel wrapper holds a reference to it, so the wrapper
+        goes first: a group that outlives destroy_process_group is torn down only at interpreter exit, where gloo's
+        threads can abort the process (seen as SIGABRT of a rank after a finished run)."""
+        if self.env.distributed:
+            self.model = ddp.unwrap(self.model)
+            gc.collect()
         ddp.shutdown(self.env)
 
