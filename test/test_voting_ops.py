@@ -231,9 +231,8 @@ def _crowded_counts(seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("seed", [7, 11])
 def test_crowded_scene_vote_counts_equal_reference(seed: int) -> None:
-    """Most cone cells of the crowded scene fail the same-label rule, so the CPU kernel's certain-pass and
-    certain-fail runs decide most of them, and the cells near class borders that no bound decides are sampled in
-    blocks; the counts stay exact."""
+    """Most cone cells of the crowded scene fail the same-label rule, and most of the CPU kernel's row spans cross
+    class borders, where it counts the samples over the label runs; the counts stay exact."""
     labels, vertex, K, extents, p = _crowded_scene(seed)
     V_ref = vote_counts(labels, vertex, K, extents, p, backend="torch")
     assert int(V_ref.sum()) > 1000  # the comparison is not vacuous
@@ -245,9 +244,50 @@ def test_crowded_scene_vote_counts_equal_reference(seed: int) -> None:
                  hough_voting(labels, vertex, K, extents, p, backend="cpp"))
 
 
-def test_portable_block_sampler_gives_the_same_counts(tmp_path: Path) -> None:
-    """Cells near class borders are sampled in blocks, with AVX2 where the CPU has it; the portable loop (other
-    CPUs; forced here by POSECNN_OPS_PORTABLE, in fresh processes) gives the same counts on the crowded scene."""
+def _fragmented_scene(seed: int):
+    """One class broken into thin stripes and speckle (1-3 pixel runs), with a second class woven through it: every
+    sample row a voter's cells read crosses many label runs, and the runs end exactly on cells of the span."""
+    g = torch.Generator().manual_seed(seed)
+    H, W, C = 72, 96, 3
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    widths = torch.randint(1, 4, (W,), generator=g)
+    stripe = (torch.cumsum(widths, 0)[xx] // 3) % 2 == 0  # stripes of uneven width
+    labels = torch.zeros(1, H, W, dtype=torch.int64)
+    blob = ((xx - 48) ** 2 + (yy - 36) ** 2) < 30 ** 2
+    labels[0][blob & stripe] = 1
+    labels[0][blob & ~stripe & (torch.rand(H, W, generator=g) < 0.5)] = 2
+    labels[0][torch.rand(H, W, generator=g) < 0.05] = 1  # speckle, also outside the blob
+    vertex = torch.zeros(1, 3 * C, H, W)
+    for c, (cx, cy) in ((1, (44.0, 33.0)), (2, (52.0, 40.0))):
+        dx, dy = cx - xx.float(), cy - yy.float()
+        n = torch.sqrt(dx * dx + dy * dy).clamp(min=1e-6)
+        vertex[0, 3 * c] = dx / n + 0.1 * torch.randn(H, W, generator=g)
+        vertex[0, 3 * c + 1] = dy / n + 0.1 * torch.randn(H, W, generator=g)
+        vertex[0, 3 * c + 2] = math.log(0.7)
+    extents = torch.full((C, 3), 0.15)
+    extents[0] = 0
+    K = make_K(200.0, 200.0, W / 2, H / 2)[None]
+    return labels, vertex, K, extents, VotingParams(label_threshold=0, skip_pixels=3, vote_threshold=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fragmented_labels_vote_counts_equal_reference(seed: int) -> None:
+    """The CPU kernel counts the same-label samples of a whole row span over the label runs (one interval of cells
+    per run and sample); with labels cut into 1-3 pixel runs the intervals are many and short, and the counts must
+    still equal the reference cell by cell."""
+    labels, vertex, K, extents, p = _fragmented_scene(seed)
+    V_ref = vote_counts(labels, vertex, K, extents, p, backend="torch")
+    V_cpp = vote_counts(labels, vertex, K, extents, p, backend="cpp")
+    assert int(V_ref[0, 1].sum()) > 1000 and int(V_ref[0, 2].sum()) > 1000
+    assert torch.equal(V_cpp, V_ref)
+    # the same-label rule matters here: without it the counts differ
+    p_off = VotingParams(label_threshold=0, skip_pixels=3, vote_threshold=3, check_same_label=False)
+    assert not torch.equal(vote_counts(labels, vertex, K, extents, p_off, backend="cpp"), V_ref)
+
+
+def test_portable_loops_give_the_same_counts(tmp_path: Path) -> None:
+    """The CPU kernel's span counting uses AVX2 where the CPU has it; the portable loop (other CPUs; forced here by
+    POSECNN_OPS_PORTABLE, in fresh processes) gives the same counts on the crowded scene."""
     code = ("import sys, torch\n"
             "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/test']\n"
             "import test_voting_ops as t\n"

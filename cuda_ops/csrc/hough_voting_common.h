@@ -62,6 +62,15 @@ HV_HOST_DEVICE float fmax_f(float a, float b) { return fmaxf(a, b); }
 HV_HOST_DEVICE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 HV_HOST_DEVICE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 HV_HOST_DEVICE int64_t iabs(int64_t a) { return a < 0 ? -a : a; }
+// floor and ceil of a double in int64 range, without libm (x86-64 without SSE4.1 calls a library function for them)
+HV_HOST_DEVICE int64_t floor_i(double a) {
+  const int64_t t = static_cast<int64_t>(a);  // toward zero
+  return static_cast<double>(t) > a ? t - 1 : t;
+}
+HV_HOST_DEVICE int64_t ceil_i(double a) {
+  const int64_t t = static_cast<int64_t>(a);
+  return static_cast<double>(t) < a ? t + 1 : t;
+}
 HV_HOST_DEVICE bool finite_f(float a) { return (a - a) == 0.0f; }
 
 // PT's project_box: window half-size thr = factor * max(w, h) of the class's 3D box (half extents e/2) placed at
@@ -220,57 +229,6 @@ HV_HOST_DEVICE bool run_in_class(const ClassMaps& maps, int64_t x, int64_t y, in
   return static_cast<double>(D) > static_cast<double>(k - 1) / static_cast<double>(2 * S) * a + 1.51;
 }
 
-// Cells (cx, cy), (cx + 1, cy), ... whose same-label test certainly passes, from run_in_class's bound: the number
-// of cells after (cx, cy) that pass too, or -1 when the bound does not decide (cx, cy). Why the run: din is
-// 1-Lipschitz, so moving the cell by n columns moves the run's centre m by at most f * n + 1 and its radius by at
-// most (k - 1) / (2S) * n, and the bound still holds while n < (margin - 1) / (f + (k - 1) / (2S)).
-// `enough`: the caller needs no more than this many cells after (cx, cy); the first bound that vouches for as many
-// is returned without trying the others (the default tries all three).
-HV_HOST_DEVICE int64_t same_label_pass_run(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy,
-                                           int64_t S, int64_t needed, int64_t enough = INT64_MAX) {
-  if (needed < 1 || needed > S) return -1;
-  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
-  const double a = static_cast<double>(adx > ady ? adx : ady);
-  const int64_t starts[3] = {S - needed + 1, (S - needed) / 2 + 1, 1};
-  const double c = static_cast<double>(needed - 1) / static_cast<double>(2 * S);
-  int64_t best = -1;
-  for (int64_t e = 0; e < 3; ++e) {
-    const double f = static_cast<double>(2 * starts[e] + needed - 1) / static_cast<double>(2 * S);
-    const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
-    const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
-    if (!maps.inside(mx, my)) continue;
-    const double margin = static_cast<double>(maps.din[maps.at(mx, my)]) - (c * a + 1.51);
-    if (!(margin > 0.0)) continue;
-    const double n = (margin - 1.0) / (f + c);
-    const int64_t more = n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;  // cells 1..more: n' < n
-    best = more > best ? more : best;
-    if (best >= enough) break;
-  }
-  return best;
-}
-
-// Cells (cx, cy), (cx + 1, cy), ... whose same-label test certainly fails: the samples needed..S (S - needed + 1 of
-// them) all lie off the class, so at most needed - 1 can carry it (run_in_class with !on). Returns the number of
-// cells after (cx, cy) that fail too, or -1 when the bound does not decide (cx, cy). The run's length follows from
-// dout being 1-Lipschitz exactly as in same_label_pass_run. (dout equals the true distance to the class inside the
-// maps' window, which holds every pixel of the class, and the true distance is 1-Lipschitz everywhere.)
-HV_HOST_DEVICE int64_t same_label_fail_run(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy,
-                                           int64_t S, int64_t needed) {
-  if (needed < 1 || needed > S) return -1;
-  const int64_t k = S - needed + 1;
-  const int64_t adx = cx > x ? cx - x : x - cx, ady = cy > y ? cy - y : y - cy;
-  const double a = static_cast<double>(adx > ady ? adx : ady);
-  const double c = static_cast<double>(k - 1) / static_cast<double>(2 * S);
-  const double f = static_cast<double>(2 * needed + k - 1) / static_cast<double>(2 * S);
-  const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
-  const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
-  if (!maps.inside(mx, my)) return -1;
-  const double margin = static_cast<double>(maps.dout[maps.at(mx, my)]) - (c * a + 1.51);
-  if (!(margin > 0.0)) return -1;
-  const double n = (margin - 1.0) / (f + c);
-  return n > 0.0 ? static_cast<int64_t>(ceil(n)) - 1 : 0;
-}
-
 // Coordinate of a same-label sample: int(v + step * d) in float32 (truncation toward zero), v the voter's
 // coordinate, d the offset to the cell, step = i / S.
 HV_HOST_DEVICE int64_t sample_coord(float v, float step, float d) {
@@ -400,11 +358,11 @@ HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t
     a = a < -big ? -big : (a > 2 * big ? 2 * big : a);
     b = b < -big ? -big : (b > 2 * big ? 2 * big : b);
     if (inner_lo != nullptr) {
-      *inner_lo = imax(lo, static_cast<int64_t>(ceil(a)) + kMargin);
-      *inner_hi = imin(hi, static_cast<int64_t>(floor(b)) - kMargin);
+      *inner_lo = imax(lo, ceil_i(a) + kMargin);
+      *inner_hi = imin(hi, floor_i(b) - kMargin);
     }
-    lo = imax(lo, static_cast<int64_t>(floor(a)) - kMargin);
-    hi = imin(hi, static_cast<int64_t>(ceil(b)) + kMargin);
+    lo = imax(lo, floor_i(a) - kMargin);
+    hi = imin(hi, ceil_i(b) + kMargin);
   }
   lo_out = lo;
   hi_out = hi;

@@ -29,6 +29,8 @@ struct VoterSet {
   std::vector<int64_t> start;                  // voters of keys[s]: [start[s], start[s + 1])
   std::vector<std::vector<int32_t>> din, dout;  // with the same-label rule: each slot's distance maps ...
   std::vector<ClassMaps> maps;                 // ... over the slot's window (ClassMaps)
+  std::vector<std::vector<int32_t>> run_end;   // ... and, per window pixel, the image column where its run ends
+
   std::vector<float> steps;                    // float32 i / S, i = 0..S
 };
 
@@ -75,6 +77,20 @@ void chessboard_maps(const int64_t* lab_b, int64_t H, int64_t W, int64_t c, int6
   };
   sweep(din);
   sweep(dout);
+}
+
+// For every pixel of the window [x0, x0 + w) x [y0, y0 + h): the image column of the last pixel of its run along the
+// row, a run being consecutive pixels that all carry the class (din > 0) or all do not.
+void run_ends(const std::vector<int32_t>& din, int64_t x0, int64_t w, int64_t h, std::vector<int32_t>& out) {
+  out.assign(w * h, 0);
+  for (int64_t y = 0; y < h; ++y) {
+    const int32_t* d = din.data() + y * w;
+    int32_t* e = out.data() + y * w;
+    for (int64_t x = w - 1; x >= 0; --x) {
+      const bool last = x == w - 1 || (d[x] > 0) != (d[x + 1] > 0);
+      e[x] = last ? static_cast<int32_t>(x0 + x) : e[x + 1];
+    }
+  }
 }
 
 VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const at::Tensor& K,
@@ -143,6 +159,7 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
     out.din.resize(S);
     out.dout.resize(S);
     out.maps.resize(S);
+    out.run_end.resize(S);
     at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t key = out.keys[s];
@@ -154,6 +171,7 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
         const int64_t y1 = std::min<int64_t>(box[4 * key + 3] + reach, H - 1);
         chessboard_maps(lab + (key / C) * HW, H, W, key % C, x0, y0, x1 - x0 + 1, y1 - y0 + 1, out.din[s],
                         out.dout[s]);
+        run_ends(out.din[s], x0, x1 - x0 + 1, y1 - y0 + 1, out.run_end[s]);
         ClassMaps& m = out.maps[s];
         m = ClassMaps{out.din[s].data(), out.dout[s].data(), x0, y0, x1 - x0 + 1, y1 - y0 + 1};
         for (Voter& v : per_slot[s]) v.safe = m.din[m.at(v.x, v.y)];
@@ -174,6 +192,16 @@ double cos_f64(const Voter& p, double dx, double dy) {
          (static_cast<double>(p.n1) * std::sqrt(dx * dx + dy * dy));
 }
 
+// cos_f64(p, dx, dy) > t, decided without a square root or a division: dot > t * n1 * |(dx, dy)| compared through
+// squares (all in float64; its rounding differs from cos_f64's by far less than the margins its callers leave).
+bool cos_exceeds(const Voter& p, double dx, double dy, double t) {
+  const double dot = static_cast<double>(p.u) * dx + static_cast<double>(p.v) * dy;
+  const double n1 = static_cast<double>(p.n1);
+  const double rhs = t * t * n1 * n1 * (dx * dx + dy * dy);
+  if (t >= 0.0) return dot > 0.0 && dot * dot > rhs;
+  return dot >= 0.0 || dot * dot < rhs;
+}
+
 // Largest cosine between voter p's direction and (dx, dy) over the cells dx = s * m, m in [m0, m1] (s = +-1,
 // 1 <= m0 <= m1) of the row at offset dy, in float64. For dy != 0 the cosine is unimodal in dx along the row (the
 // offset's angle moves monotonically), so its maximum is 1 where (dx, dy) points along (u, v) and otherwise lies
@@ -191,78 +219,129 @@ double half_row_max_cos(const Voter& p, int64_t dy, int64_t s, int64_t m0, int64
   return std::max(cos_at(static_cast<double>(s * m0)), cos_at(static_cast<double>(s * m1)));
 }
 
-constexpr int64_t kBlock = 16;  // cells sampled together by sample_block
+// AVX2 where the CPU has it, unless POSECNN_OPS_PORTABLE is set (the tests use it to check the portable loops on
+// AVX2 machines).
+bool use_avx2() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool avx2 = __builtin_cpu_supports("avx2") && std::getenv("POSECNN_OPS_PORTABLE") == nullptr;
+  return avx2;
+#else
+  return false;
+#endif
+}
 
-// The same-label rule for the n <= kBlock cells (cx0 + j, cy), j < n, of voter (x, y), by their samples alone: the
-// samples of same_label_sampled (sample_coord, the i/S table `steps`), but every sample of every cell is counted
-// (no early exit), sample by sample across the cells. The samples of a cell lie between the voter and the cell,
-// hence inside the class's maps' window (it holds both); the column is clamped to the window all the same. Writes
-// 1 (the vote stands) or 0 to pass[j].
-void sample_block_portable(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int64_t cy, int64_t n,
-                           int64_t S, const float* steps, int64_t needed, int32_t* pass) {
-  int32_t count[kBlock] = {0};
-  const float fx = static_cast<float>(x), fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
-  const int64_t lo = maps.x0, hi = maps.x0 + maps.w - 1;
-  for (int64_t i = 1; i <= S; ++i) {
-    const float step = steps[i];
-    const int32_t* din_row = maps.din + (sample_coord(fy, step, dy) - maps.y0) * maps.w - maps.x0;
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t qx = imin(imax(sample_coord(fx, step, static_cast<float>(cx0 + j - x)), lo), hi);
-      count[j] += din_row[qx] > 0 ? 1 : 0;
-    }
+// out[j] += 1 for every j < L whose prefix sum cnt[0] + ... + cnt[j] reaches `needed`.
+void add_passing_portable(const int32_t* cnt, int64_t L, int64_t needed, int32_t* out) {
+  int32_t acc = 0;
+  for (int64_t j = 0; j < L; ++j) {
+    acc += cnt[j];
+    out[j] += acc >= needed ? 1 : 0;
   }
-  for (int64_t j = 0; j < n; ++j) pass[j] = count[j] >= needed ? 1 : 0;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-// sample_block_portable with AVX2 (8 cells per vector, the labels gathered): the same float32 operations (a
-// product, then a sum, each rounded; truncation), so the same samples. Cells j >= n are computed and ignored.
-__attribute__((target("avx2"))) void sample_block_avx2(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0,
-                                                      int64_t cy, int64_t n, int64_t S, const float* steps,
-                                                      int64_t needed, int32_t* pass) {
-  static_assert(kBlock == 16, "two vectors of 8 cells");
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(cx0 - x)), iota);
-  const __m256 dx_a = _mm256_cvtepi32_ps(base);  // exact: small integers
-  const __m256 dx_b = _mm256_cvtepi32_ps(_mm256_add_epi32(base, _mm256_set1_epi32(8)));
-  const __m256 fx = _mm256_set1_ps(static_cast<float>(x));
-  const __m256i lo = _mm256_set1_epi32(static_cast<int32_t>(maps.x0));
-  const __m256i hi = _mm256_set1_epi32(static_cast<int32_t>(maps.x0 + maps.w - 1));
-  const __m256i zero = _mm256_setzero_si256();
-  const float fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
-  __m256i count_a = zero, count_b = zero;
-  for (int64_t i = 1; i <= S; ++i) {
-    const __m256 step = _mm256_set1_ps(steps[i]);
-    const __m256i row = _mm256_set1_epi32(
-        static_cast<int32_t>((sample_coord(fy, steps[i], dy) - maps.y0) * maps.w - maps.x0));
-    const __m256i qx_a = _mm256_min_epi32(_mm256_max_epi32(
-        _mm256_cvttps_epi32(_mm256_add_ps(fx, _mm256_mul_ps(step, dx_a))), lo), hi);
-    const __m256i qx_b = _mm256_min_epi32(_mm256_max_epi32(
-        _mm256_cvttps_epi32(_mm256_add_ps(fx, _mm256_mul_ps(step, dx_b))), lo), hi);
-    const __m256i din_a = _mm256_i32gather_epi32(maps.din, _mm256_add_epi32(row, qx_a), 4);
-    const __m256i din_b = _mm256_i32gather_epi32(maps.din, _mm256_add_epi32(row, qx_b), 4);
-    count_a = _mm256_sub_epi32(count_a, _mm256_cmpgt_epi32(din_a, zero));  // the mask is -1 where in the class
-    count_b = _mm256_sub_epi32(count_b, _mm256_cmpgt_epi32(din_b, zero));
+// add_passing_portable, 8 cells per vector: an in-register prefix sum (two shifts within each 128-bit half, then the
+// lower half's total added to the upper half) plus the running total of the cells before.
+__attribute__((target("avx2"))) void add_passing_avx2(const int32_t* cnt, int64_t L, int64_t needed, int32_t* out) {
+  const __m256i last = _mm256_set1_epi32(7);
+  const __m256i limit = _mm256_set1_epi32(static_cast<int32_t>(needed - 1));
+  __m256i carry = _mm256_setzero_si256();
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) {
+    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cnt + j));
+    x = _mm256_add_epi32(x, _mm256_slli_si256(x, 4));
+    x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+    x = _mm256_add_epi32(x, _mm256_shuffle_epi32(_mm256_permute2x128_si256(x, x, 0x08), 0xFF));
+    x = _mm256_add_epi32(x, carry);
+    carry = _mm256_permutevar8x32_epi32(x, last);
+    __m256i* o = reinterpret_cast<__m256i*>(out + j);
+    _mm256_storeu_si256(o, _mm256_sub_epi32(_mm256_loadu_si256(o), _mm256_cmpgt_epi32(x, limit)));
   }
-  alignas(32) int32_t count[kBlock];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(count), count_a);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(count + 8), count_b);
-  for (int64_t j = 0; j < n; ++j) pass[j] = count[j] >= needed ? 1 : 0;
+  int32_t acc = _mm256_extract_epi32(carry, 0);
+  for (; j < L; ++j) {
+    acc += cnt[j];
+    out[j] += acc >= needed ? 1 : 0;
+  }
 }
 #endif
 
-// sample_block_portable, through AVX2 where the CPU has it (unless POSECNN_OPS_PORTABLE is set: the tests use it to
-// check the portable loop on AVX2 machines).
-void sample_block(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int64_t cy, int64_t n, int64_t S,
-                  const float* steps, int64_t needed, int32_t* pass) {
+// add_passing_portable, through AVX2 where the CPU has it (use_avx2).
+void add_passing(const int32_t* cnt, int64_t L, int64_t needed, int32_t* out) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  static const bool avx2 = __builtin_cpu_supports("avx2") && std::getenv("POSECNN_OPS_PORTABLE") == nullptr;
-  if (avx2) {
-    sample_block_avx2(maps, x, y, cx0, cy, n, S, steps, needed, pass);
+  if (use_avx2()) {
+    add_passing_avx2(cnt, L, needed, out);
     return;
   }
 #endif
-  sample_block_portable(maps, x, y, cx0, cy, n, S, steps, needed, pass);
+  add_passing_portable(cnt, L, needed, out);
+}
+
+// The same-label rule for every cell (cx, cy), cx in [a, b], of voter (x, y), counted sample by sample over the
+// label runs instead of cell by cell. Sample i of cell cx is (q_i(cx), y_i): its row y_i = sample_coord(y, i/S,
+// cy - y) is the same for the whole span, and its column q_i(cx) = sample_coord(x, i/S, cx - x) never decreases
+// with cx (a rounded product and sum are monotone, so is truncation). So the cells whose sample i carries the class
+// are, for each run of the class on row y_i between q_i(a) and q_i(b), one interval of consecutive cells, whose
+// ends (the first cell whose sample reaches a column) are found from the real-number estimate and corrected by
+// evaluating sample_coord itself. A sample that carries the class for the whole span counts for every cell
+// (`whole`); the other intervals go into a difference array (`cnt`, b - a + 2 entries), and a cell's vote stands
+// when its count reaches `needed`, as in same_label_sampled. The cost is a few operations per sample and run instead
+// of one label read per sample and cell, and the span is settled at once when the whole-span samples alone decide
+// it. run_end: the slot's run ends (run_ends), same layout as maps.din; inv_steps: 1 / (i/S) in float64. Cells that
+// pass go to row[a..b], or as one run to the row's difference array `diff` when they all do.
+void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_t y, int64_t a, int64_t b,
+                int64_t cy, int64_t S, const float* steps, const double* inv_steps, int64_t needed, int32_t* cnt,
+                int32_t* row, int32_t* diff) {
+  const int64_t L = b - a + 1;
+  const float fx = static_cast<float>(x), fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
+  int64_t whole = 0;     // samples in the class for every cell of the span
+  int64_t possible = S;  // samples that may still be in the class for some cell
+  bool partial = false;  // cnt holds intervals
+  for (int64_t i = S; i >= 1; --i) {  // from the cell back to the voter: the samples most likely to vary first
+    if (whole >= needed || possible < needed) break;
+    const float step = steps[i];
+    auto q = [&](int64_t cx) { return sample_coord(fx, step, static_cast<float>(cx - x)); };
+    // first cell in [lo, b + 1] whose sample column is >= t (b + 1: none), given that it is not below lo
+    auto first_reaching = [&](int64_t t, int64_t lo) {
+      const int64_t est = x + ceil_i((static_cast<double>(t) - static_cast<double>(x)) * inv_steps[i]);
+      int64_t c = imin(imax(est, lo), b + 1);
+      while (c > lo && q(c - 1) >= t) --c;
+      while (c <= b && q(c) < t) ++c;
+      return c;
+    };
+    const int64_t off = (sample_coord(fy, step, dy) - maps.y0) * maps.w - maps.x0;
+    const int32_t* din_row = maps.din + off;
+    const int32_t* end_row = run_end + off;
+    const int64_t qa = q(a), qb = q(b);
+    if (end_row[qa] >= qb) {  // one run holds every sample column
+      if (din_row[qa] > 0) ++whole; else --possible;
+      continue;
+    }
+    bool any = false;
+    int64_t from = a;  // cells before `from` have samples in runs already handled
+    for (int64_t col = qa; col <= qb;) {
+      const int64_t e = std::min<int64_t>(end_row[col], qb);
+      if (din_row[col] > 0) {
+        const int64_t c0 = col == qa ? a : first_reaching(col, from);
+        const int64_t c1 = e == qb ? b + 1 : first_reaching(e + 1, c0);
+        if (!partial) {
+          std::fill(cnt, cnt + L + 1, 0);
+          partial = true;
+        }
+        ++cnt[c0 - a];
+        --cnt[c1 - a];
+        any = true;
+        from = c1;
+      }
+      col = e + 1;
+    }
+    if (!any) --possible;
+  }
+  if (whole >= needed) {
+    ++diff[a];
+    --diff[b + 1];
+  } else if (partial && possible >= needed) {
+    add_passing(cnt, L, needed - whole, row + a);
+  }
 }
 
 // Narrows the open cells of a row around its certain interval [in_lo, in_hi] (row_candidates, |dy| > kExactRows):
@@ -272,22 +351,22 @@ void sample_block(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx0, int6
 // first cell it cannot decide; the cells left between lo and in_lo (in_hi and hi) are tested one by one.
 void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, int64_t& lo, int64_t& hi,
                  int64_t& in_lo, int64_t& in_hi) {
-  auto cos_at = [&](int64_t x) { return cos_f64(p, static_cast<double>(x - p.x), static_cast<double>(dy)); };
+  const double up = threshold + margin, down = threshold - margin;
   for (int64_t x = in_lo - 1; x >= lo; --x) {
-    const double c = cos_at(x);
-    if (c > threshold + margin) {
+    const double dx = static_cast<double>(x - p.x), fdy = static_cast<double>(dy);
+    if (cos_exceeds(p, dx, fdy, up)) {
       in_lo = x;
     } else {
-      if (c < threshold - margin) lo = x + 1;
+      if (!cos_exceeds(p, dx, fdy, down)) lo = x + 1;
       break;
     }
   }
   for (int64_t x = in_hi + 1; x <= hi; ++x) {
-    const double c = cos_at(x);
-    if (c > threshold + margin) {
+    const double dx = static_cast<double>(x - p.x), fdy = static_cast<double>(dy);
+    if (cos_exceeds(p, dx, fdy, up)) {
       in_hi = x;
     } else {
-      if (c < threshold - margin) hi = x - 1;
+      if (!cos_exceeds(p, dx, fdy, down)) hi = x - 1;
       break;
     }
   }
@@ -295,9 +374,9 @@ void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, in
 
 // Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row). On each row a voter's cells that
 // certainly pass every test (inside the cone by kMargin cells, inside the window, and, with the same-label rule,
-// close enough to the voter, same_label_sure_reach, or in a run that same_label_pass_run vouches for) are counted
-// as runs in a difference array; only the cells whose direction or same-label verdict is open are tested one by
-// one.
+// close enough to the voter, same_label_sure_reach) are counted as runs in a difference array; the cells whose
+// direction verdict is open are tested one by one, and the same-label rule of the others is counted over the label
+// runs (count_span).
 at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, const Params& p) {
   const int64_t H = labels.size(1), W = labels.size(2);
   const int64_t S = static_cast<int64_t>(vs.keys.size());
@@ -309,6 +388,8 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
     const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), nullptr};
     for (int64_t i = vs.start[s]; i < vs.start[s + 1]; ++i) sure[i] = same_label_sure_reach(vs.voters[i], sl, H, W);
   }
+  std::vector<double> inv_steps(vs.steps.size(), 0.0);
+  for (size_t i = 1; i < vs.steps.size(); ++i) inv_steps[i] = 1.0 / static_cast<double>(vs.steps[i]);
   const float inlier = static_cast<float>(p.inlier_threshold);
   // float32's cosine (dot / (n1 * n2), each step rounded) is within a few 1e-7 of the exact one
   constexpr double kCosMargin = 1e-5;
@@ -321,7 +402,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
   // thread the rows of one object and another thread empty rows.
   const int64_t T = S * H, n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<int32_t> diff(W + 1);
+    std::vector<int32_t> diff(W + 1), cnt(W + 2);
     for (int64_t c = c0; c < c1; ++c) {
     for (int64_t t = c; t < T; t += n_chunks) {
       const int64_t s = t / H, y = t % H;
@@ -336,33 +417,12 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
           if (votes_for(v, x, y, p.inlier_threshold, sl, is_c, H, W)) ++row[x];
         }
       };
-      // Cells [from, to] of row y that pass the window and direction tests: runs of cells that certainly pass
-      // the same-label rule are counted at once (same_label_pass_run), runs that certainly fail skipped
-      // (same_label_fail_run). A cell that neither bound decides lies where the samples cross a class border,
-      // and so, mostly, do the cells after it: it and the next kBlock - 1 cells are sampled together
-      // (sample_block; same_label_ok would only ask the bounds that just failed again) before the bounds are
-      // asked again.
+      // Cells [from, to] of row y that pass the window and direction tests: their same-label rule, counted over
+      // the label runs (count_span).
       auto same_label_span = [&](const Voter& v, int64_t from, int64_t to) {
-        for (int64_t x = from; x <= to;) {
-          const int64_t more = same_label_pass_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed, to - x);
-          if (more >= 0) {
-            const int64_t end = imin(to, x + more);
-            ++diff[x];
-            --diff[end + 1];
-            x = end + 1;
-            continue;
-          }
-          const int64_t fail = same_label_fail_run(vs.maps[s], v.x, v.y, x, y, sl.S, sl.needed);
-          if (fail >= 0) {  // this cell and `fail` more certainly fail: skip them
-            x += fail + 1;
-            continue;
-          }
-          const int64_t n = imin(to - x + 1, kBlock);
-          int32_t pass[kBlock];
-          sample_block(vs.maps[s], v.x, v.y, x, y, n, sl.S, sl.steps, sl.needed, pass);
-          for (int64_t k = 0; k < n; ++k) row[x + k] += pass[k];
-          x += n;
-        }
+        if (from > to) return;
+        count_span(vs.maps[s], vs.run_end[s].data(), v.x, v.y, from, to, y, sl.S, sl.steps, inv_steps.data(),
+                   sl.needed, cnt.data(), row, diff.data());
       };
       // A stretch [a, b] of cells that pass the window and direction tests, with the same-label rule: the cells
       // within the voter's sure reach (same_label_sure_reach) pass it; the rest go through same_label_span.
