@@ -114,6 +114,7 @@ struct Voter {
   float d, thr;                // depth and window half-size at that depth
   int64_t reach;               // window_reach(thr)
   double e1x, e1y, e2x, e2y;   // cone edge rays (float64, candidate intervals only)
+  double s1, s2;               // their slopes e1x / e1y and e2x / e2y (0 where e1y or e2y is 0)
 };
 
 // A peak and its statistics.
@@ -155,6 +156,8 @@ HV_HOST_DEVICE bool make_voter(int64_t key, int64_t x, int64_t y, float u, float
   o.e1y = ux * sin_t + uy * cos_t;
   o.e2x = ux * cos_t + uy * sin_t;
   o.e2y = -ux * sin_t + uy * cos_t;
+  o.s1 = o.e1y != 0.0 ? o.e1x / o.e1y : 0.0;
+  o.s2 = o.e2y != 0.0 ? o.e2x / o.e2y : 0.0;
   return true;
 }
 
@@ -184,13 +187,11 @@ struct LabelIs {  // from the label map
   HV_HOST_DEVICE bool operator()(int64_t x, int64_t y) const { return lab[y * W + x] == c; }
 };
 
-// Chebyshev distance maps of one class over a window [x0, x0 + w) x [y0, y0 + h) of the image that holds all of
-// the class's pixels and every cell its voters can vote for (CPU): din = distance to the nearest pixel that does
-// not carry the class (outside the image counts as such), 0 off the class; dout = distance to the nearest pixel
-// of the class, 0 on it.
+// Chebyshev distance map of one class over a window [x0, x0 + w) x [y0, y0 + h) of the image that holds all of the
+// class's pixels (CPU): din = distance to the nearest pixel that does not carry the class (outside the image counts
+// as such), 0 off the class (and everywhere outside the window).
 struct ClassMaps {
   const int32_t* din;
-  const int32_t* dout;
   int64_t x0, y0, w, h;
   HV_HOST_DEVICE bool inside(int64_t x, int64_t y) const { return x >= x0 && x < x0 + w && y >= y0 && y < y0 + h; }
   HV_HOST_DEVICE int64_t at(int64_t x, int64_t y) const { return (y - y0) * w + (x - x0); }
@@ -203,9 +204,8 @@ struct MapIs {  // label test from the class's maps (faster on the CPU): the cla
 // Bounds used to decide the same-label rule without sampling. Sample q_i (i = 1..S) of the segment from the voter
 // p to the cell c, a = max(|dx|, |dy|), lies within Chebyshev distance < (i/S) * a + 1 of p and < (1 - i/S) * a + 1
 // of c (truncation moves a point by less than one pixel; 0.01 more covers float32 rounding, which is below 1e-3 at
-// any image size this code accepts). A pixel closer than din to a pixel of the class carries it; one closer than
-// dout to a pixel off the class does not. So sample i certainly carries the class when (i/S) * a + 1.01 < din(p)
-// or (1 - i/S) * a + 1.01 < din(c), and certainly does not when (1 - i/S) * a + 1.01 < dout(c).
+// any image size this code accepts). A pixel closer than din to a pixel of the class carries it. So sample i
+// certainly carries the class when (i/S) * a + 1.01 < din(p) or (1 - i/S) * a + 1.01 < din(c).
 // Number of i in 1..S with (i/S) * a + 1.01 < D (samples certainly closer than D to the voter).
 HV_HOST_DEVICE int64_t samples_near_voter(int64_t S, int64_t a, int64_t D) {
   const double U = static_cast<double>(S) * (static_cast<double>(D) - 1.01) / static_cast<double>(a);
@@ -214,18 +214,18 @@ HV_HOST_DEVICE int64_t samples_near_voter(int64_t S, int64_t a, int64_t D) {
   return n < S ? n : S;
 }
 
-// Samples j..j + k - 1 of the segment from the voter (x, y) to the cell (cx, cy) all carry the class (`on`) or all
-// lie off it (!on), decided from one distance map lookup: they lie within Chebyshev distance (k - 1) / (2S) * a of
-// the segment's point at fraction (2j + k - 1) / (2S), so within < (k - 1) / (2S) * a + 1.51 of the pixel m nearest
-// to it (truncation: < 1, rounding m: <= 0.5, float32: < 0.01); true when din(m) (dout(m)) exceeds that. False
-// when undecided or m lies outside the maps' window.
+// Samples j..j + k - 1 of the segment from the voter (x, y) to the cell (cx, cy) all carry the class, decided from
+// one distance map lookup: they lie within Chebyshev distance (k - 1) / (2S) * a of the segment's point at fraction
+// (2j + k - 1) / (2S), so within < (k - 1) / (2S) * a + 1.51 of the pixel m nearest to it (truncation: < 1,
+// rounding m: <= 0.5, float32: < 0.01); true when din(m) exceeds that. False when undecided or m lies outside the
+// maps' window.
 HV_HOST_DEVICE bool run_in_class(const ClassMaps& maps, int64_t x, int64_t y, int64_t cx, int64_t cy, double a,
-                                 int64_t S, int64_t j, int64_t k, bool on) {
+                                 int64_t S, int64_t j, int64_t k) {
   const double f = static_cast<double>(2 * j + k - 1) / static_cast<double>(2 * S);
   const int64_t mx = x + static_cast<int64_t>(floor(f * static_cast<double>(cx - x) + 0.5));
   const int64_t my = y + static_cast<int64_t>(floor(f * static_cast<double>(cy - y) + 0.5));
   if (!maps.inside(mx, my)) return false;
-  const int32_t D = on ? maps.din[maps.at(mx, my)] : maps.dout[maps.at(mx, my)];
+  const int32_t D = maps.din[maps.at(mx, my)];
   return static_cast<double>(D) > static_cast<double>(k - 1) / static_cast<double>(2 * S) * a + 1.51;
 }
 
@@ -273,13 +273,11 @@ HV_HOST_DEVICE bool same_label_ok(IsC is_c, int64_t H, int64_t W, int64_t x, int
   if (safe > 0 && fS * (static_cast<double>(safe) - 1.01) > static_cast<double>(needed) * a) return true;
   if (maps != nullptr && needed >= 1) {
     // `needed` consecutive samples j..j + needed - 1 (at the cell's end, in the middle, at the voter's end) that all
-    // carry the class: the vote stands. The S - needed + 1 samples from `needed` to the cell that all lie off the
-    // class: it is void.
+    // carry the class: the vote stands.
     const int64_t ends[3] = {S - needed + 1, (S - needed) / 2 + 1, 1};
     for (int64_t e = 0; e < 3; ++e) {
-      if (run_in_class(*maps, x, y, cx, cy, a, S, ends[e], needed, true)) return true;
+      if (run_in_class(*maps, x, y, cx, cy, a, S, ends[e], needed)) return true;
     }
-    if (needed >= 2 && run_in_class(*maps, x, y, cx, cy, a, S, needed, S - needed + 1, false)) return false;
   }
   return same_label_sampled(is_c, H, W, x, y, cx, cy, S, steps, needed);
 }
@@ -314,11 +312,44 @@ HV_HOST_DEVICE bool votes_for(const Voter& p, int64_t cx, int64_t cy, float inli
   return !sl.check || same_label_ok(is_c, H, W, p.x, p.y, cx, cy, sl.S, sl.steps, sl.needed, p.safe, sl.maps);
 }
 
+// The cone's analytic interval on the row at offset dyi != 0 from voter p: the columns x with a < x < b lie strictly
+// between its edge rays (float64; a and b clamped to [-(W + 1), 2 (W + 1)] around the voter). False when the row
+// misses the cone.
+HV_HOST_DEVICE bool cone_row_bounds(const Voter& p, int64_t dyi, int64_t W, double& a_out, double& b_out) {
+  const double dy = static_cast<double>(dyi), big = static_cast<double>(W + 1);
+  double L = -big, R = big;
+  bool empty = false;
+  if (p.e2y > 0.0) {  // cross(e2, d) > 0  <=>  e2x * dy - e2y * s > 0
+    const double bnd = dy * p.s2;
+    R = bnd < R ? bnd : R;
+  } else if (p.e2y < 0.0) {
+    const double bnd = dy * p.s2;
+    L = bnd > L ? bnd : L;
+  } else if (!(p.e2x * dy > 0.0)) {
+    empty = true;
+  }
+  if (p.e1y > 0.0) {  // cross(d, e1) > 0  <=>  s * e1y - dy * e1x > 0
+    const double bnd = dy * p.s1;
+    L = bnd > L ? bnd : L;
+  } else if (p.e1y < 0.0) {
+    const double bnd = dy * p.s1;
+    R = bnd < R ? bnd : R;
+  } else if (!(-dy * p.e1x > 0.0)) {
+    empty = true;
+  }
+  if (empty || L > R) return false;
+  const double x = static_cast<double>(p.x);
+  double a = x + L, b = x + R;
+  a_out = a < -big ? -big : (a > 2 * big ? 2 * big : a);
+  b_out = b < -big ? -big : (b > 2 * big ? 2 * big : b);
+  return true;
+}
+
 // Columns [lo, hi] that may hold cells voter p votes for on row y: the window row, narrowed to the cone's
-// analytic interval (float64) widened by kMargin cells unless |dy| <= kExactRows. A superset; false when empty.
-// inner_lo/inner_hi (optional): the analytic interval narrowed by kMargin cells instead, whose cells certainly pass
-// the float32 direction test (empty, inner_lo > inner_hi, when |dy| <= kExactRows). Why kMargin cells suffice: for
-// |dy| > kExactRows a cell kMargin columns inside an edge ray lies at least 2 * 3 / r^2 radians (r <= the image
+// analytic interval (cone_row_bounds) widened by kMargin cells unless |dy| <= kExactRows. A superset; false when
+// empty. inner_lo/inner_hi (optional): the analytic interval narrowed by kMargin cells instead, whose cells certainly
+// pass the float32 direction test (empty, inner_lo > inner_hi, when |dy| <= kExactRows). Why kMargin cells suffice:
+// for |dy| > kExactRows a cell kMargin columns inside an edge ray lies at least 2 * 3 / r^2 radians (r <= the image
 // diagonal) inside the cone, a cosine margin above 1e-6 at any image size up to 2^12, while the float32 cosine
 // and the float64 edge rays are accurate to a few 1e-7.
 HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t& lo_out, int64_t& hi_out,
@@ -331,32 +362,8 @@ HV_HOST_DEVICE bool row_candidates(const Voter& p, int64_t y, int64_t W, int64_t
   if (iabs(dyi) > p.reach) return false;
   int64_t lo = imax(p.x - p.reach, 0), hi = imin(p.x + p.reach, W - 1);
   if (iabs(dyi) > kExactRows) {
-    const double dy = static_cast<double>(dyi), big = static_cast<double>(W + 1);
-    double L = -big, R = big;
-    bool empty = false;
-    if (p.e2y > 0.0) {  // cross(e2, d) > 0  <=>  e2x * dy - e2y * s > 0
-      const double bnd = p.e2x * dy / p.e2y;
-      R = bnd < R ? bnd : R;
-    } else if (p.e2y < 0.0) {
-      const double bnd = p.e2x * dy / p.e2y;
-      L = bnd > L ? bnd : L;
-    } else if (!(p.e2x * dy > 0.0)) {
-      empty = true;
-    }
-    if (p.e1y > 0.0) {  // cross(d, e1) > 0  <=>  s * e1y - dy * e1x > 0
-      const double bnd = dy * p.e1x / p.e1y;
-      L = bnd > L ? bnd : L;
-    } else if (p.e1y < 0.0) {
-      const double bnd = dy * p.e1x / p.e1y;
-      R = bnd < R ? bnd : R;
-    } else if (!(-dy * p.e1x > 0.0)) {
-      empty = true;
-    }
-    if (empty || L > R) return false;
-    const double x = static_cast<double>(p.x);
-    double a = x + L, b = x + R;
-    a = a < -big ? -big : (a > 2 * big ? 2 * big : a);
-    b = b < -big ? -big : (b > 2 * big ? 2 * big : b);
+    double a, b;
+    if (!cone_row_bounds(p, dyi, W, a, b)) return false;
     if (inner_lo != nullptr) {
       *inner_lo = imax(lo, ceil_i(a) + kMargin);
       *inner_hi = imin(hi, floor_i(b) - kMargin);

@@ -27,65 +27,56 @@ struct VoterSet {
   std::vector<int64_t> keys;                   // participating (b * C + c), ascending
   std::vector<Voter> voters;                   // grouped by key, row-major within a key
   std::vector<int64_t> start;                  // voters of keys[s]: [start[s], start[s + 1])
-  std::vector<std::vector<int32_t>> din, dout;  // with the same-label rule: each slot's distance maps ...
-  std::vector<ClassMaps> maps;                 // ... over the slot's window (ClassMaps)
-  std::vector<std::vector<int32_t>> run_end;   // ... and, per window pixel, the image column where its run ends
+  std::vector<std::vector<int32_t>> din;      // with the same-label rule: each slot's distance map, ...
+  std::vector<std::vector<int32_t>> run_end;  // ... the column where each pixel's run ends (class_maps) ...
+  std::vector<ClassMaps> maps;                // ... and their window (ClassMaps)
 
   std::vector<float> steps;                    // float32 i / S, i = 0..S
+  std::vector<int64_t> vote_box;               // per slot x0, y0, x1, y1: the cells its voters can reach (empty: x0 > x1)
 };
 
-// Chebyshev distance maps of class c over the window [x0, x0 + w) x [y0, y0 + h) of image lab_b (ClassMaps): the
-// classic two-pass chessboard transform, exact (a shortest Chebyshev path between two pixels of a rectangle stays
-// in it). din: to the nearest pixel off the class or outside the image; dout: to the nearest pixel of the class
-// (all of which lie in the window).
-void chessboard_maps(const int64_t* lab_b, int64_t H, int64_t W, int64_t c, int64_t x0, int64_t y0, int64_t w,
-                     int64_t h, std::vector<int32_t>& din, std::vector<int32_t>& dout) {
-  constexpr int32_t kFar = 1 << 29;
+// The maps of class c in image lab_b (ClassMaps) over the window [x0, x0 + w) x [y0, y0 + h): the class's bounding
+// box widened by one pixel and clipped to the image, so that every pixel outside it is off the class and the nearest
+// pixel off the class of any pixel inside lies in it (or outside the image). din: the Chebyshev distance to that
+// pixel (outside the image counts as off the class), 0 off the class, by the classic two-pass chessboard transform;
+// run_end: the image column of the last pixel of the pixel's run along the row, a run being consecutive pixels of
+// the window that all carry the class or all do not.
+void class_maps(const int64_t* lab_b, int64_t H, int64_t W, int64_t c, int64_t x0, int64_t y0, int64_t w, int64_t h,
+                std::vector<int32_t>& din, std::vector<int32_t>& run_end) {
   din.assign(w * h, 0);
-  dout.assign(w * h, 0);
   for (int64_t y = 0; y < h; ++y) {
     for (int64_t x = 0; x < w; ++x) {
       const int64_t X = x0 + x, Y = y0 + y;
-      const bool on = lab_b[Y * W + X] == c;
-      const int64_t border = std::min(std::min(X + 1, Y + 1), std::min(W - X, H - Y));
-      din[y * w + x] = on ? static_cast<int32_t>(border) : 0;
-      dout[y * w + x] = on ? 0 : kFar;
+      if (lab_b[Y * W + X] == c) {
+        din[y * w + x] = static_cast<int32_t>(std::min(std::min(X + 1, Y + 1), std::min(W - X, H - Y)));
+      }
     }
   }
-  auto sweep = [&](std::vector<int32_t>& d) {
-    auto relax = [&](int64_t y, int64_t x, int64_t yy, int64_t xx) {
-      if (yy >= 0 && yy < h && xx >= 0 && xx < w) d[y * w + x] = std::min(d[y * w + x], d[yy * w + xx] + 1);
-    };
-    for (int64_t y = 0; y < h; ++y) {
-      for (int64_t x = 0; x < w; ++x) {
-        if (d[y * w + x] == 0) continue;
-        relax(y, x, y, x - 1);
-        relax(y, x, y - 1, x - 1);
-        relax(y, x, y - 1, x);
-        relax(y, x, y - 1, x + 1);
-      }
-    }
-    for (int64_t y = h - 1; y >= 0; --y) {
-      for (int64_t x = w - 1; x >= 0; --x) {
-        if (d[y * w + x] == 0) continue;
-        relax(y, x, y, x + 1);
-        relax(y, x, y + 1, x + 1);
-        relax(y, x, y + 1, x);
-        relax(y, x, y + 1, x - 1);
-      }
-    }
+  auto relax = [&](int64_t y, int64_t x, int64_t yy, int64_t xx) {
+    if (yy >= 0 && yy < h && xx >= 0 && xx < w) din[y * w + x] = std::min(din[y * w + x], din[yy * w + xx] + 1);
   };
-  sweep(din);
-  sweep(dout);
-}
-
-// For every pixel of the window [x0, x0 + w) x [y0, y0 + h): the image column of the last pixel of its run along the
-// row, a run being consecutive pixels that all carry the class (din > 0) or all do not.
-void run_ends(const std::vector<int32_t>& din, int64_t x0, int64_t w, int64_t h, std::vector<int32_t>& out) {
-  out.assign(w * h, 0);
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      if (din[y * w + x] == 0) continue;
+      relax(y, x, y, x - 1);
+      relax(y, x, y - 1, x - 1);
+      relax(y, x, y - 1, x);
+      relax(y, x, y - 1, x + 1);
+    }
+  }
+  for (int64_t y = h - 1; y >= 0; --y) {
+    for (int64_t x = w - 1; x >= 0; --x) {
+      if (din[y * w + x] == 0) continue;
+      relax(y, x, y, x + 1);
+      relax(y, x, y + 1, x + 1);
+      relax(y, x, y + 1, x);
+      relax(y, x, y + 1, x - 1);
+    }
+  }
+  run_end.assign(w * h, 0);
   for (int64_t y = 0; y < h; ++y) {
     const int32_t* d = din.data() + y * w;
-    int32_t* e = out.data() + y * w;
+    int32_t* e = run_end.data() + y * w;
     for (int64_t x = w - 1; x >= 0; --x) {
       const bool last = x == w - 1 || (d[x] > 0) != (d[x + 1] > 0);
       e[x] = last ? static_cast<int32_t>(x0 + x) : e[x + 1];
@@ -154,29 +145,38 @@ VoterSet select_voters(const at::Tensor& labels, const at::Tensor& vertex, const
     }
   });
   if (p.check_same_label) {
-    // Each slot's window: its class's bounding box widened by the largest voter reach (every cell a voter can
-    // vote for lies in it), clipped to the image; the distance maps cover that window only.
+    // Each slot's window: its class's bounding box widened by one pixel, clipped to the image (class_maps).
     out.din.resize(S);
-    out.dout.resize(S);
-    out.maps.resize(S);
     out.run_end.resize(S);
+    out.maps.resize(S);
     at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t key = out.keys[s];
-        int64_t reach = 1;
-        for (const Voter& v : per_slot[s]) reach = std::max(reach, v.reach + 1);
-        const int64_t x0 = std::max<int64_t>(box[4 * key] - reach, 0);
-        const int64_t y0 = std::max<int64_t>(box[4 * key + 1] - reach, 0);
-        const int64_t x1 = std::min<int64_t>(box[4 * key + 2] + reach, W - 1);
-        const int64_t y1 = std::min<int64_t>(box[4 * key + 3] + reach, H - 1);
-        chessboard_maps(lab + (key / C) * HW, H, W, key % C, x0, y0, x1 - x0 + 1, y1 - y0 + 1, out.din[s],
-                        out.dout[s]);
-        run_ends(out.din[s], x0, x1 - x0 + 1, y1 - y0 + 1, out.run_end[s]);
+        const int64_t x0 = std::max<int64_t>(box[4 * key] - 1, 0);
+        const int64_t y0 = std::max<int64_t>(box[4 * key + 1] - 1, 0);
+        const int64_t x1 = std::min<int64_t>(box[4 * key + 2] + 1, W - 1);
+        const int64_t y1 = std::min<int64_t>(box[4 * key + 3] + 1, H - 1);
+        class_maps(lab + (key / C) * HW, H, W, key % C, x0, y0, x1 - x0 + 1, y1 - y0 + 1, out.din[s],
+                   out.run_end[s]);
         ClassMaps& m = out.maps[s];
-        m = ClassMaps{out.din[s].data(), out.dout[s].data(), x0, y0, x1 - x0 + 1, y1 - y0 + 1};
+        m = ClassMaps{out.din[s].data(), x0, y0, x1 - x0 + 1, y1 - y0 + 1};
         for (Voter& v : per_slot[s]) v.safe = m.din[m.at(v.x, v.y)];
       }
     });
+  }
+  out.vote_box.assign(4 * S, 0);
+  for (int64_t s = 0; s < S; ++s) {
+    int64_t* bx = out.vote_box.data() + 4 * s;
+    bx[0] = W;
+    bx[1] = H;
+    bx[2] = -1;
+    bx[3] = -1;
+    for (const Voter& v : per_slot[s]) {
+      bx[0] = std::min(bx[0], std::max<int64_t>(v.x - v.reach, 0));
+      bx[1] = std::min(bx[1], std::max<int64_t>(v.y - v.reach, 0));
+      bx[2] = std::max(bx[2], std::min<int64_t>(v.x + v.reach, W - 1));
+      bx[3] = std::max(bx[3], std::min<int64_t>(v.y + v.reach, H - 1));
+    }
   }
   out.start.assign(S + 1, 0);
   for (int64_t s = 0; s < S; ++s) out.start[s + 1] = out.start[s] + static_cast<int64_t>(per_slot[s].size());
@@ -282,22 +282,48 @@ void add_passing(const int32_t* cnt, int64_t L, int64_t needed, int32_t* out) {
 // with cx (a rounded product and sum are monotone, so is truncation). So the cells whose sample i carries the class
 // are, for each run of the class on row y_i between q_i(a) and q_i(b), one interval of consecutive cells, whose
 // ends (the first cell whose sample reaches a column) are found from the real-number estimate and corrected by
-// evaluating sample_coord itself. A sample that carries the class for the whole span counts for every cell
-// (`whole`); the other intervals go into a difference array (`cnt`, b - a + 2 entries), and a cell's vote stands
-// when its count reaches `needed`, as in same_label_sampled. The cost is a few operations per sample and run instead
-// of one label read per sample and cell, and the span is settled at once when the whole-span samples alone decide
-// it. run_end: the slot's run ends (run_ends), same layout as maps.din; inv_steps: 1 / (i/S) in float64. Cells that
-// pass go to row[a..b], or as one run to the row's difference array `diff` when they all do.
+// evaluating sample_coord itself. A sample whose columns all lie in one run carries the class for every cell of the
+// span or for none; when such samples decide the span, no interval is worked out. Otherwise the intervals of the
+// other samples go into a difference array (`cnt`, b - a + 2 entries) and a cell's vote stands when its count plus
+// the whole-span samples reaches `needed`, as in same_label_sampled. The samples outside the maps' window lie off
+// the class. The cost is a few operations per sample and run instead of one label read per sample and cell.
+// run_end: the slot's run ends (class_maps), same layout as maps.din; inv_steps: 1 / (i/S) in float64; mixed: room
+// for S sample indices. Cells that pass go to row[a..b], or as one run to the row's difference array `diff` when
+// they all do.
 void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_t y, int64_t a, int64_t b,
                 int64_t cy, int64_t S, const float* steps, const double* inv_steps, int64_t needed, int32_t* cnt,
-                int32_t* row, int32_t* diff) {
+                int64_t* mixed, int32_t* row, int32_t* diff) {
   const int64_t L = b - a + 1;
   const float fx = static_cast<float>(x), fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
+  const int64_t wx0 = maps.x0, wx1 = maps.x0 + maps.w - 1;  // the window's columns
   int64_t whole = 0;     // samples in the class for every cell of the span
-  int64_t possible = S;  // samples that may still be in the class for some cell
-  bool partial = false;  // cnt holds intervals
-  for (int64_t i = S; i >= 1; --i) {  // from the cell back to the voter: the samples most likely to vary first
+  int64_t possible = S;  // samples that may be in the class for some cell
+  int64_t n_mixed = 0;   // samples whose columns cross runs: mixed[0..n_mixed)
+  // First every sample's columns are classified by their end cells alone (one run or several), which settles the
+  // span when enough samples are uniform; only then are the mixed samples' intervals worked out.
+  for (int64_t i = S; i >= 1; --i) {  // from the cell back to the voter: the samples most likely to be out first
     if (whole >= needed || possible < needed) break;
+    const float step = steps[i];
+    const int64_t yi = sample_coord(fy, step, dy);
+    const int64_t qa = sample_coord(fx, step, static_cast<float>(a - x));
+    const int64_t qb = sample_coord(fx, step, static_cast<float>(b - x));
+    if (yi < maps.y0 || yi >= maps.y0 + maps.h || qb < wx0 || qa > wx1) {  // the samples miss the window
+      --possible;
+    } else if (qa >= wx0 && run_end[(yi - maps.y0) * maps.w + (qa - wx0)] >= qb) {  // one run holds them all
+      if (maps.din[(yi - maps.y0) * maps.w + (qa - wx0)] > 0) ++whole; else --possible;
+    } else {
+      mixed[n_mixed++] = i;
+    }
+  }
+  if (whole >= needed) {
+    ++diff[a];
+    --diff[b + 1];
+    return;
+  }
+  if (possible < needed) return;
+  std::fill(cnt, cnt + L + 1, 0);
+  for (int64_t k = 0; k < n_mixed; ++k) {
+    const int64_t i = mixed[k];
     const float step = steps[i];
     auto q = [&](int64_t cx) { return sample_coord(fx, step, static_cast<float>(cx - x)); };
     // first cell in [lo, b + 1] whose sample column is >= t (b + 1: none), given that it is not below lo
@@ -312,36 +338,24 @@ void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_
     const int32_t* din_row = maps.din + off;
     const int32_t* end_row = run_end + off;
     const int64_t qa = q(a), qb = q(b);
-    if (end_row[qa] >= qb) {  // one run holds every sample column
-      if (din_row[qa] > 0) ++whole; else --possible;
-      continue;
-    }
-    bool any = false;
     int64_t from = a;  // cells before `from` have samples in runs already handled
     for (int64_t col = qa; col <= qb;) {
+      if (col < wx0 || col > wx1) {  // off the class outside the window
+        col = col < wx0 ? wx0 : qb + 1;
+        continue;
+      }
       const int64_t e = std::min<int64_t>(end_row[col], qb);
       if (din_row[col] > 0) {
         const int64_t c0 = col == qa ? a : first_reaching(col, from);
         const int64_t c1 = e == qb ? b + 1 : first_reaching(e + 1, c0);
-        if (!partial) {
-          std::fill(cnt, cnt + L + 1, 0);
-          partial = true;
-        }
         ++cnt[c0 - a];
         --cnt[c1 - a];
-        any = true;
         from = c1;
       }
       col = e + 1;
     }
-    if (!any) --possible;
   }
-  if (whole >= needed) {
-    ++diff[a];
-    --diff[b + 1];
-  } else if (partial && possible >= needed) {
-    add_passing(cnt, L, needed - whole, row + a);
-  }
+  add_passing(cnt, L, needed - whole, row + a);
 }
 
 // Narrows the open cells of a row around its certain interval [in_lo, in_hi] (row_candidates, |dy| > kExactRows):
@@ -372,11 +386,65 @@ void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, in
   }
 }
 
-// Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row). On each row a voter's cells that
-// certainly pass every test (inside the cone by kMargin cells, inside the window, and, with the same-label rule,
-// close enough to the voter, same_label_sure_reach) are counted as runs in a difference array; the cells whose
-// direction verdict is open are tested one by one, and the same-label rule of the others is counted over the label
-// runs (count_span).
+// A certain interval [in_lo, in_hi] for a row close to the voter (|dy| <= kExactRows, where row_candidates gives
+// none), narrowing [lo, hi] to the cells that may pass. On the voter's own row the cosine is +-u / n1 on each half
+// row: a half row that clears the threshold by `margin` passes whole (and the other half fails). On the rows
+// dy != 0 the cone's analytic interval (cone_row_bounds) is verified instead: its end cells are moved inward until
+// their float64 cosine clears the threshold by `margin` (along a row the cosine is unimodal, so every cell between
+// two such cells clears it too), and outward from them the first cell below the threshold by `margin` ends [lo, hi]
+// (away from the cone the cosine falls monotonically). False (nothing changed) when no cell certainly passes.
+// threshold >= 0 (make_params): the half rows of dy = 0 cannot both pass.
+bool exact_row_interval(const Voter& p, int64_t dy, int64_t W, double threshold, double margin, int64_t& lo,
+                        int64_t& hi, int64_t& in_lo, int64_t& in_hi) {
+  const double up = threshold + margin, down = threshold - margin;
+  if (dy == 0) {
+    const double c = static_cast<double>(p.u) / static_cast<double>(p.n1);
+    if (-c > up && lo <= p.x - 1) {  // the left half row
+      in_lo = lo;
+      in_hi = hi = imin(hi, p.x - 1);
+      return true;
+    }
+    if (c > up && p.x + 1 <= hi) {  // the right half row
+      in_lo = lo = imax(lo, p.x + 1);
+      in_hi = hi;
+      return true;
+    }
+    return false;
+  }
+  double A, B;
+  if (!cone_row_bounds(p, dy, W, A, B)) return false;
+  const double fdy = static_cast<double>(dy);
+  auto passes = [&](int64_t x, double t) { return cos_exceeds(p, static_cast<double>(x - p.x), fdy, t); };
+  int64_t a = imax(lo, ceil_i(A)), b = imin(hi, floor_i(B));
+  while (a <= b && !passes(a, up)) ++a;
+  while (b >= a && !passes(b, up)) --b;
+  if (a > b) return false;
+  int64_t l = lo, h = hi;
+  for (int64_t x = a - 1; x >= lo; --x) {
+    if (!passes(x, down)) {
+      l = x + 1;
+      break;
+    }
+  }
+  for (int64_t x = b + 1; x <= hi; ++x) {
+    if (!passes(x, down)) {
+      h = x - 1;
+      break;
+    }
+  }
+  lo = l;
+  hi = h;
+  in_lo = a;
+  in_hi = b;
+  return true;
+}
+
+// Vote maps [S, H, W] int32 of the participating slots; one task per (slot, row) of the slot's vote box. On each
+// row a voter's cells that certainly pass every test (inside the cone by kMargin cells, or verified by
+// exact_row_interval on the rows next to the voter; inside the window; and, with the same-label rule, close enough
+// to the voter, same_label_sure_reach) are counted as runs in a difference array; the cells whose direction verdict
+// is open are tested one by one, and the same-label rule of the others is counted over the label runs
+// (count_span).
 at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, const Params& p) {
   const int64_t H = labels.size(1), W = labels.size(2);
   const int64_t S = static_cast<int64_t>(vs.keys.size());
@@ -403,14 +471,17 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
   const int64_t T = S * H, n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<int32_t> diff(W + 1), cnt(W + 2);
+    std::vector<int64_t> mixed(p.same_label_samples + 1);
     for (int64_t c = c0; c < c1; ++c) {
     for (int64_t t = c; t < T; t += n_chunks) {
       const int64_t s = t / H, y = t % H;
+      const int64_t* box = vs.vote_box.data() + 4 * s;  // no voter of the slot reaches the cells outside it
+      if (y < box[1] || y > box[3]) continue;
       const ClassMaps* maps = p.check_same_label ? &vs.maps[s] : nullptr;
       const MapIs is_c{maps};
       const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), maps};
       int32_t* row = out + (s * H + y) * W;
-      std::fill(diff.begin(), diff.end(), 0);
+      std::fill(diff.begin() + box[0], diff.begin() + box[2] + 2, 0);
       // Cells [a, b] of row y one by one, through the shared per-element rule (votes_for).
       auto test_span = [&](const Voter& v, int64_t a, int64_t b) {
         for (int64_t x = a; x <= b; ++x) {
@@ -422,7 +493,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
       auto same_label_span = [&](const Voter& v, int64_t from, int64_t to) {
         if (from > to) return;
         count_span(vs.maps[s], vs.run_end[s].data(), v.x, v.y, from, to, y, sl.S, sl.steps, inv_steps.data(),
-                   sl.needed, cnt.data(), row, diff.data());
+                   sl.needed, cnt.data(), mixed.data(), row, diff.data());
       };
       // A stretch [a, b] of cells that pass the window and direction tests, with the same-label rule: the cells
       // within the voter's sure reach (same_label_sure_reach) pass it; the rest go through same_label_span.
@@ -451,7 +522,11 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
         int64_t lo, hi, in_lo, in_hi;
         if (!row_candidates(v, y, W, lo, hi, &in_lo, &in_hi)) continue;
         const int64_t dy = y - v.y;
-        if (in_lo <= in_hi) tighten_row(v, dy, static_cast<double>(inlier), kCosMargin, lo, hi, in_lo, in_hi);
+        if (in_lo <= in_hi) {
+          tighten_row(v, dy, static_cast<double>(inlier), kCosMargin, lo, hi, in_lo, in_hi);
+        } else if (iabs(dy) <= kExactRows) {
+          exact_row_interval(v, dy, W, static_cast<double>(inlier), kCosMargin, lo, hi, in_lo, in_hi);
+        }
         // Half rows whose cosine stays below the threshold by far more than float32's error: no cell passes.
         auto half_row_fails = [&](int64_t side, int64_t a, int64_t b) {
           const int64_t m0 = side < 0 ? v.x - b : a - v.x, m1 = side < 0 ? v.x - a : b - v.x;
@@ -506,7 +581,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
         close(hi);
       }
       int32_t run = 0;
-      for (int64_t x = 0; x < W; ++x) {
+      for (int64_t x = box[0]; x <= box[2]; ++x) {
         run += diff[x];
         row[x] += run;
       }
@@ -525,13 +600,22 @@ std::vector<Peak> slot_peaks(const VoterSet& vs, int64_t s, const int32_t* V, co
   const MapIs is_c{maps};
   const SameLabel sl{p.check_same_label, p.same_label_samples, p.same_label_needed, vs.steps.data(), maps};
   std::vector<int64_t> cells;
+  // Cells outside the slot's vote box hold no votes, so neither peaks (vote_threshold >= 0) nor a positive maximum.
+  const int64_t* box = vs.vote_box.data() + 4 * s;
   if (p.multi) {
-    for (int64_t i = 0; i < H * W; ++i) {
-      if (is_peak(V, H, W, i % W, i / W, p.window / 2, p.break_ties, p.vote_threshold)) cells.push_back(i);
+    for (int64_t y = box[1]; y <= box[3]; ++y) {
+      for (int64_t x = box[0]; x <= box[2]; ++x) {
+        if (is_peak(V, H, W, x, y, p.window / 2, p.break_ties, p.vote_threshold)) cells.push_back(y * W + x);
+      }
     }
-  } else if (H * W > 0) {
-    const int64_t arg = std::max_element(V, V + H * W) - V;  // the first maximum
-    if (V[arg] > 0) cells.push_back(arg);
+  } else {
+    int64_t arg = -1;  // the first maximum in row-major order
+    for (int64_t y = box[1]; y <= box[3]; ++y) {
+      for (int64_t x = box[0]; x <= box[2]; ++x) {
+        if (arg < 0 || V[y * W + x] > V[arg]) arg = y * W + x;
+      }
+    }
+    if (arg >= 0 && V[arg] > 0) cells.push_back(arg);
   }
   std::vector<Peak> peaks;
   for (int64_t i : cells) {
