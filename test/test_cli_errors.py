@@ -72,6 +72,36 @@ def test_export_never_overwrites_and_reports_bad_input(training_checkpoint, tmp_
     assert not (tmp_path / "x.pt").exists() and dst.is_file()
 
 
+def test_export_averages_several_checkpoints(training_checkpoint, tmp_path, capsys) -> None:
+    """Several sources: the element-wise mean of their weights, the last one's metadata plus where it came from; a
+    source of another network is an error naming it, and nothing is written."""
+    from posecnn_core.checkpoint import model_from_checkpoint, read_state_dict
+
+    meta = CheckpointMeta(num_classes=3, fc_dim=16, trunk_width=0.125, class_names=["__background__", "a", "b"])
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "later.pt", PoseCNN(3, fc_dim=16, trunk_width=0.125), meta,
+                            train_state={"iteration": 9})
+    dst = tmp_path / "mean.pt"
+    assert export_main([str(training_checkpoint), str(other), str(dst), "--float32"]) == 0
+    capsys.readouterr()
+    mean, mean_meta = model_from_checkpoint(dst)
+    a, _ = model_from_checkpoint(training_checkpoint)
+    b, _ = model_from_checkpoint(other)
+    for key, value in mean.state_dict().items():
+        expected = (a.state_dict()[key].double() + b.state_dict()[key].double()) / 2
+        assert torch.allclose(value.double(), expected, atol=1e-7), key
+    assert not torch.equal(a.state_dict()["fc10.weight"], b.state_dict()["fc10.weight"])  # not vacuous
+    assert mean_meta.extra["averaged_from"] == ["latest.pt", "later.pt"]
+    assert mean_meta.extra["averaged_iterations"] == [7, 9]
+    assert read_state_dict(dst)[1].class_names == ["__background__", "a", "b"]
+
+    wider = save_checkpoint(tmp_path / "wider.pt", PoseCNN(3, fc_dim=32, trunk_width=0.125),
+                            CheckpointMeta(num_classes=3, fc_dim=32, trunk_width=0.125))
+    assert export_main([str(training_checkpoint), str(wider), str(tmp_path / "y.pt")]) == 2
+    line = _one_error_line(capsys)
+    assert f"{wider}: a different network" in line and not (tmp_path / "y.pt").exists()
+
+
 def test_train_errors_are_one_line(tmp_path, capsys) -> None:
     yaml_path = write_object_set(tmp_path)
     write_toy_dataset(tmp_path / "ds", frames=2, test_frames=0)
