@@ -443,6 +443,30 @@ def test_resume_continues_exactly(toy, tmp_path):
         assert float(rows_b[0][k]) == pytest.approx(float(rows_a[2][k]), rel=1e-4, abs=1e-7), k
 
 
+def test_resume_in_the_same_folder_rewrites_the_logs_after_the_checkpoint(toy, tmp_path):
+    """A run that had logged iterations 1-5 and epochs 0 and 1 (the last one partial) is resumed from its checkpoint
+    at iteration 2 in the same folder, as after an interruption: the rows written after the checkpoint are dropped
+    and written again, so each iteration and epoch is logged once."""
+    root, yaml_path = toy
+    out = tmp_path / "run"
+    a = Trainer(load_config(None, tiny_overrides(root, yaml_path, out, "max_iters=5", "checkpoint_interval=2")))
+    a.train()
+    first = _rows(out / "train_iterations.csv")
+    assert [r["iteration"] for r in first] == ["1", "2", "3", "4", "5"]
+    assert [r["epoch"] for r in _rows(out / "train_epochs.csv")] == ["0", "1"]
+    b = Trainer(load_config(None, tiny_overrides(root, yaml_path, out, "max_iters=5",
+                                                 f"resume={out / 'checkpoints' / 'iter_0000002.pt'}")))
+    b.train()
+    again = _rows(out / "train_iterations.csv")
+    assert [r["iteration"] for r in again] == ["1", "2", "3", "4", "5"]
+    assert again[:2] == first[:2]  # the rows before the checkpoint are untouched
+    for k in ("loss", "lr"):
+        assert float(again[4][k]) == pytest.approx(float(first[4][k]), rel=1e-4, abs=1e-7), k
+    epochs = _rows(out / "train_epochs.csv")
+    # epoch 0: its last 2 iterations ran in the resumed process
+    assert [(r["epoch"], r["iterations"]) for r in epochs] == [("0", "2"), ("1", "1")]
+
+
 def test_meta_reference_camera_export_and_rotation_log(toy, tmp_path):
     from posecnn_core.camera import ReferenceCamera
     from posecnn_core.checkpoint import read_state_dict

@@ -34,6 +34,30 @@ class CsvLog:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.fields])
 
+    def drop_after(self, column: str, last: int) -> int:
+        """Remove the rows whose integer ``column`` exceeds ``last`` (kept: rows where it does not parse); returns
+        how many were removed. A resumed run calls it for the rows an interrupted run wrote after its checkpoint,
+        which the resumed run writes again."""
+        with self.path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = list(reader)
+        index = header.index(column)
+
+        def after(row: list[str]) -> bool:
+            try:
+                return int(float(row[index])) > last
+            except (ValueError, IndexError):
+                return False
+
+        kept = [row for row in rows if not after(row)]
+        if len(kept) != len(rows):
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows([header, *kept])
+            tmp.replace(self.path)
+        return len(rows) - len(kept)
+
     def rows(self) -> list[dict[str, str]]:
         with self.path.open(newline="") as f:
             return list(csv.DictReader(f))

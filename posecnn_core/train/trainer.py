@@ -409,6 +409,14 @@ class Trainer:
                 rot_log = CsvLog(cfg.log_path / "train_rotation_eval.csv", ROTATION_FIELDS)
                 if self.iteration == 0:
                     self._log_rotation(rot_log)
+            if self.iteration > 0:  # rows an interrupted run wrote after this checkpoint are written again
+                dropped = iter_log.drop_after("iteration", self.iteration)
+                dropped += epoch_log.drop_after("epoch", self.iteration // self.iters_per_epoch - 1)
+                if rot_log is not None:
+                    dropped += rot_log.drop_after("iteration", self.iteration)
+                if dropped:
+                    log.info("dropped %d log rows written after iteration %d by the interrupted run", dropped,
+                             self.iteration)
             if cfg.tensorboard:
                 try:
                     tb = TensorBoardLog(cfg.log_path)
