@@ -285,6 +285,29 @@ def test_fragmented_labels_vote_counts_equal_reference(seed: int) -> None:
     assert not torch.equal(vote_counts(labels, vertex, K, extents, p_off, backend="cpp"), V_ref)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_cpu_counts_equal_reference_under_other_parameters(seed: int) -> None:
+    """The CPU kernel's shortcuts (span counting, certain intervals, the voter's safe radius) depend on the sample
+    count, the fraction, the inlier threshold and the voter spacing; under random values of them the counts still
+    equal the reference's, on random, crowded and fragmented scenes."""
+    import random
+
+    rng = random.Random(seed)
+    scenes = [random_scene(seed, B=2, H=30, W=40)[:4], _crowded_scene(seed)[:4], _fragmented_scene(seed)[:4]]
+    votes = 0
+    for labels, vertex, K, extents in scenes:
+        if K.dim() == 2:
+            K = K[None].expand(labels.shape[0], 3, 3)
+        p = VotingParams(label_threshold=0, skip_pixels=rng.choice([1, 2, 3]),
+                         inlier_threshold=rng.choice([0.0, 0.3, 0.7, 0.9, 0.99]),
+                         same_label_samples=rng.choice([1, 2, 3, 7, 10, 17]),
+                         same_label_fraction=rng.choice([0.0, 0.1, 0.5, 0.6, 1.0]), vote_threshold=1)
+        V_ref = vote_counts(labels, vertex, K, extents, p, backend="torch")
+        assert torch.equal(vote_counts(labels, vertex, K, extents, p, backend="cpp"), V_ref), p
+        votes += int(V_ref.sum())
+    assert votes > 1000  # not vacuous
+
+
 def test_portable_loops_give_the_same_counts(tmp_path: Path) -> None:
     """The CPU kernel's span counting uses AVX2 where the CPU has it; the portable loop (other CPUs; forced here by
     POSECNN_OPS_PORTABLE, in fresh processes) gives the same counts on the crowded scene."""
