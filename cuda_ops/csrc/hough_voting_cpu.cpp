@@ -288,11 +288,15 @@ void add_passing(const int32_t* cnt, int64_t L, int64_t needed, int32_t* out) {
 // the whole-span samples reaches `needed`, as in same_label_sampled. The samples outside the maps' window lie off
 // the class. The cost is a few operations per sample and run instead of one label read per sample and cell.
 // run_end: the slot's run ends (class_maps), same layout as maps.din; inv_steps: 1 / (i/S) in float64; mixed: room
-// for S sample indices. Cells that pass go to row[a..b], or as one run to the row's difference array `diff` when
+// for S samples. Cells that pass go to row[a..b], or as one run to the row's difference array `diff` when
 // they all do.
+struct MixedSample {  // a sample of a span whose columns cross label runs: its index, row and end columns
+  int64_t i, yi, qa, qb;
+};
+
 void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_t y, int64_t a, int64_t b,
                 int64_t cy, int64_t S, const float* steps, const double* inv_steps, int64_t needed, int32_t* cnt,
-                int64_t* mixed, int32_t* row, int32_t* diff) {
+                MixedSample* mixed, int32_t* row, int32_t* diff) {
   const int64_t L = b - a + 1;
   const float fx = static_cast<float>(x), fy = static_cast<float>(y), dy = static_cast<float>(cy - y);
   const int64_t wx0 = maps.x0, wx1 = maps.x0 + maps.w - 1;  // the window's columns
@@ -312,7 +316,7 @@ void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_
     } else if (qa >= wx0 && run_end[(yi - maps.y0) * maps.w + (qa - wx0)] >= qb) {  // one run holds them all
       if (maps.din[(yi - maps.y0) * maps.w + (qa - wx0)] > 0) ++whole; else --possible;
     } else {
-      mixed[n_mixed++] = i;
+      mixed[n_mixed++] = MixedSample{i, yi, qa, qb};
     }
   }
   if (whole >= needed) {
@@ -323,7 +327,7 @@ void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_
   if (possible < needed) return;
   std::fill(cnt, cnt + L + 1, 0);
   for (int64_t k = 0; k < n_mixed; ++k) {
-    const int64_t i = mixed[k];
+    const int64_t i = mixed[k].i, qa = mixed[k].qa, qb = mixed[k].qb;
     const float step = steps[i];
     auto q = [&](int64_t cx) { return sample_coord(fx, step, static_cast<float>(cx - x)); };
     // first cell in [lo, b + 1] whose sample column is >= t (b + 1: none), given that it is not below lo
@@ -334,10 +338,9 @@ void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_
       while (c <= b && q(c) < t) ++c;
       return c;
     };
-    const int64_t off = (sample_coord(fy, step, dy) - maps.y0) * maps.w - maps.x0;
+    const int64_t off = (mixed[k].yi - maps.y0) * maps.w - maps.x0;
     const int32_t* din_row = maps.din + off;
     const int32_t* end_row = run_end + off;
-    const int64_t qa = q(a), qb = q(b);
     int64_t from = a;  // cells before `from` have samples in runs already handled
     for (int64_t col = qa; col <= qb;) {
       if (col < wx0 || col > wx1) {  // off the class outside the window
@@ -358,29 +361,29 @@ void count_span(const ClassMaps& maps, const int32_t* run_end, int64_t x, int64_
   add_passing(cnt, L, needed - whole, row + a);
 }
 
-// Narrows the open cells of a row around its certain interval [in_lo, in_hi] (row_candidates, |dy| > kExactRows):
-// walking outward from it, a cell whose float64 cosine exceeds the threshold by `margin` certainly passes the float32
-// direction test (joins [in_lo, in_hi]); one below it by `margin` certainly fails, and so do all cells further out
-// (along a row the cosine falls monotonically away from the cone), so [lo, hi] ends there. The walk stops at the
-// first cell it cannot decide; the cells left between lo and in_lo (in_hi and hi) are tested one by one.
+// Narrows the open cells of a row around its certain interval [in_lo, in_hi]: walking outward from it, a cell whose
+// float64 cosine exceeds the threshold by `margin` certainly passes the float32 direction test (joins [in_lo, in_hi]
+// while the cells before it did too); the first cell below it by `margin` certainly fails, and so do all cells
+// further out, so [lo, hi] ends there. (Along a row the cosine is unimodal; a cell below a certain-passing one lies
+// past the maximum, where it falls monotonically outward.) The cells in between that neither bound decides stay
+// open, and are tested one by one.
 void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, int64_t& lo, int64_t& hi,
                  int64_t& in_lo, int64_t& in_hi) {
-  const double up = threshold + margin, down = threshold - margin;
+  const double up = threshold + margin, down = threshold - margin, fdy = static_cast<double>(dy);
+  auto passes = [&](int64_t x, double t) { return cos_exceeds(p, static_cast<double>(x - p.x), fdy, t); };
   for (int64_t x = in_lo - 1; x >= lo; --x) {
-    const double dx = static_cast<double>(x - p.x), fdy = static_cast<double>(dy);
-    if (cos_exceeds(p, dx, fdy, up)) {
+    if (x == in_lo - 1 && passes(x, up)) {
       in_lo = x;
-    } else {
-      if (!cos_exceeds(p, dx, fdy, down)) lo = x + 1;
+    } else if (!passes(x, down)) {
+      lo = x + 1;
       break;
     }
   }
   for (int64_t x = in_hi + 1; x <= hi; ++x) {
-    const double dx = static_cast<double>(x - p.x), fdy = static_cast<double>(dy);
-    if (cos_exceeds(p, dx, fdy, up)) {
+    if (x == in_hi + 1 && passes(x, up)) {
       in_hi = x;
-    } else {
-      if (!cos_exceeds(p, dx, fdy, down)) hi = x - 1;
+    } else if (!passes(x, down)) {
+      hi = x - 1;
       break;
     }
   }
@@ -391,12 +394,12 @@ void tighten_row(const Voter& p, int64_t dy, double threshold, double margin, in
 // row: a half row that clears the threshold by `margin` passes whole (and the other half fails). On the rows
 // dy != 0 the cone's analytic interval (cone_row_bounds) is verified instead: its end cells are moved inward until
 // their float64 cosine clears the threshold by `margin` (along a row the cosine is unimodal, so every cell between
-// two such cells clears it too), and outward from them the first cell below the threshold by `margin` ends [lo, hi]
-// (away from the cone the cosine falls monotonically). False (nothing changed) when no cell certainly passes.
+// two such cells clears it too), and tighten_row ends [lo, hi] outward from them. False (nothing changed) when no
+// cell certainly passes.
 // threshold >= 0 (make_params): the half rows of dy = 0 cannot both pass.
 bool exact_row_interval(const Voter& p, int64_t dy, int64_t W, double threshold, double margin, int64_t& lo,
                         int64_t& hi, int64_t& in_lo, int64_t& in_hi) {
-  const double up = threshold + margin, down = threshold - margin;
+  const double up = threshold + margin;
   if (dy == 0) {
     const double c = static_cast<double>(p.u) / static_cast<double>(p.n1);
     if (-c > up && lo <= p.x - 1) {  // the left half row
@@ -414,28 +417,14 @@ bool exact_row_interval(const Voter& p, int64_t dy, int64_t W, double threshold,
   double A, B;
   if (!cone_row_bounds(p, dy, W, A, B)) return false;
   const double fdy = static_cast<double>(dy);
-  auto passes = [&](int64_t x, double t) { return cos_exceeds(p, static_cast<double>(x - p.x), fdy, t); };
+  auto passes = [&](int64_t x) { return cos_exceeds(p, static_cast<double>(x - p.x), fdy, up); };
   int64_t a = imax(lo, ceil_i(A)), b = imin(hi, floor_i(B));
-  while (a <= b && !passes(a, up)) ++a;
-  while (b >= a && !passes(b, up)) --b;
+  while (a <= b && !passes(a)) ++a;
+  while (b >= a && !passes(b)) --b;
   if (a > b) return false;
-  int64_t l = lo, h = hi;
-  for (int64_t x = a - 1; x >= lo; --x) {
-    if (!passes(x, down)) {
-      l = x + 1;
-      break;
-    }
-  }
-  for (int64_t x = b + 1; x <= hi; ++x) {
-    if (!passes(x, down)) {
-      h = x - 1;
-      break;
-    }
-  }
-  lo = l;
-  hi = h;
   in_lo = a;
   in_hi = b;
+  tighten_row(p, dy, threshold, margin, lo, hi, in_lo, in_hi);
   return true;
 }
 
@@ -471,7 +460,7 @@ at::Tensor accumulate(const VoterSet& vs, const at::Tensor& labels, int64_t C, c
   const int64_t T = S * H, n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<int32_t> diff(W + 1), cnt(W + 2);
-    std::vector<int64_t> mixed(p.same_label_samples + 1);
+    std::vector<MixedSample> mixed(p.same_label_samples + 1);
     for (int64_t c = c0; c < c1; ++c) {
     for (int64_t t = c; t < T; t += n_chunks) {
       const int64_t s = t / H, y = t % H;
