@@ -79,6 +79,13 @@ def motion_blur(image: np.ndarray, rng: np.random.Generator, max_length: int = 1
     return cv2.filter2D(img, -1, kernel / n)
 
 
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """The frame as a mono camera would give it, converted back to 3 channels: each pixel's luminance
+    (ITU-R BT.601, as OpenCV's BGR2GRAY) on all three channels."""
+    img = _check_image(image)
+    return np.repeat(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None], 3, axis=2)
+
+
 def replace_background(image: np.ndarray, label: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Pixels with label 0 take the background (resized to the image when sizes differ)."""
     img = _check_image(image)
@@ -105,10 +112,11 @@ class AugmentConfig:
     blur_max_length: int = 15         # pixels
     background_prob: float = 0.0      # replace the label-0 pixels (PT: 1 for synthetic, 0.5 for real frames)
     background_constant_prob: float = 0.1  # the background is one random colour
+    gray_prob: float = 0.0            # our option, off in PT: the composed frame becomes grey (a mono camera)
 
     def validate(self) -> None:
         for name in ("hls_prob", "noise_or_blur_prob", "blur_fraction", "background_prob",
-                     "background_constant_prob"):
+                     "background_constant_prob", "gray_prob"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
@@ -197,4 +205,6 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig |
             raise ValueError("label is required for background replacement (background_prob > 0)")
         bg = _background(rng, cfg, img.shape[0], img.shape[1], backgrounds or BackgroundImages())
         img = replace_background(img, label, bg)
+    if cfg.gray_prob > 0 and rng.random() < cfg.gray_prob:  # no draw when off: PT's random stream is unchanged
+        img = to_gray(img)
     return img

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from posecnn_core.augment import (AugmentConfig, BackgroundImages, augment, gaussian_noise, hls_jitter,
-                                  motion_blur, replace_background)
+                                  motion_blur, replace_background, to_gray)
 
 
 def _img(seed=0, h=24, w=32):
@@ -139,3 +139,38 @@ def test_augment_is_seeded_and_configurable():
         augment(img, np.random.default_rng(0), AugmentConfig(hls_prob=2))
     with pytest.raises(ValueError, match="image"):
         augment(img.astype(np.float32), np.random.default_rng(0))
+
+
+def test_to_gray_is_a_mono_cameras_luminance_on_three_channels():
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[0, 0] = (255, 0, 0)      # pure blue (BGR)
+    img[0, 1] = (0, 255, 0)      # pure green
+    img[0, 2] = (0, 0, 255)      # pure red
+    img[1] = 200
+    g = to_gray(img)
+    assert g.shape == img.shape and g.dtype == np.uint8
+    np.testing.assert_array_equal(g[..., 0], g[..., 1])
+    np.testing.assert_array_equal(g[..., 0], g[..., 2])
+    # BT.601: 0.114 B + 0.587 G + 0.299 R
+    np.testing.assert_array_equal(g[0, :, 0], [29, 150, 76])
+    np.testing.assert_array_equal(g[1, :, 0], [200, 200, 200])
+
+
+def test_gray_option_is_off_in_pt_and_leaves_pts_random_stream_alone():
+    img = _img()
+    label = np.zeros(img.shape[:2], np.int64)
+    label[4:12, 4:12] = 1
+    assert AugmentConfig().gray_prob == 0.0
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    a = augment(img, rng_a, AugmentConfig(background_prob=1.0), label=label)
+    b = augment(img, rng_b, AugmentConfig(background_prob=1.0, gray_prob=0.0), label=label)
+    np.testing.assert_array_equal(a, b)
+    assert rng_a.random() == rng_b.random()  # gray_prob 0 draws nothing
+    always = AugmentConfig(background_prob=1.0, gray_prob=1.0)
+    g = augment(img, np.random.default_rng(5), always, label=label)
+    np.testing.assert_array_equal(g, to_gray(a))  # the composed frame, background included, turned grey
+    half = AugmentConfig(hls_prob=0, noise_or_blur_prob=0, gray_prob=0.3)
+    grey = sum(np.array_equal(augment(img, np.random.default_rng(s), half), to_gray(img)) for s in range(1000))
+    assert grey / 1000 == pytest.approx(0.3, abs=0.05)
+    with pytest.raises(ValueError, match="gray_prob"):
+        augment(img, np.random.default_rng(0), AugmentConfig(gray_prob=1.5))

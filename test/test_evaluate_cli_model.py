@@ -90,3 +90,36 @@ def test_eval_cli_rotation_search_option(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert eval_main(base + ["--out", str(tmp_path / "c"), "--rotation-search", "-1"]) == 2
     assert "--rotation-search must be >= 0" in capsys.readouterr().err
+
+
+def test_eval_cli_mono_gives_the_model_grey_frames(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from posecnn_core import estimator as estimator_module
+
+    yaml_path, net, ckpt = _tiny_model_and_split(tmp_path)
+    frames = []
+    real_estimate = estimator_module.PoseEstimator.estimate
+
+    def spy(self, rgb, K, depth=None):
+        frames.append(rgb.copy())
+        return real_estimate(self, rgb, K, depth)
+
+    monkeypatch.setattr(estimator_module.PoseEstimator, "estimate", spy)
+    base = ["--checkpoint", str(ckpt), "--objects", str(yaml_path), "--dataset", str(tmp_path / "ds"),
+            "--split", "test", "--device", "cpu", "--no-progress"]
+    assert eval_main(base + ["--out", str(tmp_path / "colour")]) == 0
+    assert eval_main(base + ["--out", str(tmp_path / "mono"), "--mono"]) == 0
+    colour, mono = frames[:2], frames[2:]
+    assert len(mono) == 2 and "(mono)" in (tmp_path / "mono" / "report.md").read_text()
+    for c, m in zip(colour, mono):
+        assert not np.array_equal(c[..., 0], c[..., 1])  # the toy frames are coloured
+        np.testing.assert_array_equal(m[..., 0], m[..., 1])
+        np.testing.assert_array_equal(m[..., 0], m[..., 2])
+        lum = 0.299 * c[..., 0].astype(float) + 0.587 * c[..., 1] + 0.114 * c[..., 2]
+        assert np.abs(m[..., 0] - lum).max() <= 1.0
+    capsys.readouterr()
+    assert eval_main(["--results", str(tmp_path / "mono" / "results.json"), "--objects", str(yaml_path),
+                      "--dataset", str(tmp_path / "ds"), "--split", "test", "--out", str(tmp_path / "r"),
+                      "--mono"]) == 2
+    assert "--mono" in capsys.readouterr().err

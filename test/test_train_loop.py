@@ -73,7 +73,9 @@ def test_lr_schedule_uses_pts_epoch_timing():
 def test_yaml_overrides_and_errors(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("lr: 0.01\naugment: {noise_or_blur_prob: 0.0}\ntrain_data: [{root: /x, split: val, synthetic: true}]\n")
-    c = load_config(p, ["augment.hls_prob=0.5", "max_iters=5", "input_size=[96, 128]"])
+    c = load_config(p, ["augment.hls_prob=0.5", "max_iters=5", "input_size=[96, 128]", "augment.gray_prob=0.2"])
+    assert c.augment.gray_prob == 0.2 and c.augment.for_source(True).gray_prob == 0.2
+    assert TrainConfig().augment.gray_prob == 0.0  # off in PT's recipe
     assert c.lr == 0.01 and c.augment.noise_or_blur_prob == 0 and c.augment.hls_prob == 0.5 and c.max_iters == 5
     assert c.augment.for_source(False).background_prob == 0.5 and c.augment.for_source(True).background_prob == 1.0
     assert c.train_data[0].split == "val" and c.train_data[0].synthetic and c.input_size == [96, 128]
@@ -84,6 +86,7 @@ def test_yaml_overrides_and_errors(tmp_path):
                       (["rotation_loss=l2"], "rotation_loss"), (["roi_source=rpn"], "roi_source"),
                       (["reference_camera={fx: 0, fy: 500}"], "reference_camera"),
                       (["reference_camera=500"], "reference_camera"), (["augment.scale_min=2"], "scale_min"),
+                      (["augment.gray_prob=1.5"], "gray_prob"),
                       (["hard_angle=-1"], "hard_angle"), (["pose_fg_iou=0"], "pose_fg_iou"),
                       (["dist_timeout_s=0"], "dist_timeout_s"), (["lr_scaling=sqrt"], "lr_scaling"),
                       (["lr_reference_batch=0"], "lr_reference_batch")):

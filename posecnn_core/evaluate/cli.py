@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation-crop", type=float, default=None, metavar="SIZE",
                    help="rotation head on per-detection crops resampled to SIZE pixels (EstimatorConfig."
                         "rotation_crop_size); 0 = pooled from the frame, as PT; default: as the checkpoint says")
+    p.add_argument("--mono", action="store_true",
+                   help="turn each colour frame grey first, as a mono8 camera gives it (luminance on 3 channels)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate only the first N frames of the split")
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--no-progress", action="store_true")
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         timing = None
         initial = None
         if args.results:
+            if args.mono:
+                raise ValueError("--mono changes the frames a model sees: it needs --checkpoint, not --results")
             results = load_results(args.results)
         else:
             from ..estimator import EstimatorConfig, PoseEstimator
@@ -118,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             est = PoseEstimator(args.checkpoint, objects, device=args.device, config=cfg)
             initial = FrameResults(class_names=list(est.class_names)) if args.depth else None
             results, timing = run_estimator(est, args.dataset, args.split, frame_ids=ids, use_depth=args.depth,
-                                            progress=not args.no_progress, initial=initial)
+                                            progress=not args.no_progress, initial=initial, mono=args.mono)
             out.mkdir(parents=True, exist_ok=True)
             save_results(out / "results.json", results)
             if initial is not None:
                 (out / "without_refinement").mkdir(exist_ok=True)
                 save_results(out / "without_refinement" / "results.json", initial)
         title = args.title or f"PoseCNN on {Path(args.dataset).name}/{args.split}" + (
-            f" ({Path(args.checkpoint).name})" if args.checkpoint else "")
+            " (mono)" if args.mono else "") + (f" ({Path(args.checkpoint).name})" if args.checkpoint else "")
         report = evaluate_results(results, gt, objects, title=title + (" with depth refinement" if initial else ""))
         before = (evaluate_results(initial, gt, objects, title=title + " without refinement")
                   if initial is not None else None)

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..augment import to_gray
 from ..datasets.ycb import BadFrameFileError, YCBVideoDataset, frame_files, read_frame_list, read_meta_annotations
 from ..objects import ObjectSet
 from ..targets import boxes_from_points
@@ -35,20 +36,22 @@ def read_ground_truth(root: str | Path, split: str, object_set: ObjectSet,
 
 def run_estimator(estimator: Any, root: str | Path, split: str, frame_ids: Sequence[str] | None = None,
                   use_depth: bool = False, progress: bool = True,
-                  initial: FrameResults | None = None) -> tuple[FrameResults, dict[str, float]]:
+                  initial: FrameResults | None = None, mono: bool = False) -> tuple[FrameResults, dict[str, float]]:
     """Run ``estimator.estimate`` (a :class:`~posecnn_core.estimator.PoseEstimator`) on every frame of the split.
 
     Returns (results, timing) with timing = {"frames", "seconds", "ms_per_frame"}. Frames are read with
     ``datasets.ycb``; a bad frame raises BadFrameFileError naming its file. With ``use_depth`` the estimator
     refines poses with the depth images; ``initial``, when given, receives the same detections with their poses
-    before refinement, so one run yields the with/without comparison.
+    before refinement, so one run yields the with/without comparison. With ``mono`` each colour frame is first
+    turned into what a mono camera gives (its luminance on the three channels, as the node expands ``mono8``).
     """
     ds = YCBVideoDataset(root, split, frame_ids=frame_ids, load_depth=use_depth)
     results = FrameResults(class_names=list(estimator.class_names))
     t0 = time.perf_counter()
     for fid in tqdm(ds.frame_ids, desc="eval", disable=not progress, dynamic_ncols=True):
         frame = ds.read(fid)
-        rgb = np.ascontiguousarray(frame.color_bgr[:, :, ::-1])
+        bgr = to_gray(frame.color_bgr) if mono else frame.color_bgr
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         est = estimator.estimate(rgb, frame.K, frame.depth if use_depth else None)
         results.frames[fid] = [Detection(class_id=o.class_id, score=o.score, roi=o.roi, R=o.R, t=o.t)
                                for o in est.objects]

@@ -56,6 +56,7 @@ class AugmentConfig:
     noise_sigma: float = _PT.noise_sigma
     blur_max_length: int = _PT.blur_max_length
     background_constant_prob: float = _PT.background_constant_prob
+    gray_prob: float = _PT.gray_prob   # our option (0 in PT): the whole augmented frame turned grey
     background_prob: float = 1.0      # synthetic sources: replace the label-0 pixels by a background
     background_prob_real: float = 0.5  # other sources
     background_dir: str | None = None  # photographs (PT: COCO train2014); null = procedural backgrounds
@@ -293,7 +294,7 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= (180 if name == "hue" else 255):
                 raise ConfigError(f"field 'augment.{name}' must be a non-negative number, got {v!r}")
         for name in ("hls_prob", "noise_or_blur_prob", "blur_fraction", "background_prob", "background_prob_real",
-                     "background_constant_prob", "scale_prob"):
+                     "background_constant_prob", "scale_prob", "gray_prob"):
             v = getattr(a, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ConfigError(f"field 'augment.{name}' must be a probability in [0, 1], got {v!r}")
