@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.rotation_search is not None and args.rotation_search < 0:
             raise ValueError(f"--rotation-search must be >= 0, got {args.rotation_search}")
+        if args.mono and args.results:
+            raise ValueError("--mono changes the frames a model sees: it needs --checkpoint, not --results")
         objects = load_object_set(args.objects, models_root=args.models_root)
         ids = read_frame_list(args.dataset, args.split)
         if not ids:
@@ -103,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         timing = None
         initial = None
         if args.results:
-            if args.mono:
-                raise ValueError("--mono changes the frames a model sees: it needs --checkpoint, not --results")
             results = load_results(args.results)
         else:
             from ..estimator import EstimatorConfig, PoseEstimator
