@@ -18,7 +18,7 @@ from posecnn_core.objects import load_object_set  # noqa: E402
 from posecnn_core.targets import compute_targets  # noqa: E402
 from posecnn_core.train import ddp  # noqa: E402
 from posecnn_core.train.cli import main as train_main  # noqa: E402
-from posecnn_core.train.config import ConfigError, TrainConfig, load_config  # noqa: E402
+from posecnn_core.train.config import ConfigError, TrainConfig, apply_overrides, load_config  # noqa: E402
 from posecnn_core.train.data import (EpochSampler, TrainDataset, collate, expand_vertex_targets,  # noqa: E402
                                      resize_frame)
 from posecnn_core.boxes import BoxCoder, box_iou  # noqa: E402
@@ -94,6 +94,16 @@ def test_yaml_overrides_and_errors(tmp_path):
             load_config(p, bad)
     with pytest.raises(ConfigError, match="train_data' is empty"):
         TrainConfig().check_ready()
+
+
+def test_exponent_floats_are_numbers(tmp_path):
+    """YAML 1.2 floats without a dot (2e-5) are numbers in config files and --set, as a user writes them."""
+    p = tmp_path / "c.yaml"
+    p.write_text("lr: 1e-4\nweight_decay: 5E-4\n")
+    c = load_config(p, ["augment.gray_prob=2.5e-1"])
+    assert c.lr == pytest.approx(1e-4) and c.weight_decay == pytest.approx(5e-4) and c.augment.gray_prob == 0.25
+    assert load_config(None, ["lr=2e-5"]).lr == pytest.approx(2e-5)
+    assert apply_overrides({}, ["output_dir=1e5run", "seed=12"]) == {"output_dir": "1e5run", "seed": 12}
 
 
 def test_example_configs_load():

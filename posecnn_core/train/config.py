@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,6 +23,20 @@ __all__ = ["ConfigError", "DataSource", "AugmentConfig", "CropStreamConfig", "Tr
 
 class ConfigError(ValueError):
     """A training configuration that cannot be used; the message names the field."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with YAML 1.2's floats: ``2e-5`` and ``1E3`` are numbers, not strings."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass
@@ -453,7 +468,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _parse_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r} ({exc})") from exc
         _set_dotted(data, key, value)
@@ -468,7 +483,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = _parse_yaml(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
         if loaded is not None and not isinstance(loaded, dict):
